@@ -1,0 +1,449 @@
+"""The agent of one host: runs instances and holds their image content.
+
+Design:
+- Instances are started detached through the OCI runtime. Their process 1 is ``atoll-init``, which
+  writes the log and the exit status itself, so no process of ours sits between a container and its
+  output, and nothing is lost while the agent is down.
+- Exits are noticed through pidfds (``watch.ExitWatcher``) and reported to the control plane, which
+  decides on restarts; the agent only carries out the back-off timer.
+- ``reconcile()`` is level-triggered and idempotent: it runs at start-up (adopting running containers,
+  recording exits that happened while the agent was away) and then periodically, and it removes
+  runtime state, mounts, cgroups and directories that no longer belong to any assignment.
+- Operations on one instance are serialised by a per-instance lock; the lock is never held while
+  talking to the control plane, which may call back into the agent (auto-remove).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atoll.agent.etcfiles import write_etc_files
+from atoll.agent.images.overlay import is_mounted, mount_overlay, unmount
+from atoll.agent.images.store import ImageStore
+from atoll.agent.layout import InstanceLayout, instance_layout
+from atoll.agent.runtime.cgroups import CgroupReader, cgroup_version, list_cgroups, remove_cgroup
+from atoll.agent.runtime.exitfile import read_exit_file
+from atoll.agent.runtime.initbin import ensure_init_binary
+from atoll.agent.runtime.logs import follow_log, log_size, read_log
+from atoll.agent.runtime.oci import build_config, build_exec_process
+from atoll.agent.runtime.oci_runtime import OciRuntime, select_runtime
+from atoll.agent.runtime.rootpath import find_executable
+from atoll.agent.runtime.users import resolve_user
+from atoll.agent.watch import ExitWatcher
+from atoll.model.clock import from_timestamp, utcnow
+from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
+from atoll.model.image import ImageConfig, ImageRecord
+from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
+from atoll.model.ports import Assignment, ControlPlane, ExecProcess, ExecSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LOST_EXIT_CODE = 255  # as Docker reports containers that vanished with their host
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    host_id: str
+    data_dir: Path
+    """Image layers, instance directories (upper layers, logs, exit files) and the init binary."""
+    run_dir: Path
+    """The OCI runtime's state; tmpfs in production so a reboot starts clean."""
+    cgroup_parent: str = "atoll"
+    runtime: str = "auto"
+    reconcile_interval: float = 5.0
+    """How often drift is looked for; exits are seen at once through pidfds, not by this loop."""
+
+
+@dataclass
+class _Run:
+    pid: int
+    started_at: str
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        control: ControlPlane,
+        store: ImageStore,
+        runtime: OciRuntime,
+        init_binary: Path,
+    ) -> None:
+        self.config = config
+        self._control = control
+        self._store = store
+        self._runtime = runtime
+        self._init = init_binary
+        self.cgroup_version = cgroup_version()
+        self._watcher = ExitWatcher()
+        self._runs: dict[str, _Run] = {}
+        self._specs: dict[str, InstanceSpec] = {}
+        self._restarts: dict[str, asyncio.TimerHandle] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:
+        for path in (config.data_dir / "instances", config.data_dir / "tmp", config.run_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        init = await asyncio.to_thread(ensure_init_binary, config.data_dir / "bin")
+        store = ImageStore(config.data_dir / "images")
+        runtime = await select_runtime(
+            config.runtime, config.run_dir / "runtime", init, config.data_dir / "tmp", config.cgroup_parent
+        )
+        return cls(config, control, store, runtime, init)
+
+    @property
+    def host_id(self) -> str:
+        return self.config.host_id
+
+    @property
+    def runtime_name(self) -> str:
+        return self._runtime.name
+
+    # -- life of the agent itself ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Adopt what is already running, then keep reconciling in the background."""
+        await self.reconcile()
+        self._loop_task = asyncio.create_task(self._reconcile_forever())
+
+    async def close(self) -> None:
+        """Stop watching. Containers keep running: they do not depend on the agent."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for handle in self._restarts.values():
+            handle.cancel()
+        self._restarts.clear()
+        self._watcher.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reconcile_interval)
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("reconcile failed; retrying in %ss", self.config.reconcile_interval)
+
+    # -- images ------------------------------------------------------------------------------------
+
+    async def import_images(self, archive: AsyncIterator[bytes]) -> list[ImageRecord]:
+        return await self._store.import_archive(archive)
+
+    async def build_image(self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig) -> ImageRecord:
+        return await self._store.build(rootfs_tar, config)
+
+    async def image_present(self, image_id: str) -> bool:
+        return self._store.get(image_id) is not None
+
+    async def remove_image(self, image_id: str) -> None:
+        in_use = {layer for spec in self._specs.values() for layer in spec.layers}
+        await asyncio.to_thread(self._store.remove, image_id, keep_layers=in_use)
+
+    # -- instances ---------------------------------------------------------------------------------
+
+    def _layout(self, instance_id: str) -> InstanceLayout:
+        return instance_layout(self.config.data_dir, instance_id)
+
+    def _cgroup(self, instance_id: str) -> str:
+        return f"/{self.config.cgroup_parent}/{instance_id}"
+
+    def _lock(self, instance_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(instance_id, asyncio.Lock())
+
+    async def create_instance(self, spec: InstanceSpec) -> None:
+        self._store.layer_dirs(spec.layers)  # fails now, with a clear error, if the image is missing
+        layout = self._layout(spec.id)
+        for path in (layout.upper, layout.work, layout.rootfs, layout.etc):
+            path.mkdir(parents=True, exist_ok=True)
+        self._specs[spec.id] = spec
+
+    async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
+        async with self._lock(spec.id):
+            run = self._runs.get(spec.id)
+            if run is not None:
+                return RuntimeState(spec.id, running=True, pid=run.pid, started_at=run.started_at)
+            await self.create_instance(spec)
+            pid = await self._launch(spec)
+            run = _Run(pid=pid, started_at=utcnow())
+            self._runs[spec.id] = run
+            self._watcher.watch(spec.id, pid, lambda: self._spawn(self._handle_exit(spec.id)))
+            return RuntimeState(spec.id, running=True, pid=pid, started_at=run.started_at)
+
+    async def _launch(self, spec: InstanceSpec) -> int:
+        layout = self._layout(spec.id)
+        if not is_mounted(layout.rootfs):
+            mount_overlay(self._store.layer_dirs(spec.layers), layout.upper, layout.work, layout.rootfs)
+        log_fd = exit_fd = -1
+        try:
+            user = resolve_user(layout.rootfs, spec.process.user)
+            self._check_executable(layout.rootfs, spec.process.args[0], spec.process.env)
+            mounts = write_etc_files(layout.etc, spec.hostname or spec.id[:12])
+            config = build_config(
+                spec,
+                rootfs=layout.rootfs,
+                init_binary=self._init,
+                user=user,
+                cgroups_path=self._cgroup(spec.id),
+                mounts=mounts,
+            )
+            layout.config.write_text(json.dumps(config))
+            log_fd = os.open(layout.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            exit_fd = os.open(layout.exit_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+            try:
+                return await self._runtime.run_detached(
+                    spec.id, layout.bundle, log_fd=log_fd, exit_fd=exit_fd, pid_file=layout.pid_file
+                )
+            except RuntimeFailure:
+                # A stale record (e.g. left by a crash between exit and delete) blocks the id; clear it once.
+                if await self._runtime.state(spec.id) is None:
+                    raise
+                await self._runtime.delete(spec.id, force=True)
+                return await self._runtime.run_detached(
+                    spec.id, layout.bundle, log_fd=log_fd, exit_fd=exit_fd, pid_file=layout.pid_file
+                )
+        except BaseException:
+            unmount(layout.rootfs)
+            raise
+        finally:
+            for fd in (log_fd, exit_fd):
+                if fd >= 0:
+                    os.close(fd)
+
+    @staticmethod
+    def _check_executable(rootfs: Path, arg0: str, env: list[str]) -> None:
+        path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+        if find_executable(rootfs, arg0, path) is None:
+            raise InvalidInput(f'exec: "{arg0}": executable file not found in $PATH')
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _collect_exit(self, instance_id: str) -> ExitInfo:
+        """How the last run ended, from what the container's init left behind."""
+        layout = self._layout(instance_id)
+        oom = False
+        with contextlib.suppress(OSError):
+            oom = CgroupReader(self._cgroup(instance_id)).oom_kills() > 0
+        status = read_exit_file(layout.exit_file)
+        if status is not None:
+            finished = from_timestamp(layout.exit_file.stat().st_mtime)
+            return ExitInfo(exit_code=status[0], oom_killed=oom, finished_at=finished)
+        # No status: init itself was SIGKILLed (by a kill, a stop timeout or the OOM killer).
+        return ExitInfo(exit_code=137, oom_killed=oom, finished_at=utcnow())
+
+    async def _handle_exit(self, instance_id: str) -> None:
+        run = self._runs.get(instance_id)
+        async with self._lock(instance_id):
+            info = self._collect_exit(instance_id)
+            self._runs.pop(instance_id, None)
+            report = self._spawn(self._report_exit(instance_id, info))  # wakes waiters before cleanup
+            await self._cleanup_runtime(instance_id)
+        with contextlib.suppress(Exception):
+            await report
+        if run is not None:
+            run.exited.set()
+
+    async def _report_exit(self, instance_id: str, info: ExitInfo) -> None:
+        try:
+            delay = await self._control.instance_exited(self.host_id, instance_id, info)
+        except NotFound:
+            return
+        except Exception:
+            log.exception("could not report the exit of %s; the next reconcile will", instance_id)
+            return
+        if delay is not None:
+            self._schedule_restart(instance_id, delay)
+
+    async def _cleanup_runtime(self, instance_id: str) -> None:
+        await self._runtime.delete(instance_id, force=True)
+        unmount(self._layout(instance_id).rootfs)
+
+    def _schedule_restart(self, instance_id: str, delay: float) -> None:
+        self._cancel_restart(instance_id)
+        loop = asyncio.get_running_loop()
+        self._restarts[instance_id] = loop.call_later(
+            max(delay, 0.0), lambda: self._spawn(self._restart(instance_id))
+        )
+
+    def _cancel_restart(self, instance_id: str) -> None:
+        handle = self._restarts.pop(instance_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    async def _restart(self, instance_id: str) -> None:
+        self._restarts.pop(instance_id, None)
+        spec = self._specs.get(instance_id)
+        if spec is None:
+            return
+        try:
+            state = await self.start_instance(spec)
+        except Exception as exc:  # the policy decides whether to try again
+            message = exc.message if isinstance(exc, RuntimeFailure | InvalidInput) else str(exc)
+            await self._report_exit(instance_id, ExitInfo(exit_code=127, finished_at=utcnow(), error=message))
+            return
+        await self._control.instance_started(self.host_id, state)
+
+    async def stop_instance(self, instance_id: str, signal: str, timeout: float) -> None:
+        self._cancel_restart(instance_id)
+        run = self._runs.get(instance_id)
+        if run is None:
+            return
+        await self._runtime.kill(instance_id, signal)
+        try:
+            await asyncio.wait_for(run.exited.wait(), timeout)
+        except TimeoutError:
+            await self._runtime.kill(instance_id, "SIGKILL", all_processes=True)
+            await asyncio.wait_for(run.exited.wait(), 30)
+
+    async def signal_instance(self, instance_id: str, signal: str) -> None:
+        if instance_id not in self._runs:
+            raise Conflict(f"instance {instance_id[:12]} is not running")
+        await self._runtime.kill(instance_id, signal)
+
+    async def remove_instance(self, instance_id: str) -> None:
+        self._cancel_restart(instance_id)
+        if instance_id in self._runs:
+            await self.stop_instance(instance_id, "SIGKILL", 0)
+        async with self._lock(instance_id):
+            await self._purge(instance_id)
+        self._locks.pop(instance_id, None)
+
+    async def _purge(self, instance_id: str) -> None:
+        """Remove every trace of an instance from this host. Idempotent."""
+        self._watcher.unwatch(instance_id)
+        self._runs.pop(instance_id, None)
+        self._specs.pop(instance_id, None)
+        await self._runtime.delete(instance_id, force=True)
+        layout = self._layout(instance_id)
+        unmount(layout.rootfs)
+        remove_cgroup(self._cgroup(instance_id))
+        await asyncio.to_thread(shutil.rmtree, layout.root, True)
+
+    async def logs(
+        self, instance_id: str, *, follow: bool = False, tail: int | None = None, since: str = ""
+    ) -> AsyncIterator[LogEntry]:
+        layout = self._layout(instance_id)
+        if not layout.root.is_dir():
+            raise NotFound(f"instance {instance_id[:12]} has no files on host {self.host_id}")
+        end = log_size(layout.log)
+        for entry in await asyncio.to_thread(read_log, layout.log, tail=tail, since=since, end=end):
+            yield entry
+        if follow:
+
+            def stopped() -> bool:
+                return instance_id not in self._runs and instance_id not in self._restarts
+
+            async for entry in follow_log(layout.log, offset=end, stopped=stopped):
+                yield entry
+
+    async def exec(self, instance_id: str, spec: ExecSpec) -> ExecProcess:
+        inst = self._specs.get(instance_id)
+        if inst is None or instance_id not in self._runs:
+            raise Conflict(f"instance {instance_id[:12]} is not running")
+        rootfs = self._layout(instance_id).rootfs
+        user = resolve_user(rootfs, spec.user or inst.process.user)
+        process = build_exec_process(spec, base_env=inst.process.env, user=user, default_cwd=inst.process.cwd)
+        return await self._runtime.exec(instance_id, process)
+
+    # -- reconciliation ----------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Make this host match the controller's assignments. Safe to run at any time, any number of times."""
+        # Look at the host before asking the controller: anything created after this snapshot is
+        # absent from it, so a concurrent create can never be mistaken for an orphan.
+        local_dirs = {p.name for p in (self.config.data_dir / "instances").iterdir() if p.is_dir()}
+        local_containers = {c["id"]: c for c in await self._runtime.list()}
+        local_cgroups = set(list_cgroups(self.config.cgroup_parent))
+        assignments = {a.spec.id: a for a in await self._control.assignments(self.host_id)}
+
+        for instance_id, assignment in assignments.items():
+            self._specs.setdefault(instance_id, assignment.spec)
+            try:
+                await self._converge(assignment, local_containers.get(instance_id))
+            except Exception:
+                log.exception("could not converge instance %s", instance_id)
+
+        orphans = (local_dirs | set(local_containers) | {c.rsplit("/", 1)[-1] for c in local_cgroups}) - set(
+            assignments
+        )
+        for instance_id in orphans:
+            log.info("removing %s: no longer assigned to this host", instance_id)
+            with contextlib.suppress(Exception):
+                await self._runtime.kill(instance_id, "SIGKILL", all_processes=True)
+            async with self._lock(instance_id):
+                await self._purge(instance_id)
+
+    async def _converge(self, assignment: Assignment, container: dict[str, Any] | None) -> None:
+        instance_id = assignment.spec.id
+        if instance_id in self._runs:
+            if not assignment.desired_running:
+                await self.stop_instance(instance_id, assignment.spec.stop_signal, assignment.spec.stop_timeout)
+            return
+        if container is not None and container.get("status") == "running" and container.get("pid"):
+            await self._adopt(assignment, int(container["pid"]))
+            return
+        if container is not None:
+            # It ended while nobody was watching: its init left the exit status behind.
+            await self._handle_exit(instance_id)
+            return
+        if assignment.status == InstanceStatus.RUNNING:
+            info = self._collect_exit(instance_id)
+            if read_exit_file(self._layout(instance_id).exit_file) is None:
+                info = ExitInfo(
+                    exit_code=LOST_EXIT_CODE,
+                    finished_at=utcnow(),
+                    error="the runtime has no record of this instance (host restarted?)",
+                )
+            unmount(self._layout(instance_id).rootfs)
+            await self._report_exit(instance_id, info)
+        elif (
+            assignment.status == InstanceStatus.RESTARTING
+            and assignment.desired_running
+            and instance_id not in self._restarts
+        ):
+            self._schedule_restart(instance_id, assignment.restart_at - time.time())
+
+    async def _adopt(self, assignment: Assignment, pid: int) -> None:
+        instance_id = assignment.spec.id
+        async with self._lock(instance_id):
+            if instance_id in self._runs:
+                return
+            started = assignment_started_at(self._layout(instance_id))
+            self._runs[instance_id] = _Run(pid=pid, started_at=started)
+            self._watcher.watch(instance_id, pid, lambda: self._spawn(self._handle_exit(instance_id)))
+        log.info("adopted running instance %s (pid %d)", instance_id, pid)
+        if assignment.status != InstanceStatus.RUNNING:
+            await self._control.instance_started(
+                self.host_id, RuntimeState(instance_id, running=True, pid=pid, started_at=started)
+            )
+        if not assignment.desired_running:
+            await self.stop_instance(instance_id, assignment.spec.stop_signal, assignment.spec.stop_timeout)
+
+
+def assignment_started_at(layout: InstanceLayout) -> str:
+    """When the current run began: the pid file is written by the runtime at start."""
+    try:
+        return from_timestamp(layout.pid_file.stat().st_mtime)
+    except OSError:
+        return utcnow()

@@ -1,0 +1,163 @@
+"""One import (or build) as a transaction over the store: everything it adds, or nothing.
+
+Layers are unpacked into the job's scratch directory under tmp/ and renamed into layers/ when complete
+and verified. If the target appeared meanwhile (a concurrent import of the same layer won the race),
+ours is discarded with the scratch directory. Image records are written last, all together; until then
+no image refers to what the job made, and a failure retires exactly what is fresh (see ledger.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from atoll.agent.images.layers import unpack_blob, unpack_rootfs
+from atoll.agent.images.layout import Layout, remove_tree, write_bytes, write_json
+from atoll.agent.images.ledger import Key, Ledger, blob_key, layer_key
+from atoll.agent.images.plan import LayerPlan
+from atoll.agent.images.records import StoredImage
+from atoll.agent.images.sources import BlobSource
+from atoll.agent.images.streams import sha256_digest
+from atoll.agent.images.syncfs import syncfs
+
+
+class ImportJob:
+    def __init__(self, layout: Layout, ledger: Ledger, scratch: Path) -> None:
+        self._layout = layout
+        self._ledger = ledger
+        self._scratch = scratch
+        self._pinned: list[Key] = []
+        self._released = False
+        self._created = False
+        self._work = 0
+
+    def add_blob(self, data: bytes) -> str:
+        digest = sha256_digest(data)
+        path = self._layout.blob(digest)
+        with self._ledger.lock:
+            if not path.exists():
+                write_bytes(path, data, self._scratch)  # small (a config or manifest): fine under the lock
+                self._ledger.fresh.add(blob_key(digest))
+                self._created = True
+            self._pin(blob_key(digest))
+        return digest
+
+    def ensure_layer(self, src: BlobSource, plan: LayerPlan) -> int:
+        """Make sure layer ``plan.diff_id`` is in the store; returns its size."""
+        target = self._layout.layer(plan.diff_id)
+        with self._ledger.lock:
+            if target.exists():
+                self._pin(layer_key(plan.diff_id))
+                return layer_size(target)
+        work = self._new_work()
+        size = unpack_blob(src, plan, work / "diff")
+        return self._install(work, plan.diff_id, size)
+
+    def add_rootfs(self, tar: Path, label: str) -> tuple[str, int]:
+        work = self._new_work()
+        diff_id, size = unpack_rootfs(tar, work / "diff", label)
+        return diff_id, self._install(work, diff_id, size)
+
+    def commit(self, images: list[StoredImage]) -> list[StoredImage]:
+        """Record ``images``; an image already stored keeps its tags and gains the new ones."""
+        if self._created:
+            syncfs(self._layout.root)  # layer data on disk before any record points at it
+        with self._ledger.lock:
+            final = []
+            for stored in images:
+                old = self._ledger.images.get(stored.record.id)
+                if old is not None:
+                    tags = _union(old.record.repo_tags, stored.record.repo_tags)
+                    blobs = _union(old.blobs, stored.blobs)
+                    stored = StoredImage(replace(stored.record, repo_tags=tags), blobs)
+                final.append(stored)
+            staged: list[tuple[Path, Path]] = []
+            for stored in final:  # write them all first: a failure here leaves no record behind
+                tmp = self._scratch / f"record-{len(staged)}.json"
+                write_json(tmp, stored.to_json(), self._scratch)
+                staged.append((tmp, self._layout.image(stored.record.id)))
+            for tmp, path in staged:
+                os.rename(tmp, path)
+            for stored in final:
+                self._ledger.images[stored.record.id] = stored
+                self._ledger.fresh.difference_update(layer_key(d) for d in stored.record.layers)
+                self._ledger.fresh.difference_update(blob_key(d) for d in stored.blobs)
+            self._release()
+        return final
+
+    def abort(self) -> None:
+        """Undo: retire what this job holds that is fresh and that nobody else holds or uses."""
+        retired = []
+        with self._ledger.lock:
+            self._release()
+            refs = self._ledger.referenced()
+            for key in dict.fromkeys(self._pinned):
+                if key not in self._ledger.fresh or key in refs or self._ledger.pins[key] > 0:
+                    continue
+                self._ledger.fresh.discard(key)
+                kind, digest = key
+                if kind == "blob":
+                    self._layout.blob(digest).unlink(missing_ok=True)
+                else:
+                    retired.append(self._layout.retire(self._layout.layer(digest)))
+        for path in retired:
+            if path is not None:
+                remove_tree(path)
+
+    def _install(self, work: Path, diff_id: str, size: int) -> int:
+        write_json(work / "layer.json", {"diff_id": diff_id, "size": size}, self._scratch)
+        target = self._layout.layer(diff_id)
+        with self._ledger.lock:
+            if target.exists():  # another import finished it first; ours goes with the scratch dir
+                self._pin(layer_key(diff_id))
+                return layer_size(target)
+            os.rename(work, target)
+            self._ledger.fresh.add(layer_key(diff_id))
+            self._pin(layer_key(diff_id))
+            self._created = True
+        return size
+
+    def _new_work(self) -> Path:
+        self._work += 1
+        work = self._scratch / f"layer-{self._work}"
+        (work / "diff").mkdir(parents=True)
+        return work
+
+    def _pin(self, key: Key) -> None:
+        self._ledger.pins[key] += 1
+        self._pinned.append(key)
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._ledger.unpin(self._pinned)
+
+
+def _union(old: list[str], new: list[str]) -> list[str]:
+    return old + [x for x in new if x not in old]
+
+
+def layer_size(layer: Path) -> int:
+    try:
+        with open(layer / "layer.json", "rb") as f:
+            size = json.load(f)["size"]
+        if isinstance(size, int):
+            return size
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return _measure(layer / "diff")
+
+
+def _measure(tree: Path) -> int:
+    """Docker's rule when the stored size is lost: regular files' bytes, each inode once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, _, files in os.walk(tree):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) not in seen and (st.st_mode & 0o170000) == 0o100000:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total

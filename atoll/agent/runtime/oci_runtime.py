@@ -1,0 +1,305 @@
+"""A thin async wrapper over the runc/crun command line, one method per runtime command.
+
+Both runtimes take the same commands and flags for what we use, so one class drives either. Every
+call is a subprocess without a shell. Idempotence lives here, because the agent converges state and
+must be able to repeat any step: ``kill`` of a stopped or unknown container and ``delete`` of an
+unknown one succeed; a failed ``run`` deletes what it half-made.
+
+``run_detached`` is the heart of the "no helper process" design. The runtime is started with its stdio
+on /dev/null (the container's init inherits it, and nothing of ours should leak in) and with the log
+and exit files at fds 3 and 4 (``--preserve-fds 2``), then it exits as soon as the container runs. Its
+own errors are read back from ``--log`` (JSON lines). It is started in a new session, so that a Ctrl-C
+aimed at the agent's terminal never reaches a container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from atoll.agent.runtime.cgroups import remove_cgroup
+from atoll.agent.runtime.exec import RuntimeExec
+from atoll.agent.runtime.oci import INIT_PATH, build_config
+from atoll.agent.runtime.rootpath import find_executable
+from atoll.agent.runtime.users import ResolvedUser
+from atoll.model.errors import InvalidInput, RuntimeFailure
+from atoll.model.instance import InstanceSpec, ProcessSpec
+
+log = logging.getLogger(__name__)
+
+RUNTIME_LOG = "runtime.log"
+"""The runtime's own log of a ``run``, in the bundle; removed once the container runs."""
+
+_NOT_FOUND_HINTS = ("does not exist", "not found", "no such file")
+_PROBE_TIMEOUT = 10.0
+
+
+async def _wait_pid(pid: int) -> int:
+    """Wait for a child we spawned ourselves (not through asyncio), without a thread."""
+    loop = asyncio.get_running_loop()
+    pidfd = os.pidfd_open(pid)
+    reaped = False
+    try:
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def fire() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(pidfd, fire)
+        try:
+            await exited
+        finally:
+            loop.remove_reader(pidfd)
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+        return os.waitstatus_to_exitcode(status)
+    finally:
+        os.close(pidfd)
+        if not reaped:  # cancelled: still reap it, or it stays a zombie
+            loop.run_in_executor(None, os.waitpid, pid, 0)
+
+
+def _error_message(log_file: Path, fallback: str) -> str:
+    """The runtime's error lines from its JSON log, most specific (last) first."""
+    messages: list[str] = []
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if line.strip():
+                messages.append(line.strip())
+            continue
+        if isinstance(record, dict) and record.get("level") in ("error", "fatal", "panic"):
+            messages.append(str(record.get("msg", "")).strip())
+    messages = [m for m in messages if m]
+    return messages[-1] if messages else fallback
+
+
+class OciRuntime:
+    def __init__(self, name: str, binary: str, root: Path) -> None:
+        self.name = name
+        self.binary = binary
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"OciRuntime({self.name!r}, {self.binary!r}, {str(self.root)!r})"
+
+    @property
+    def argv(self) -> list[str]:
+        """The binary with its global flags, for commands run elsewhere (exec)."""
+        return [self.binary, "--root", str(self.root)]
+
+    async def _call(self, *args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace").strip()
+
+    async def run_detached(
+        self, container_id: str, bundle: Path, *, log_fd: int, exit_fd: int, pid_file: Path
+    ) -> int:
+        """Create and start the container from ``bundle/config.json``; return its init's host pid."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        log_file = bundle / RUNTIME_LOG
+        log_file.unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
+        argv = [
+            *self.argv,
+            "--log",
+            str(log_file),
+            "--log-format",
+            "json",
+            "run",
+            "--detach",
+            "--preserve-fds",
+            "2",
+            "--pid-file",
+            str(pid_file),
+            "--bundle",
+            str(bundle),
+            container_id,
+        ]
+        # Move the two files above any fd the dup2 targets could clobber (they may be 3 or 4 here).
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (log_fd, exit_fd)]
+        try:
+            pid = os.posix_spawn(
+                self.binary,
+                argv,
+                dict(os.environ),
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, high[0], 3),
+                    (os.POSIX_SPAWN_DUP2, high[1], 4),
+                ],
+                setsid=True,
+            )
+        finally:
+            for fd in high:
+                os.close(fd)
+        code = await _wait_pid(pid)
+        try:
+            if code != 0:
+                raise RuntimeFailure(
+                    f"{self.name} run {container_id}: {_error_message(log_file, f'exit status {code}')}"
+                )
+            try:
+                init_pid = int(pid_file.read_text().strip())
+            except (OSError, ValueError) as exc:
+                raise RuntimeFailure(f"{self.name} run {container_id}: no pid file ({exc})") from None
+        except BaseException:
+            with contextlib.suppress(RuntimeFailure, OSError):
+                await self.delete(container_id, force=True)
+            raise
+        log_file.unlink(missing_ok=True)
+        return init_pid
+
+    def _known(self, container_id: str) -> bool:
+        return (self.root / container_id).exists()
+
+    async def state(self, container_id: str) -> dict[str, Any] | None:
+        """The runtime's state document (``status``: created, running, paused, stopped), or None."""
+        code, out, err = await self._call("state", container_id)
+        if code == 0:
+            state: dict[str, Any] = json.loads(out)
+            return state
+        if not self._known(container_id) or any(h in err.lower() for h in _NOT_FOUND_HINTS):
+            return None
+        raise RuntimeFailure(f"{self.name} state {container_id}: {err or f'exit status {code}'}")
+
+    async def _absent_or_stopped(self, container_id: str) -> bool:
+        with contextlib.suppress(RuntimeFailure):
+            state = await self.state(container_id)
+            return state is None or state.get("status") == "stopped"
+        return False
+
+    async def kill(self, container_id: str, signal: str, *, all_processes: bool = False) -> None:
+        args = ["kill", *(["--all"] if all_processes else []), container_id, signal]
+        code, _, err = await self._call(*args)
+        if code != 0 and not await self._absent_or_stopped(container_id):
+            raise RuntimeFailure(f"{self.name} kill {container_id} {signal}: {err or f'exit status {code}'}")
+
+    async def delete(self, container_id: str, *, force: bool = False) -> None:
+        code, _, err = await self._call("delete", *(["--force"] if force else []), container_id)
+        if code != 0 and self._known(container_id):
+            state = await self.state(container_id)
+            if state is not None:
+                raise RuntimeFailure(f"{self.name} delete {container_id}: {err or f'exit status {code}'}")
+
+    async def list(self) -> list[dict[str, Any]]:
+        if not self.root.exists():
+            return []
+        code, out, err = await self._call("list", "--format", "json")
+        if code != 0:
+            raise RuntimeFailure(f"{self.name} list: {err or f'exit status {code}'}")
+        items: list[dict[str, Any]] | None = json.loads(out or "null")
+        return items or []
+
+    async def exec(self, container_id: str, process: dict[str, Any], *, stdin: bool = True) -> RuntimeExec:
+        """Start ``process`` (from ``oci.build_exec_process``) in a running container.
+
+        The executable is looked up first through the init's ``/proc/<pid>/root``, which sees the
+        container's own mounts (volumes included), so "not found" is a clear message and exit code 127
+        rather than a runtime error. ``stdin=False`` gives the process /dev/null instead of a pipe.
+        """
+        state = await self.state(container_id)
+        if state is None or state.get("status") != "running":
+            raise RuntimeFailure(f"exec: container {container_id} is not running")
+        args: list[str] = list(process.get("args") or [])
+        if not args:
+            raise InvalidInput("args: no command given")
+        path_env = next((e[5:] for e in process.get("env", []) if e.startswith("PATH=")), "")
+        found = find_executable(
+            Path(f"/proc/{state['pid']}/root"), args[0], path_env, str(process.get("cwd") or "/")
+        )
+        if found is None:
+            return RuntimeExec.failed(f'exec: "{args[0]}": executable file not found in $PATH', 127)
+        return await RuntimeExec.start(self.argv, container_id, process, stdin=stdin)
+
+
+async def _probe(runtime: OciRuntime, init_binary: Path, scratch_dir: Path, cgroup_parent: str) -> None:
+    """Run a throwaway container with our real config; raises RuntimeFailure if the runtime can't."""
+    cid = f"atoll-probe-{secrets.token_hex(4)}"
+    bundle = scratch_dir / cid
+    cgroups_path = f"/{cgroup_parent.strip('/')}/{cid}"
+    (bundle / "rootfs").mkdir(parents=True)
+    try:
+        spec = InstanceSpec(
+            id=cid, name=cid, project="", image_id="", layers=[], process=ProcessSpec(args=["true"])
+        )
+        config = build_config(
+            spec,
+            rootfs=bundle / "rootfs",
+            init_binary=init_binary,
+            user=ResolvedUser(uid=0, gid=0),
+            cgroups_path=cgroups_path,
+        )
+        config["process"]["args"] = [INIT_PATH, "--probe"]
+        (bundle / "config.json").write_text(json.dumps(config))
+        with open(bundle / "log", "ab") as logf, open(bundle / "exit", "wb") as exitf:
+            await runtime.run_detached(
+                cid, bundle, log_fd=logf.fileno(), exit_fd=exitf.fileno(), pid_file=bundle / "pid"
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _PROBE_TIMEOUT
+        while not await runtime._absent_or_stopped(cid):
+            if loop.time() > deadline:
+                raise RuntimeFailure(f"{runtime.name}: the probe container did not exit")
+            await asyncio.sleep(0.01)
+    finally:
+        with contextlib.suppress(RuntimeFailure, OSError):
+            await runtime.delete(cid, force=True)
+        with contextlib.suppress(RuntimeFailure, OSError):
+            remove_cgroup(cgroups_path)
+        shutil.rmtree(bundle, ignore_errors=True)
+
+
+async def select_runtime(
+    preference: str, root: Path, init_binary: Path, scratch_dir: Path, cgroup_parent: str
+) -> OciRuntime:
+    """The runtime to use. Each runtime keeps its state under ``root/<name>``, so that switching
+    runtimes never makes one read the other's state.
+
+    ``auto`` prefers crun (faster to start, smaller) when a probe container actually runs under it with
+    our configuration on this host, for instance crun refuses hybrid cgroup hosts; otherwise runc.
+    """
+    if preference in ("runc", "crun"):
+        binary = shutil.which(preference)
+        if binary is None:
+            raise RuntimeFailure(f"runtime: {preference} is not installed (not found on PATH)")
+        return OciRuntime(preference, binary, root / preference)
+    if preference != "auto":
+        raise InvalidInput(f"runtime: unknown runtime {preference!r}; use runc, crun or auto")
+    crun = shutil.which("crun")
+    reason = "crun is not installed"
+    if crun is not None:
+        candidate = OciRuntime("crun", crun, root / "crun")
+        try:
+            await _probe(candidate, init_binary, scratch_dir, cgroup_parent)
+            return candidate
+        except RuntimeFailure as exc:
+            reason = exc.message
+            log.info("not using crun: %s", reason)
+    runc = shutil.which("runc")
+    if runc is None:
+        raise RuntimeFailure(f"runtime: neither crun nor runc is usable ({reason}; runc is not installed)")
+    return OciRuntime("runc", runc, root / "runc")

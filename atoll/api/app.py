@@ -1,0 +1,28 @@
+"""The native API application. ``create_app`` is given a fully built ``Controller``; it holds no state."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from atoll import __version__
+from atoll.api.errors import install_error_handlers
+from atoll.api.routes import exec_ws, hosts, images, instances, projects
+from atoll.services.context import Controller
+
+ROUTERS = (projects.router, hosts.router, images.router, instances.router, exec_ws.router)
+
+
+def create_app(ctl: Controller) -> FastAPI:
+    app = FastAPI(
+        title="Atoll",
+        version=__version__,
+        description="The native API of Atoll, a container-native cloud.",
+        openapi_url="/v1/openapi.json",
+        docs_url="/v1/docs",
+        redoc_url=None,
+    )
+    app.state.ctl = ctl
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

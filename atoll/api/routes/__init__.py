@@ -1,0 +1,1 @@
+"""One router per resource; each endpoint calls exactly one service function."""

@@ -1,0 +1,53 @@
+"""The ``atoll`` command: wiring only. Each command group lives in its own module, built on the SDK."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from atoll import __version__
+from atoll.cli import execute, images, instances, projects, run, up
+from atoll.cli.context import CliState
+from atoll.cli.output import AtollGroup
+from atoll.client import DEFAULT_PROJECT, DEFAULT_URL, AtollAPI
+
+app = typer.Typer(
+    name="atoll",
+    cls=AtollGroup,
+    help="Atoll: a container-native cloud.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+TOP_LEVEL = (run.app, instances.app, execute.app, up.app)
+GROUPS = {"image": images.app, "project": projects.projects, "host": projects.hosts}
+
+for sub in TOP_LEVEL:
+    app.add_typer(sub)
+for group_name, group in GROUPS.items():
+    app.add_typer(group, name=group_name)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"atoll {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option("--url", envvar="ATOLL_URL", help="The Atoll API.")] = DEFAULT_URL,
+    project: Annotated[
+        str, typer.Option("--project", envvar="ATOLL_PROJECT", help="Project to act in.")
+    ] = DEFAULT_PROJECT,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    # An embedding program or a test may pass an ApiFactory as the context object.
+    factory = ctx.obj if callable(ctx.obj) else AtollAPI
+    state = CliState(url=url, project=project, factory=factory)
+    ctx.obj = state
+    ctx.call_on_close(state.close)

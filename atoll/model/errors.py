@@ -1,0 +1,41 @@
+"""Domain errors. Each carries a stable code; the API maps codes to HTTP statuses in one place."""
+
+from __future__ import annotations
+
+
+class AtollError(Exception):
+    """Base of every error that is meant to reach a user."""
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(AtollError):
+    code = "not_found"
+
+
+class Conflict(AtollError):
+    """The request contradicts current state (name taken, instance running, image in use)."""
+
+    code = "conflict"
+
+
+class InvalidInput(AtollError):
+    """The request itself is wrong; the message names the field."""
+
+    code = "invalid"
+
+
+class BadImage(InvalidInput):
+    """An archive or image is corrupt, truncated, hostile or unsupported."""
+
+    code = "bad_image"
+
+
+class RuntimeFailure(AtollError):
+    """The OCI runtime or the kernel refused an operation."""
+
+    code = "runtime"

@@ -1,0 +1,102 @@
+"""The two boundaries between controller and agent, as structural protocols.
+
+``HostAgent`` is what the controller may ask of one host. ``ControlPlane`` is what an agent may ask of
+the controller. In ``atoll up`` both are plain in-process objects; in a cluster they are HTTP clients.
+Neither side imports the other: each only sees these protocols and the data in ``atoll.model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from atoll.model.image import ImageConfig, ImageRecord
+from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    args: list[str]
+    env: list[str] = field(default_factory=list)
+    cwd: str = ""
+    user: str = ""
+    tty: bool = False
+    stdin: bool = False
+
+
+class ExecProcess(Protocol):
+    """A process started inside a running instance. Mirrors a subprocess: feed stdin, read output, wait."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close_stdin(self) -> None: ...
+
+    async def resize(self, rows: int, cols: int) -> None: ...
+
+    def output(self) -> AsyncIterator[tuple[str, bytes]]:
+        """Yields (stream, chunk) until the process's output ends; stream is "stdout" or "stderr"."""
+        ...
+
+    async def wait(self) -> int: ...
+
+    async def kill(self) -> None: ...
+
+
+class HostAgent(Protocol):
+    @property
+    def host_id(self) -> str: ...
+
+    async def import_images(self, archive: AsyncIterator[bytes]) -> list[ImageRecord]:
+        """Import a ``docker save`` or OCI image-layout tar stream; all-or-nothing."""
+        ...
+
+    async def build_image(self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig) -> ImageRecord:
+        """Make a one-layer image from a root filesystem tar stream."""
+        ...
+
+    async def image_present(self, image_id: str) -> bool: ...
+
+    async def remove_image(self, image_id: str) -> None:
+        """Forget an image on this host and free layers that nothing else uses."""
+        ...
+
+    async def create_instance(self, spec: InstanceSpec) -> None: ...
+
+    async def start_instance(self, spec: InstanceSpec) -> RuntimeState: ...
+
+    async def stop_instance(self, instance_id: str, signal: str, timeout: float) -> None:
+        """Signal, wait up to ``timeout`` seconds, then SIGKILL. Returns once the instance has exited."""
+        ...
+
+    async def signal_instance(self, instance_id: str, signal: str) -> None: ...
+
+    async def remove_instance(self, instance_id: str) -> None:
+        """Kill if running, then remove every trace: runtime state, mounts, cgroups, files."""
+        ...
+
+    def logs(
+        self, instance_id: str, *, follow: bool = False, tail: int | None = None, since: str = ""
+    ) -> AsyncIterator[LogEntry]: ...
+
+    async def exec(self, instance_id: str, spec: ExecSpec) -> ExecProcess: ...
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One instance the controller has placed on a host, with the controller's view of it."""
+
+    spec: InstanceSpec
+    desired_running: bool
+    status: InstanceStatus
+    restart_at: float = 0.0  # unix time; for RESTARTING, when the back-off ends
+
+
+class ControlPlane(Protocol):
+    async def assignments(self, host_id: str) -> list[Assignment]: ...
+
+    async def instance_started(self, host_id: str, state: RuntimeState) -> None: ...
+
+    async def instance_exited(self, host_id: str, instance_id: str, exit: ExitInfo) -> float | None:
+        """Record an exit. Returns the back-off in seconds if the restart policy restarts it, else None."""
+        ...

@@ -1,0 +1,173 @@
+"""Wire schemas of the native REST API (``/v1``). Shared by the API layer and the Python SDK.
+
+These are the only shapes that cross HTTP. They are kept apart from the SQL models and from the
+controller/agent data in ``atoll.model`` so that each can change without dragging the others.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(Wire):
+    code: str
+    message: str
+
+
+class ErrorResponse(Wire):
+    error: ErrorBody
+
+
+class Project(Wire):
+    name: str
+    created_at: str
+
+
+class ProjectCreate(Wire):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class Host(Wire):
+    id: str
+    name: str
+    state: str
+    runtime: str
+    cgroup_version: int
+    last_seen: str
+
+
+class ImageConfigWire(Wire):
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    env: list[str] = []
+    working_dir: str = ""
+    user: str = ""
+    labels: dict[str, str] = {}
+    stop_signal: str = ""
+    exposed_ports: list[str] = []
+
+
+class Image(Wire):
+    id: str
+    repo_tags: list[str]
+    size: int
+    created: str
+    architecture: str
+    os: str
+    layers: list[str]
+    config: ImageConfigWire
+    public: bool = False
+    project: str = ""
+    """The owning project; public images show up in every project's list."""
+
+
+class ImageTag(Wire):
+    tag: str
+
+
+class ImageRemoved(Wire):
+    untagged: list[str] = []
+    deleted: list[str] = []
+
+
+class ResourcesWire(Wire):
+    memory: int | None = Field(default=None, ge=6 * 1024 * 1024, description="bytes")
+    memory_swap: int | None = Field(default=None, ge=-1, description="memory + swap in bytes; -1 unlimited")
+    cpus: float | None = Field(default=None, gt=0, description="shorthand for a CFS quota over 100 ms")
+    cpu_quota: int | None = Field(default=None, ge=1000)
+    cpu_period: int | None = Field(default=None, ge=1000, le=1_000_000)
+    cpu_shares: int | None = Field(default=None, ge=2, le=262144)
+    pids_limit: int | None = Field(default=None, ge=1)
+
+
+class RestartPolicyWire(Wire):
+    name: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
+    max_retries: int = Field(default=0, ge=0)
+
+
+class InstanceCreate(Wire):
+    image: str = Field(min_length=1)
+    name: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+    kind: Literal["container"] = "container"
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: list[str] = []
+    working_dir: str | None = None
+    user: str | None = None
+    hostname: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$")
+    labels: dict[str, str] = {}
+    readonly_rootfs: bool = False
+    tty: bool = False
+    resources: ResourcesWire = ResourcesWire()
+    restart_policy: RestartPolicyWire = RestartPolicyWire()
+    stop_signal: str | None = None
+    stop_timeout: float | None = Field(default=None, ge=0)
+    auto_remove: bool = False
+
+
+class ProcessWire(Wire):
+    args: list[str]
+    env: list[str]
+    cwd: str
+    user: str
+    tty: bool
+
+
+class Instance(Wire):
+    id: str
+    name: str
+    project: str
+    kind: str
+    image: str
+    image_id: str
+    host: str
+    status: str
+    desired_state: str
+    created_at: str
+    started_at: str
+    finished_at: str
+    exit_code: int | None
+    oom_killed: bool
+    error: str
+    restart_count: int
+    pid: int
+    process: ProcessWire
+    hostname: str
+    labels: dict[str, str]
+    readonly_rootfs: bool
+    resources: ResourcesWire
+    restart_policy: RestartPolicyWire
+    stop_signal: str
+    stop_timeout: float
+    auto_remove: bool
+
+
+class WaitResult(Wire):
+    exit_code: int
+    oom_killed: bool = False
+    error: str = ""
+
+
+class ExecStart(Wire):
+    """First message on the exec WebSocket."""
+
+    args: list[str] = Field(min_length=1)
+    env: list[str] = []
+    cwd: str = ""
+    user: str = ""
+    tty: bool = False
+    stdin: bool = False
+
+
+# Log and exec streams reuse Docker's framing so the Docker API layer can pass them through unchanged:
+# an 8-byte header (stream id, three zero bytes, big-endian payload length) and the payload.
+STREAM_STDIN = 0
+STREAM_STDOUT = 1
+STREAM_STDERR = 2
+LOG_MEDIA_TYPE = "application/vnd.atoll.multiplexed-stream"

@@ -1,0 +1,229 @@
+"""Instances: create, inspect, list, remove, and the pass-throughs to the host (logs, exec).
+
+Create is all-or-nothing: the row is inserted first (so the name is taken and the instance can be
+found), then the agent prepares it; if the agent fails, the row is deleted again. No transaction is held
+while an agent works: load, release, call, apply. The lifecycle verbs live in ``lifecycle``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from atoll.model.errors import Conflict, InvalidInput, NotFound
+from atoll.model.instance import InstanceStatus, LogEntry
+from atoll.model.ports import ExecProcess, ExecSpec
+from atoll.schemas import Instance, InstanceCreate
+from atoll.services import images
+from atoll.services.clock import now_iso
+from atoll.services.config_merge import merge_config, restart_policy
+from atoll.services.context import Controller
+from atoll.services.exits import ACTIVE, STOPPED, delete_instance_row, wait_result
+from atoll.services.ids import is_hex, new_id
+from atoll.services.names import random_name
+from atoll.services.projects import require_project
+from atoll.services.views import image_config, instance_view, spec_json
+from atoll.store.models import InstanceRow
+
+NAME_ATTEMPTS = 16
+
+
+def resolve(s: Session, project: str, ref: str) -> InstanceRow:
+    """An instance of ``project`` by full id, by name, or by a unique id prefix (Docker's order)."""
+    row = s.get(InstanceRow, ref)
+    if row is not None and row.project == project:
+        return row
+    row = s.scalar(select(InstanceRow).where(InstanceRow.project == project, InstanceRow.name == ref))
+    if row is not None:
+        return row
+    if ref and is_hex(ref):
+        rows = list(
+            s.scalars(
+                select(InstanceRow)
+                .where(InstanceRow.project == project, InstanceRow.id.startswith(ref))
+                .limit(2)
+            )
+        )
+        if len(rows) > 1:
+            raise Conflict(f"instance id prefix {ref!r} is ambiguous: it matches several instances")
+        if rows:
+            return rows[0]
+    raise NotFound(f"instance {ref!r} not found")
+
+
+def _name_taken(s: Session, project: str, name: str) -> InstanceRow | None:
+    return s.scalar(select(InstanceRow).where(InstanceRow.project == project, InstanceRow.name == name))
+
+
+def _pick_name(s: Session, project: str, requested: str | None, instance_id: str) -> str:
+    if requested:
+        taken = _name_taken(s, project, requested)
+        if taken is not None:
+            raise Conflict(f"name: {requested!r} is already in use by instance {taken.id[:12]}")
+        return requested
+    for _ in range(NAME_ATTEMPTS):
+        name = random_name()
+        if _name_taken(s, project, name) is None:
+            return name
+    return f"{random_name()}_{instance_id[:6]}"
+
+
+async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> Instance:
+    instance_id = new_id()
+    policy = restart_policy(request)
+    agent = ctl.agents.pick()
+    with ctl.sessions.begin() as s:
+        require_project(s, project)
+        image, _ = images.resolve(s, project, request.image)
+        name = _pick_name(s, project, request.name, instance_id)
+        spec = merge_config(
+            image_config(image),
+            request,
+            instance_id=instance_id,
+            name=name,
+            project=project,
+            image_id=image.id,
+            layers=list(image.layers),
+        )
+        row = InstanceRow(
+            id=instance_id,
+            project=project,
+            name=name,
+            kind=spec.kind,
+            image=request.image,
+            image_id=image.id,
+            host_id=agent.host_id,
+            spec=spec_json(spec, request.resources.cpus),
+            desired_state=STOPPED,
+            status=InstanceStatus.CREATED,
+            pid=0,
+            created_at=now_iso(),
+            started_at="",
+            finished_at="",
+            exit_code=None,
+            oom_killed=False,
+            error="",
+            restart_count=0,
+            restart_streak=0,
+            restart_policy=policy.name,
+            restart_max_retries=policy.max_retries,
+            auto_remove=request.auto_remove,
+            user_stopped=False,
+            restart_at=None,
+        )
+        s.add(row)
+        try:
+            s.flush()
+        except IntegrityError as e:
+            raise Conflict(f"name: {name!r} is already in use") from e
+        view = instance_view(row)
+    try:
+        await agent.create_instance(spec)
+    except BaseException:
+        delete_instance_row(ctl, instance_id, None)
+        raise
+    return view
+
+
+def get(ctl: Controller, *, project: str, ref: str) -> Instance:
+    with ctl.sessions() as s:
+        require_project(s, project)
+        return instance_view(resolve(s, project, ref))
+
+
+def _label_match(labels: dict[str, str], wanted: list[str]) -> bool:
+    for w in wanted:
+        key, eq, value = w.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    return True
+
+
+def list_instances(
+    ctl: Controller,
+    *,
+    project: str,
+    all: bool = False,
+    label: list[str] | None = None,
+    name: list[str] | None = None,
+    status: list[str] | None = None,
+) -> list[Instance]:
+    """Like ``docker ps``: running ones unless ``all``; a status filter implies ``all``. Label filters
+    (``key`` or ``key=value``) must all match; name filters match substrings, any of them."""
+    statuses = set(status or [])
+    unknown = statuses - {s.value for s in InstanceStatus}
+    if unknown:
+        raise InvalidInput(f"status: unknown status {sorted(unknown)[0]!r}")
+    with ctl.sessions() as s:
+        require_project(s, project)
+        query = select(InstanceRow).where(InstanceRow.project == project)
+        if statuses:
+            query = query.where(InstanceRow.status.in_(statuses))
+        elif not all:
+            query = query.where(InstanceRow.status.in_([str(a) for a in ACTIVE]))
+        rows = s.scalars(query.order_by(InstanceRow.created_at.desc(), InstanceRow.id))
+        out = []
+        for row in rows:
+            if name and not any(n in row.name for n in name):
+                continue
+            if label and not _label_match(row.spec["labels"], label):
+                continue
+            out.append(instance_view(row))
+        return out
+
+
+async def remove(ctl: Controller, *, project: str, ref: str, force: bool = False) -> None:
+    """Delete an instance and every trace of it on its host. Running ones need ``force``."""
+    with ctl.sessions() as s:
+        instance_id = resolve(s, project, ref).id
+    async with ctl.locks(instance_id):
+        with ctl.sessions.begin() as s:
+            row = resolve(s, project, instance_id)
+            if row.status in ACTIVE and not force:
+                raise Conflict(f"instance {row.name} is {row.status}: stop it first or use force")
+            row.desired_state, row.user_stopped = STOPPED, True
+            host_id = row.host_id
+            last = wait_result(row) if row.exit_code is not None else None
+        ctl.removing.add(instance_id)
+        try:
+            if host_id in ctl.agents or not force:
+                await ctl.agents.get(host_id).remove_instance(instance_id)
+        finally:
+            ctl.removing.discard(instance_id)
+        with ctl.sessions() as s:
+            row_after = s.get(InstanceRow, instance_id)
+            if row_after is not None and row_after.exit_code is not None:
+                last = wait_result(row_after)
+        delete_instance_row(ctl, instance_id, last)
+
+
+def logs(
+    ctl: Controller,
+    *,
+    project: str,
+    ref: str,
+    follow: bool = False,
+    tail: int | None = None,
+    since: str = "",
+) -> AsyncIterator[LogEntry]:
+    """Resolve now (so a bad ref fails before any output), then stream from the instance's host."""
+    with ctl.sessions() as s:
+        require_project(s, project)
+        row = resolve(s, project, ref)
+        instance_id, host_id = row.id, row.host_id
+    return ctl.agents.get(host_id).logs(instance_id, follow=follow, tail=tail, since=since)
+
+
+async def exec_start(ctl: Controller, *, project: str, ref: str, spec: ExecSpec) -> ExecProcess:
+    with ctl.sessions() as s:
+        require_project(s, project)
+        row = resolve(s, project, ref)
+        if row.status != InstanceStatus.RUNNING:
+            raise Conflict(f"instance {row.name} is not running")
+        instance_id, host_id = row.id, row.host_id
+    if any("\x00" in a for a in spec.args):
+        raise InvalidInput("args: must not contain NUL bytes")
+    return await ctl.agents.get(host_id).exec(instance_id, spec)

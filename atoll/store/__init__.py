@@ -1,0 +1,1 @@
+"""Controller state: SQLAlchemy models, sessions and Alembic migrations. No domain logic lives here."""

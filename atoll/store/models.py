@@ -1,0 +1,142 @@
+"""SQL models of the controller's state.
+
+Times are RFC 3339 text in UTC: it sorts, it is what the wire carries, and it keeps the nanoseconds that the
+agent reports. Every tenant-visible row carries its project. Images are keyed by (project, id): two
+projects that import the same image each own a catalog entry, while ``image_hosts`` records where the
+content itself lives, independent of who owns it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+DEFAULT_PROJECT = "default"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ProjectRow(Base):
+    __tablename__ = "projects"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class HostRow(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(32))
+    """``ready`` while an agent is registered, ``offline`` after it went away."""
+    runtime: Mapped[str] = mapped_column(String(32))
+    cgroup_version: Mapped[int] = mapped_column(Integer)
+    last_seen: Mapped[str] = mapped_column(String(40))
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+
+    project: Mapped[str] = mapped_column(
+        String(63), ForeignKey("projects.name", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(71), primary_key=True)
+    """The config digest, ``sha256:<hex>``, as Docker shows it."""
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Visible to every project (the starter image), owned and removable only by ``project``."""
+    size: Mapped[int] = mapped_column(Integer)
+    created: Mapped[str] = mapped_column(String(40))
+    """When the image was built, from its config; ``created_at`` is when the catalog learned of it."""
+    architecture: Mapped[str] = mapped_column(String(32))
+    os: Mapped[str] = mapped_column(String(32))
+    layers: Mapped[list[str]] = mapped_column(JSON)
+    """Uncompressed layer digests (diff_ids), bottom first."""
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The runtime config in OCI form (``Entrypoint``, ``Cmd``, ``Env`` ...)."""
+    created_at: Mapped[str] = mapped_column(String(40))
+
+    __table_args__ = (Index("ix_images_id", "id"),)
+
+
+class ImageTagRow(Base):
+    __tablename__ = "image_tags"
+
+    project: Mapped[str] = mapped_column(String(63), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(255), primary_key=True)
+    """Normalized Docker-style: ``busybox``, ``ghcr.io/org/app``; never ``docker.io/library/``."""
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+    image_id: Mapped[str] = mapped_column(String(71))
+
+    __table_args__ = (
+        ForeignKeyConstraint(["project", "image_id"], ["images.project", "images.id"], ondelete="CASCADE"),
+        Index("ix_image_tags_image", "project", "image_id"),
+    )
+
+
+class ImageHostRow(Base):
+    """Which hosts hold an image's content. Keyed by image id alone: content is shared by projects."""
+
+    __tablename__ = "image_hosts"
+
+    image_id: Mapped[str] = mapped_column(String(71), primary_key=True)
+    host_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class InstanceRow(Base):
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), ForeignKey("projects.name", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    image: Mapped[str] = mapped_column(String(512))
+    """The image reference as the user gave it."""
+    image_id: Mapped[str] = mapped_column(String(71))
+    host_id: Mapped[str] = mapped_column(String(128), ForeignKey("hosts.id", ondelete="RESTRICT"))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The merged ``InstanceSpec`` fields other than the columns above (process, resources, labels ...)."""
+    desired_state: Mapped[str] = mapped_column(String(16))
+    """``running`` or ``stopped``: what the agent converges to."""
+    status: Mapped[str] = mapped_column(String(16))
+    """``atoll.model.instance.InstanceStatus``: what was last observed."""
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[str] = mapped_column(String(40), default="")
+    finished_at: Mapped[str] = mapped_column(String(40), default="")
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Of the last finished run; NULL while it never finished or while a run is under way."""
+    oom_killed: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str] = mapped_column(String, default="")
+    restart_count: Mapped[int] = mapped_column(Integer, default=0)
+    restart_streak: Mapped[int] = mapped_column(Integer, default=0)
+    """Consecutive quick restarts: the exponent of the back-off; reset by a run of 10 s or more."""
+    restart_policy: Mapped[str] = mapped_column(String(16))
+    restart_max_retries: Mapped[int] = mapped_column(Integer, default=0)
+    auto_remove: Mapped[bool] = mapped_column(Boolean, default=False)
+    user_stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Set by stop and kill: the restart policy must not bring the instance back."""
+    restart_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Unix time at which a RESTARTING instance's back-off ends."""
+
+    __table_args__ = (
+        UniqueConstraint("project", "name", name="uq_instances_project_name"),
+        Index("ix_instances_host", "host_id"),
+        Index("ix_instances_image", "image_id"),
+    )

@@ -1,0 +1,260 @@
+"""Lifecycle benchmark: Atoll's REST API against a bare `runc run` of the same image, in one run.
+
+(a) median latency of create + start + wait-for-exit of `true` through the REST API, vs. `runc run`
+    (which also creates, starts, waits and deletes) of a bundle over the same image layers;
+(b) the rate of 100 detached starts (`sleep`) through the API, vs. 100 `runc run -d`;
+(c) host memory per idle container beyond the containers' own processes:
+    (MemAvailable drop - the containers' own memory) / N. The containers' own memory is reported both
+    as PSS (shared pages split among sharers; the honest figure) and as RSS (what the issue names;
+    it counts the shared busybox pages once per container, so it flatters the result).
+
+Run as root: `make bench` or `.venv/bin/python bench/lifecycle.py [--runs 30] [--count 100]`.
+The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ATOLL = str(Path(sys.executable).parent / "atoll")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no MemAvailable")
+
+
+def process_memory(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) in bytes."""
+    pss = rss = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1]) * 1024
+            elif line.startswith("Rss:"):
+                rss = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return pss, rss
+
+
+def cgroup_pids(parent: str) -> list[int]:
+    pids: list[int] = []
+    for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")):
+        base = root / parent
+        if base.is_dir():
+            for procs in base.glob("*/cgroup.procs"):
+                pids += [int(p) for p in procs.read_text().split()]
+            return pids
+    return pids
+
+
+def settle() -> None:
+    subprocess.run(["sync"], check=False)
+    time.sleep(2)
+
+
+class Atoll:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.cgroup_parent = f"atoll-bench-{uuid.uuid4().hex[:6]}"
+        env = {
+            **os.environ,
+            "ATOLL_DATA_DIR": str(base / "data"),
+            "ATOLL_RUN_DIR": str(base / "run"),
+            "ATOLL_API_PORT": str(self.port),
+            "ATOLL_CGROUP_PARENT": self.cgroup_parent,
+        }
+        self.log = open(base / "atoll.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([ATOLL, "up"], env=env, stdout=self.log, stderr=self.log)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}/v1/projects/default", timeout=120)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.http.get("/images/busybox").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError((base / "atoll.log").read_text()[-2000:])
+            time.sleep(0.05)
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        r = self.http.request(method, path, **kw)
+        if r.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {r.status_code} {r.text}")
+        return r.json() if r.content else None
+
+    def run_true(self) -> float:
+        t0 = time.perf_counter()
+        inst = self.call("POST", "/instances", json={"image": "busybox", "command": ["true"]})
+        self.call("POST", f"/instances/{inst['id']}/start")
+        result = self.call("POST", f"/instances/{inst['id']}/wait")
+        elapsed = time.perf_counter() - t0
+        assert result["exit_code"] == 0, result
+        self.call("DELETE", f"/instances/{inst['id']}")
+        return elapsed
+
+    def start_detached(self) -> str:
+        inst = self.call("POST", "/instances", json={"image": "busybox", "command": ["sleep", "3600"]})
+        self.call("POST", f"/instances/{inst['id']}/start")
+        return str(inst["id"])
+
+    def busybox_layers(self) -> list[Path]:
+        image = self.call("GET", "/images/busybox")
+        return [self.base / "data" / "images" / "layers" / d.split(":", 1)[1] for d in image["layers"]]
+
+    def close(self) -> None:
+        for inst in self.call("GET", "/instances", params={"all": "true"}):
+            self.call("DELETE", f"/instances/{inst['id']}", params={"force": "true"})
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+        self.log.close()
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            parent = hierarchy / self.cgroup_parent
+            if parent.is_dir():
+                for child in parent.iterdir():
+                    if child.is_dir():
+                        child.rmdir()
+                parent.rmdir()
+
+
+class BareRunc:
+    """`runc run` of a plain bundle: overlay over the same layers, runc's default spec, args `true`."""
+
+    def __init__(self, base: Path, layers: list[Path]) -> None:
+        self.base = base
+        self.root = base / "runc-root"
+        self.bundle = base / "bundle"
+        upper, work, rootfs = base / "upper", base / "work", self.bundle / "rootfs"
+        for d in (upper, work, rootfs, self.root):
+            d.mkdir(parents=True)
+        lower = ":".join(str(p) for p in reversed(layers))
+        subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", rootfs],
+            check=True,
+        )
+        subprocess.run(["runc", "spec", "--bundle", str(self.bundle)], check=True)
+        spec = json.loads((self.bundle / "config.json").read_text())
+        spec["process"]["terminal"] = False
+        spec["process"]["args"] = ["true"]
+        (self.bundle / "config.json").write_text(json.dumps(spec))
+        self.n = 0
+
+    def runc(self, *args: str) -> None:
+        subprocess.run(
+            ["runc", "--root", str(self.root), *args],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def run_true(self) -> float:
+        self.n += 1
+        t0 = time.perf_counter()
+        self.runc("run", "--bundle", str(self.bundle), f"bench-{self.n}")
+        return time.perf_counter() - t0
+
+    def start_detached(self, name: str) -> None:
+        spec = json.loads((self.bundle / "config.json").read_text())
+        spec["process"]["args"] = ["sleep", "3600"]
+        (self.bundle / "config.json").write_text(json.dumps(spec))
+        self.runc("run", "-d", "--bundle", str(self.bundle), name)
+
+    def close(self) -> None:
+        out = subprocess.run(["runc", "--root", str(self.root), "list", "-q"], capture_output=True, text=True)
+        for cid in out.stdout.split():
+            subprocess.run(["runc", "--root", str(self.root), "delete", "-f", cid], check=False)
+        subprocess.run(["umount", str(self.bundle / "rootfs")], check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--count", type=int, default=100)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root")
+
+    base = Path(tempfile.mkdtemp(prefix="atoll-bench-"))
+    (base / "atoll").mkdir()
+    atoll = Atoll(base / "atoll")
+    bare: BareRunc | None = None
+    figures: dict[str, Any] = {}
+    try:
+        bare = BareRunc(base / "bare", atoll.busybox_layers())
+        for _ in range(3):  # warm both paths
+            atoll.run_true()
+            bare.run_true()
+        atoll_times = [atoll.run_true() for _ in range(args.runs)]
+        runc_times = [bare.run_true() for _ in range(args.runs)]
+        a_atoll, a_runc = statistics.median(atoll_times), statistics.median(runc_times)
+        figures["a_atoll_create_start_wait_ms"] = round(a_atoll * 1000, 2)
+        figures["a_runc_run_ms"] = round(a_runc * 1000, 2)
+        figures["a_ratio"] = round(a_atoll / a_runc, 2)
+        print(f"(a) create+start+wait `true`: atoll {a_atoll * 1000:.1f} ms, runc run {a_runc * 1000:.1f} ms, "
+              f"ratio {a_atoll / a_runc:.2f}x (target <= 2.5x)")
+
+        settle()
+        before = mem_available()
+        t0 = time.perf_counter()
+        for _ in range(args.count):
+            atoll.start_detached()
+        b_atoll = args.count / (time.perf_counter() - t0)
+        settle()
+        drop = before - mem_available()
+        own = [process_memory(p) for p in cgroup_pids(atoll.cgroup_parent)]
+        own_pss, own_rss = sum(m[0] for m in own), sum(m[1] for m in own)
+        c_pss = (drop - own_pss) / args.count
+        c_rss = (drop - own_rss) / args.count
+        figures["b_atoll_starts_per_s"] = round(b_atoll, 1)
+        figures["c_mem_available_drop_per_container_mb"] = round(drop / args.count / 2**20, 3)
+        figures["c_overhead_per_container_mb_pss"] = round(c_pss / 2**20, 3)
+        figures["c_overhead_per_container_mb_rss"] = round(c_rss / 2**20, 3)
+        figures["c_container_own_pss_mb"] = round(own_pss / args.count / 2**20, 3)
+        figures["c_container_processes"] = len(own)
+
+        t0 = time.perf_counter()
+        for i in range(args.count):
+            bare.start_detached(f"idle-{i}")
+        b_runc = args.count / (time.perf_counter() - t0)
+        figures["b_runc_run_d_per_s"] = round(b_runc, 1)
+        figures["b_ratio"] = round(b_atoll / b_runc, 2)
+        print(f"(b) {args.count} detached starts: atoll {b_atoll:.1f}/s, runc run -d {b_runc:.1f}/s")
+        print(f"(c) per idle container: MemAvailable drop {drop / args.count / 2**20:.3f} MB; beyond the "
+              f"container's own processes {c_pss / 2**20:.3f} MB (PSS), {c_rss / 2**20:.3f} MB (RSS)"
+              " (target <= 0.5 MB)")
+    finally:
+        atoll.close()
+        if bare is not None:
+            bare.close()
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

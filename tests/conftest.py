@@ -1,0 +1,40 @@
+"""Suite-wide guards: tests run as root on a real kernel and must leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CGROUP_ROOTS = [p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir()] if Path("/sys/fs/cgroup").exists() else []
+TEST_MARK = "atoll-test"
+
+
+def _leftovers() -> dict[str, set[str]]:
+    mounts = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mountpoint = line.split()[4]
+            if TEST_MARK in mountpoint or "/pytest-of-" in mountpoint:
+                mounts.add(mountpoint)
+    cgroups = set()
+    for root in CGROUP_ROOTS:
+        for child in (root, *[p for p in root.iterdir() if p.is_dir()]):
+            for entry in child.glob(f"{TEST_MARK}*"):
+                cgroups.add(str(entry))
+    netns = {n for n in os.listdir("/run/netns")} if os.path.isdir("/run/netns") else set()
+    return {"mounts": mounts, "cgroups": cgroups, "netns": {n for n in netns if TEST_MARK in n}}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """Fail the run if any mount, cgroup or netns made by a test survives it."""
+    if os.geteuid() != 0:
+        pytest.exit("Atoll's tests drive real containers and need root", returncode=2)
+    before = _leftovers()
+    yield
+    after = _leftovers()
+    leaked = {kind: sorted(after[kind] - before[kind]) for kind in after if after[kind] - before[kind]}
+    assert not leaked, f"tests left these behind: {leaked}"

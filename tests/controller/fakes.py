@@ -1,0 +1,240 @@
+"""An in-memory HostAgent: the controller's boundary, faked. It records every call, keeps the instances
+it was given, and reports exits through the real LocalControlPlane, as the real agent does.
+
+Image "archives" are JSON: a list of ImageRecord fields (see ``image_archive``), so tests can say what an
+import holds while the bytes still stream through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import signal as signals
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from atoll.model.clock import utcnow
+from atoll.model.errors import BadImage, NotFound, RuntimeFailure
+from atoll.model.image import ImageConfig, ImageRecord
+from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, RuntimeState
+from atoll.model.ports import ControlPlane, ExecSpec
+
+TERMINATING = {"SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP"}
+
+
+def image_id(n: int | str) -> str:
+    return "sha256:" + hashlib.sha256(str(n).encode()).hexdigest()
+
+
+def image_record(
+    n: int | str = 1,
+    *,
+    tags: list[str] | None = None,
+    cmd: list[str] | None = None,
+    entrypoint: list[str] | None = None,
+    env: list[str] | None = None,
+    **config: Any,
+) -> dict[str, Any]:
+    cfg = ImageConfig(
+        entrypoint=entrypoint,
+        cmd=["sh"] if cmd is None else cmd,
+        env=env if env is not None else ["PATH=/usr/bin:/bin"],
+        **config,
+    )
+    rec = ImageRecord(
+        id=image_id(n),
+        repo_tags=list(tags if tags is not None else ["busybox:latest"]),
+        layers=["sha256:" + hashlib.sha256(f"layer{n}".encode()).hexdigest()],
+        size=1234,
+        created="2024-01-01T00:00:00Z",
+        architecture="amd64",
+        os="linux",
+        config=cfg,
+    )
+    return asdict(rec)
+
+
+def image_archive(*records: dict[str, Any]) -> bytes:
+    return json.dumps(list(records)).encode()
+
+
+def _record(d: dict[str, Any]) -> ImageRecord:
+    return ImageRecord(**{**d, "config": ImageConfig(**d["config"])})
+
+
+def exit_code_for(signal: str) -> int:
+    return 128 + int(signals.Signals[signal])
+
+
+class FakeExec:
+    """``echo A B`` prints its args; ``fail`` writes to stderr and exits 2; ``cat`` echoes stdin until
+    EOF. Resizes are recorded."""
+
+    def __init__(self, spec: ExecSpec) -> None:
+        self.spec = spec
+        self.queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self.resizes: list[tuple[int, int]] = []
+        self.killed = False
+        self.code = 0
+        cmd = spec.args[0]
+        if cmd == "echo":
+            self.queue.put_nowait(("stdout", (" ".join(spec.args[1:]) + "\n").encode()))
+            self.queue.put_nowait(None)
+        elif cmd == "fail":
+            self.queue.put_nowait(("stderr", b"oops\n"))
+            self.queue.put_nowait(None)
+            self.code = 2
+
+    async def write(self, data: bytes) -> None:
+        self.queue.put_nowait(("stdout", data))
+
+    async def close_stdin(self) -> None:
+        self.queue.put_nowait(None)
+
+    async def resize(self, rows: int, cols: int) -> None:
+        self.resizes.append((rows, cols))
+
+    async def output(self) -> AsyncIterator[tuple[str, bytes]]:
+        while (item := await self.queue.get()) is not None:
+            yield item
+
+    async def wait(self) -> int:
+        return 137 if self.killed else self.code
+
+    async def kill(self) -> None:
+        self.killed = True
+        self.queue.put_nowait(None)
+
+
+@dataclass
+class FakeAgent:
+    host: str = "host-1"
+    control: ControlPlane | None = None
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    images: dict[str, ImageRecord] = field(default_factory=dict)
+    specs: dict[str, InstanceSpec] = field(default_factory=dict)
+    running: dict[str, int] = field(default_factory=dict)
+    logs_of: dict[str, list[LogEntry]] = field(default_factory=dict)
+    execs: list[FakeExec] = field(default_factory=list)
+    fail: dict[str, Exception] = field(default_factory=dict)
+    """Method name -> error that method raises (once)."""
+    exit_during_start: dict[str, ExitInfo] = field(default_factory=dict)
+    """Instance id -> exit reported *before* start_instance returns (a command that ends at once)."""
+    received: list[int] = field(default_factory=list)
+    """Sizes of the streams that imports and builds read, chunk by chunk."""
+    next_pid: int = 1000
+
+    @property
+    def host_id(self) -> str:
+        return self.host
+
+    def _call(self, name: str, arg: Any = None) -> None:
+        self.calls.append((name, arg))
+        if name in self.fail:
+            raise self.fail.pop(name)
+
+    def called(self, name: str) -> list[Any]:
+        return [arg for n, arg in self.calls if n == name]
+
+    async def _read(self, chunks: AsyncIterator[bytes]) -> bytes:
+        parts = [c async for c in chunks]
+        self.received.append(len(parts))
+        return b"".join(parts)
+
+    async def import_images(self, archive: AsyncIterator[bytes]) -> list[ImageRecord]:
+        data = await self._read(archive)
+        self._call("import_images", len(data))
+        try:
+            records = [_record(d) for d in json.loads(data)]
+        except (ValueError, TypeError, KeyError) as e:
+            raise BadImage(f"archive: not an image archive: {e}") from e
+        for rec in records:
+            self.images[rec.id] = rec
+        return records
+
+    async def build_image(self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig) -> ImageRecord:
+        data = await self._read(rootfs_tar)
+        self._call("build_image", config)
+        digest = hashlib.sha256(data + json.dumps(config.to_oci(), sort_keys=True).encode()).hexdigest()
+        rec = ImageRecord(
+            id=f"sha256:{digest}",
+            repo_tags=[],
+            layers=["sha256:" + hashlib.sha256(data).hexdigest()],
+            size=len(data),
+            created=utcnow(),
+            architecture="amd64",
+            os="linux",
+            config=config,
+        )
+        self.images[rec.id] = rec
+        return rec
+
+    async def image_present(self, image_id: str) -> bool:
+        return image_id in self.images
+
+    async def remove_image(self, image_id: str) -> None:
+        self._call("remove_image", image_id)
+        self.images.pop(image_id, None)
+
+    async def create_instance(self, spec: InstanceSpec) -> None:
+        self._call("create_instance", spec)
+        if spec.image_id not in self.images:
+            raise NotFound(f"image {spec.image_id} is not on this host")
+        self.specs[spec.id] = spec
+
+    async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
+        self._call("start_instance", spec.id)
+        if spec.id not in self.specs:
+            raise RuntimeFailure(f"instance {spec.id} was never created here")
+        self.next_pid += 1
+        started = utcnow()
+        early = self.exit_during_start.pop(spec.id, None)
+        if early is not None:
+            assert self.control is not None
+            await self.control.instance_exited(self.host, spec.id, early)
+        else:
+            self.running[spec.id] = self.next_pid
+        return RuntimeState(id=spec.id, running=True, pid=self.next_pid, started_at=started)
+
+    async def exit(
+        self, instance_id: str, code: int, *, oom: bool = False, finished_at: str = "", error: str = ""
+    ) -> float | None:
+        """Make a running instance end, and report it as the agent would."""
+        assert self.control is not None
+        self.running.pop(instance_id, None)
+        info = ExitInfo(exit_code=code, oom_killed=oom, finished_at=finished_at or utcnow(), error=error)
+        return await self.control.instance_exited(self.host, instance_id, info)
+
+    async def stop_instance(self, instance_id: str, signal: str, timeout: float) -> None:
+        self._call("stop_instance", (instance_id, signal, timeout))
+        if instance_id in self.running:
+            await self.exit(instance_id, exit_code_for(signal))
+
+    async def signal_instance(self, instance_id: str, signal: str) -> None:
+        self._call("signal_instance", (instance_id, signal))
+        if instance_id not in self.running:
+            raise RuntimeFailure(f"instance {instance_id} is not running")
+        if signal in TERMINATING:
+            await self.exit(instance_id, exit_code_for(signal))
+
+    async def remove_instance(self, instance_id: str) -> None:
+        self._call("remove_instance", instance_id)
+        if instance_id in self.running:
+            await self.exit(instance_id, exit_code_for("SIGKILL"))
+        self.specs.pop(instance_id, None)
+
+    async def logs(
+        self, instance_id: str, *, follow: bool = False, tail: int | None = None, since: str = ""
+    ) -> AsyncIterator[LogEntry]:
+        self.calls.append(("logs", (instance_id, follow, tail, since)))
+        entries = self.logs_of.get(instance_id, [])
+        for entry in entries if tail is None else entries[len(entries) - tail :]:
+            yield entry
+
+    async def exec(self, instance_id: str, spec: ExecSpec) -> FakeExec:
+        self._call("exec", (instance_id, spec))
+        proc = FakeExec(spec)
+        self.execs.append(proc)
+        return proc
