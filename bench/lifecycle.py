@@ -126,7 +126,9 @@ class Atoll:
 
     def busybox_layers(self) -> list[Path]:
         image = self.call("GET", "/images/busybox")
-        return [self.base / "data" / "images" / "layers" / d.split(":", 1)[1] for d in image["layers"]]
+        return [
+            self.base / "data" / "images" / "layers" / d.split(":", 1)[1] / "diff" for d in image["layers"]
+        ]
 
     def close(self) -> None:
         for inst in self.call("GET", "/instances", params={"all": "true"}):
@@ -155,7 +157,15 @@ class BareRunc:
             d.mkdir(parents=True)
         lower = ":".join(str(p) for p in reversed(layers))
         subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", rootfs],
+            [
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={lower},upperdir={upper},workdir={work}",
+                rootfs,
+            ],
             check=True,
         )
         subprocess.run(["runc", "spec", "--bundle", str(self.bundle)], check=True)
@@ -216,8 +226,10 @@ def main() -> None:
         figures["a_atoll_create_start_wait_ms"] = round(a_atoll * 1000, 2)
         figures["a_runc_run_ms"] = round(a_runc * 1000, 2)
         figures["a_ratio"] = round(a_atoll / a_runc, 2)
-        print(f"(a) create+start+wait `true`: atoll {a_atoll * 1000:.1f} ms, runc run {a_runc * 1000:.1f} ms, "
-              f"ratio {a_atoll / a_runc:.2f}x (target <= 2.5x)")
+        print(
+            f"(a) create+start+wait `true`: atoll {a_atoll * 1000:.1f} ms, runc run {a_runc * 1000:.1f} ms, "
+            f"ratio {a_atoll / a_runc:.2f}x (target <= 2.5x)"
+        )
 
         settle()
         before = mem_available()
@@ -245,9 +257,11 @@ def main() -> None:
         figures["b_runc_run_d_per_s"] = round(b_runc, 1)
         figures["b_ratio"] = round(b_atoll / b_runc, 2)
         print(f"(b) {args.count} detached starts: atoll {b_atoll:.1f}/s, runc run -d {b_runc:.1f}/s")
-        print(f"(c) per idle container: MemAvailable drop {drop / args.count / 2**20:.3f} MB; beyond the "
-              f"container's own processes {c_pss / 2**20:.3f} MB (PSS), {c_rss / 2**20:.3f} MB (RSS)"
-              " (target <= 0.5 MB)")
+        print(
+            f"(c) per idle container: MemAvailable drop {drop / args.count / 2**20:.3f} MB; beyond the "
+            f"container's own processes {c_pss / 2**20:.3f} MB (PSS), {c_rss / 2**20:.3f} MB (RSS)"
+            " (target <= 0.5 MB)"
+        )
     finally:
         atoll.close()
         if bare is not None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-CGROUP_ROOTS = [p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir()] if Path("/sys/fs/cgroup").exists() else []
+CGROUP_ROOTS = (
+    [p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir()] if Path("/sys/fs/cgroup").exists() else []
+)
 TEST_MARK = "atoll-test"
 
 

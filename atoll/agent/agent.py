@@ -99,6 +99,8 @@ class Agent:
     async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:
         for path in (config.data_dir / "instances", config.data_dir / "tmp", config.run_dir):
             path.mkdir(parents=True, exist_ok=True)
+        # Mounted root filesystems hold the images' setuid files: no host user may reach them.
+        (config.data_dir / "instances").chmod(0o700)
         init = await asyncio.to_thread(ensure_init_binary, config.data_dir / "bin")
         store = ImageStore(config.data_dir / "images")
         runtime = await select_runtime(
@@ -182,7 +184,7 @@ class Agent:
                 return RuntimeState(spec.id, running=True, pid=run.pid, started_at=run.started_at)
             await self.create_instance(spec)
             pid = await self._launch(spec)
-            run = _Run(pid=pid, started_at=utcnow())
+            run = _Run(pid=pid, started_at=started_at(self._layout(spec.id)))
             self._runs[spec.id] = run
             self._watcher.watch(spec.id, pid, lambda: self._spawn(self._handle_exit(spec.id)))
             return RuntimeState(spec.id, running=True, pid=pid, started_at=run.started_at)
@@ -347,7 +349,7 @@ class Agent:
         if not layout.root.is_dir():
             raise NotFound(f"instance {instance_id[:12]} has no files on host {self.host_id}")
         end = log_size(layout.log)
-        for entry in await asyncio.to_thread(read_log, layout.log, tail=tail, since=since, end=end):
+        for entry in await asyncio.to_thread(read_log, layout.log, tail=tail, since=since, until=end):
             yield entry
         if follow:
 
@@ -361,10 +363,12 @@ class Agent:
         inst = self._specs.get(instance_id)
         if inst is None or instance_id not in self._runs:
             raise Conflict(f"instance {instance_id[:12]} is not running")
-        rootfs = self._layout(instance_id).rootfs
-        user = resolve_user(rootfs, spec.user or inst.process.user)
-        process = build_exec_process(spec, base_env=inst.process.env, user=user, default_cwd=inst.process.cwd)
-        return await self._runtime.exec(instance_id, process)
+        layout = self._layout(instance_id)
+        user = resolve_user(layout.rootfs, spec.user or inst.process.user)
+        # The running container's own environment (HOSTNAME, HOME, TERM as started), not the spec's.
+        base_env = json.loads(layout.config.read_text())["process"]["env"]
+        process = build_exec_process(spec, base_env=base_env, user=user, default_cwd=inst.process.cwd)
+        return await self._runtime.exec(instance_id, process, stdin=spec.stdin)
 
     # -- reconciliation ----------------------------------------------------------------------------
 
@@ -398,7 +402,9 @@ class Agent:
         instance_id = assignment.spec.id
         if instance_id in self._runs:
             if not assignment.desired_running:
-                await self.stop_instance(instance_id, assignment.spec.stop_signal, assignment.spec.stop_timeout)
+                await self.stop_instance(
+                    instance_id, assignment.spec.stop_signal, assignment.spec.stop_timeout
+                )
             return
         if container is not None and container.get("status") == "running" and container.get("pid"):
             await self._adopt(assignment, int(container["pid"]))
@@ -429,7 +435,7 @@ class Agent:
         async with self._lock(instance_id):
             if instance_id in self._runs:
                 return
-            started = assignment_started_at(self._layout(instance_id))
+            started = started_at(self._layout(instance_id))
             self._runs[instance_id] = _Run(pid=pid, started_at=started)
             self._watcher.watch(instance_id, pid, lambda: self._spawn(self._handle_exit(instance_id)))
         log.info("adopted running instance %s (pid %d)", instance_id, pid)
@@ -441,8 +447,9 @@ class Agent:
             await self.stop_instance(instance_id, assignment.spec.stop_signal, assignment.spec.stop_timeout)
 
 
-def assignment_started_at(layout: InstanceLayout) -> str:
-    """When the current run began: the pid file is written by the runtime at start."""
+def started_at(layout: InstanceLayout) -> str:
+    """When the current run began: the runtime writes the pid file as it starts the init, before the
+    command can run (and perhaps exit), so this is never later than the exit."""
     try:
         return from_timestamp(layout.pid_file.stat().st_mtime)
     except OSError:

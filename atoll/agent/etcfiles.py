@@ -20,7 +20,11 @@ def _resolv_conf() -> str:
     keep = []
     for line in lines:
         parts = line.split()
-        if parts[:1] == ["nameserver"] and len(parts) > 1 and (parts[1].startswith("127.") or parts[1] == "::1"):
+        if (
+            parts[:1] == ["nameserver"]
+            and len(parts) > 1
+            and (parts[1].startswith("127.") or parts[1] == "::1")
+        ):
             continue
         keep.append(line)
     return "\n".join(keep) + "\n"
@@ -32,9 +36,7 @@ def write_etc_files(etc_dir: Path, hostname: str) -> list[tuple[str, Path]]:
     files = {
         "/etc/hostname": f"{hostname}\n",
         "/etc/hosts": (
-            "127.0.0.1\tlocalhost\n"
-            "::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"127.0.1.1\t{hostname}\n"
+            f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
         ),
         "/etc/resolv.conf": _resolv_conf(),
     }

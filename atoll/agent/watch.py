@@ -16,7 +16,7 @@ class ExitWatcher:
     def __init__(self) -> None:
         self._fds: dict[str, int] = {}
 
-    def watch(self, key: str, pid: int, on_exit: Callable[[], None]) -> None:
+    def watch(self, key: str, pid: int, on_exit: Callable[[], object]) -> None:
         """Call ``on_exit`` once, soon after ``pid`` exits (immediately if it is already gone)."""
         loop = asyncio.get_running_loop()
         self.unwatch(key)

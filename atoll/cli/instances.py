@@ -42,7 +42,7 @@ def ps(
         return
     now = datetime.now(UTC)
     print_table(
-        ["INSTANCE ID", "NAME", "IMAGE", "COMMAND", "STATUS", "CREATED"],
+        ["ID", "NAME", "IMAGE", "COMMAND", "STATUS", "CREATED"],
         [_ps_row(inst, now, no_trunc) for inst in instances],
     )
 

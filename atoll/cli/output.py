@@ -104,7 +104,15 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
         table.add_column(header, no_wrap=True, overflow="ellipsis")
     for row in rows:
         table.add_row(*row)
-    stdout_console().print(table)
+    console = stdout_console()
+    if console.is_terminal:
+        console.print(table)
+        return
+    # For pipes: plain lines without the padding of the last column, as docker prints them.
+    with console.capture() as captured:
+        console.print(table)
+    for line in captured.get().splitlines():
+        typer.echo(line.rstrip())
 
 
 def print_json(models: Sequence[BaseModel]) -> None:

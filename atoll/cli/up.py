@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from atoll import node
 from atoll.settings import Settings
 
 app = typer.Typer()
@@ -35,4 +35,7 @@ def up(
     host: Annotated[str | None, typer.Option("--host", help="API address (ATOLL_API_HOST).")] = None,
 ) -> None:
     """Run a single-node cloud on this machine: controller, agent and SQLite, in the foreground."""
+    # Imported here, not at the top: the server stack takes about a second to import, and every other
+    # command of the CLI would pay for it.
+    node = importlib.import_module("atoll.node")
     node.run_up(settings_for(data_dir, port, host))

@@ -50,7 +50,9 @@ class ProcessSpec:
     args: list[str]
     env: list[str] = field(default_factory=list)
     cwd: str = "/"
-    user: str = ""  # unresolved: "", "uid", "uid:gid", "name", "name:group"; the host resolves it in the image
+    user: str = (
+        ""  # unresolved: "", "uid", "uid:gid", "name", "name:group"; the host resolves it in the image
+    )
     tty: bool = False
 
 

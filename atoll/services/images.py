@@ -14,6 +14,7 @@ own images and the public ones (the starter image). References resolve as in Doc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -304,7 +305,8 @@ async def remove_image(ctl: Controller, *, project: str, ref: str, force: bool =
         return result
     image_id = result.deleted[0]
     for host_id in hosts:
-        await ctl.agents.get(host_id).remove_image(image_id)
+        with contextlib.suppress(NotFound):  # the host no longer has it: that is the goal
+            await ctl.agents.get(host_id).remove_image(image_id)
     with ctl.sessions.begin() as s:
         s.execute(delete(ImageTagRow).where(ImageTagRow.project == project, ImageTagRow.image_id == image_id))
         s.execute(delete(ImageRow).where(ImageRow.project == project, ImageRow.id == image_id))

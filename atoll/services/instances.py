@@ -7,6 +7,7 @@ while an agent works: load, release, call, apply. The lifecycle verbs live in ``
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from sqlalchemy import select
@@ -74,7 +75,6 @@ def _pick_name(s: Session, project: str, requested: str | None, instance_id: str
 async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> Instance:
     instance_id = new_id()
     policy = restart_policy(request)
-    agent = ctl.agents.pick()
     with ctl.sessions.begin() as s:
         require_project(s, project)
         image, _ = images.resolve(s, project, request.image)
@@ -88,6 +88,7 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
             image_id=image.id,
             layers=list(image.layers),
         )
+        agent = ctl.agents.pick()
         row = InstanceRow(
             id=instance_id,
             project=project,
@@ -184,13 +185,16 @@ async def remove(ctl: Controller, *, project: str, ref: str, force: bool = False
             row = resolve(s, project, instance_id)
             if row.status in ACTIVE and not force:
                 raise Conflict(f"instance {row.name} is {row.status}: stop it first or use force")
+            # A host that is gone for good must not pin its instances: with force, forget them here and
+            # let the host's agent clean up when (if) it re-syncs.
+            agent = ctl.agents.get(row.host_id) if row.host_id in ctl.agents or not force else None
             row.desired_state, row.user_stopped = STOPPED, True
-            host_id = row.host_id
             last = wait_result(row) if row.exit_code is not None else None
         ctl.removing.add(instance_id)
         try:
-            if host_id in ctl.agents or not force:
-                await ctl.agents.get(host_id).remove_instance(instance_id)
+            if agent is not None:
+                with contextlib.suppress(NotFound):  # already gone from the host: that is the goal
+                    await agent.remove_instance(instance_id)
         finally:
             ctl.removing.discard(instance_id)
         with ctl.sessions() as s:

@@ -51,7 +51,7 @@ def test_ps_table(cli: Invoke, api: MagicMock) -> None:
     result = cli("ps", "-a")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["INSTANCE", "ID", "NAME", "IMAGE", "COMMAND", "STATUS", "CREATED"]
+    assert lines[0].split() == ["ID", "NAME", "IMAGE", "COMMAND", "STATUS", "CREATED"]
     assert lines[1].startswith(INSTANCE_ID[:12] + " ")
     assert INSTANCE_ID[:13] not in lines[1]
     assert "\"sh -c 'echo hello'\"" in lines[1]

@@ -70,7 +70,7 @@ def exit_code_for(signal: str) -> int:
 
 class FakeExec:
     """``echo A B`` prints its args; ``fail`` writes to stderr and exits 2; ``cat`` echoes stdin until
-    EOF. Resizes are recorded."""
+    EOF; ``boom`` breaks while reading output. Resizes are recorded."""
 
     def __init__(self, spec: ExecSpec) -> None:
         self.spec = spec
@@ -97,6 +97,8 @@ class FakeExec:
         self.resizes.append((rows, cols))
 
     async def output(self) -> AsyncIterator[tuple[str, bytes]]:
+        if self.spec.args[0] == "boom":
+            raise RuntimeFailure("the runtime lost the process")
         while (item := await self.queue.get()) is not None:
             yield item
 

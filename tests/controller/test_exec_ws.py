@@ -79,6 +79,17 @@ def test_exec_errors(tc: TestClient, path: str, first: dict[str, object], code: 
         assert exc.value.code == close
 
 
+def test_exec_output_failure(tc: TestClient, agent: FakeAgent) -> None:
+    with tc.websocket_connect(f"{P}/instances/web/exec") as ws:
+        ws.send_text(json.dumps({"args": ["boom"]}))
+        err = json.loads(ws.receive_text())
+        assert err["error"] == {"code": "runtime", "message": "the runtime lost the process"}
+        with pytest.raises(WebSocketDisconnect) as exc:
+            ws.receive_text()
+        assert exc.value.code == 4500
+    assert agent.execs[-1].killed
+
+
 def test_exec_needs_a_running_instance(tc: TestClient) -> None:
     assert tc.post(f"{P}/instances/web/stop").status_code == 200
     with tc.websocket_connect(f"{P}/instances/web/exec") as ws:

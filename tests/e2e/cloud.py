@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -59,7 +60,9 @@ class Cloud:
 
     def start(self) -> None:
         log = open(self.base / "atoll-up.log", "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen([ATOLL, "up"], env=self.env, stdout=log, stderr=log, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [ATOLL, "up"], env=self.env, stdout=log, stderr=log, start_new_session=True
+        )
         log.close()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -88,18 +91,18 @@ class Cloud:
                 self.kill9()
             self.proc = None
 
-    def cli(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    def cli(
+        self, *args: str, input: bytes | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run([ATOLL, *args], env=self.env, input=input, capture_output=True, timeout=timeout)
 
     def teardown(self) -> None:
         """Remove every instance through the API, stop the cloud, and clear what the runtime leaves."""
         if self.proc is not None:
             api = self.api()
-            for inst in api.list_instances(all=True):
-                try:
+            for inst in api.instances(all=True):
+                with contextlib.suppress(Exception):
                     api.remove_instance(inst.id, force=True)
-                except Exception:  # noqa: BLE001 - best effort; the leak check below is the judge
-                    pass
             self.stop()
         for hierarchy in CGROUP_ROOT.iterdir():
             parent = hierarchy / self.cgroup_parent

@@ -94,7 +94,12 @@ class Container:
         except ProcessLookupError:
             return
         done: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(fd, lambda: done.done() or done.set_result(None))  # type: ignore[func-returns-value]
+
+        def fire() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        loop.add_reader(fd, fire)
         try:
             await asyncio.wait_for(done, timeout)
         finally:
@@ -164,7 +169,9 @@ class Harness:
         bundle = self.tmp / spec.id
         bundle.mkdir()
         (bundle / "config.json").write_text(json.dumps(config or self.config(spec)))
-        log_fd = os.open(bundle / "container.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        log_fd = os.open(
+            bundle / "container.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+        )
         exit_fd = os.open(bundle / "exit", os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
             pid = await self.runtime.run_detached(

@@ -108,6 +108,16 @@ def test_background_processes_do_not_hold_the_container(harness: Harness) -> Non
     asyncio.run(body())
 
 
+def test_an_orphan_writing_forever_does_not_hold_the_exit(harness: Harness) -> None:
+    async def body() -> None:
+        c = await harness.run(["sh", "-c", "yes & sleep 0.02; exit 2"], timeout=10)
+        assert c.exit_status() == (2, 0)
+        with c.log.open("rb") as f:
+            assert f.readline().endswith(b" stdout F y\n")
+
+    asyncio.run(body())
+
+
 def test_tty(harness: Harness) -> None:
     async def body() -> None:
         c = await harness.run(["sh", "-c", 'tty; echo "$TERM"; echo err >&2'], tty=True)
@@ -138,7 +148,9 @@ def test_environment_hostname_and_cwd(harness: Harness) -> None:
 
 def test_loopback_is_up(harness: Harness) -> None:
     async def body() -> None:
-        c = await harness.run(["sh", "-c", "ip -o link show lo; ip -o addr show lo; ping -c 1 -W 2 127.0.0.1"])
+        c = await harness.run(
+            ["sh", "-c", "ip -o link show lo; ip -o addr show lo; ping -c 1 -W 2 127.0.0.1"]
+        )
         out = c.output().decode()
         assert c.exit_status() == (0, 0), out
         assert ",UP" in out and "127.0.0.1/8" in out

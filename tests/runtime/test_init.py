@@ -96,7 +96,10 @@ def test_everything_written_before_exit_is_kept(init_binary: Path, tmp_path: Pat
 
 
 def test_signals_are_forwarded(init_binary: Path, tmp_path: Path) -> None:
-    script = 'trap "echo got-term; exit 7" TERM; trap "echo got-usr1" USR1; echo ready; while :; do sleep 0.05; done'
+    script = (
+        'trap "echo got-term; exit 7" TERM; trap "echo got-usr1" USR1; '
+        "echo ready; while :; do sleep 0.05; done"
+    )
     proc = spawn(init_binary, tmp_path, ["/bin/sh", "-c", script])
     try:
         deadline = time.monotonic() + 10

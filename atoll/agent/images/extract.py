@@ -17,7 +17,8 @@ written outside the layer directory, whatever the archive says:
   ``user.overlay.*``) are dropped: an image must not forge overlayfs metadata.
 
 Whiteouts become what overlayfs reads: ``.wh.NAME`` a 0/0 character device ``NAME``, and
-``.wh..wh..opq`` the xattr ``trusted.overlay.opaque=y`` on its directory.
+``.wh..wh..opq`` the xattr ``trusted.overlay.opaque=y`` on its directory. Other ``.wh..wh.*`` entries
+(AUFS bookkeeping) are skipped, as Docker does. A later entry replaces an earlier one of the same name.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from atoll.model.errors import BadImage, RuntimeFailure
 
 MAX_NAME = 4096
 MAX_DEPTH = 256
-"""Deeper trees are unusable in a container anyway, and bounding depth keeps ``rmtree`` from recursing out."""
+"""Real images nest a few dozen levels; the bound keeps rmtree (a frame per level) off the recursion limit."""
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -92,7 +93,6 @@ class _LayerWriter:
         self._label = label
         self._dirs: OrderedDict[tuple[bytes, ...], int] = OrderedDict()
         self._dir_times: dict[tuple[bytes, ...], int] = {}
-        self._seen_inodes: set[int] = set()
         self.size = 0
 
     def close(self) -> None:
@@ -119,10 +119,12 @@ class _LayerWriter:
             if not parts:
                 os.utime(self._root, ns=(mtime_ns, mtime_ns))
                 continue
-            parent = self._dir(parts[:-1], entry="", create=False)
-            st = os.lstat(parts[-1], dir_fd=parent)
-            if stat.S_ISDIR(st.st_mode):
-                os.utime(parts[-1], ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)
+            try:
+                parent = self._dir(parts[:-1], entry="", create=False)
+                if stat.S_ISDIR(os.lstat(parts[-1], dir_fd=parent).st_mode):
+                    os.utime(parts[-1], ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)
+            except (BadImage, FileNotFoundError, NotADirectoryError):
+                continue  # replaced by a later entry; _clear() forgets most of those already
 
     def _apply(self, entry: TarEntry, reader: TarReader) -> None:
         shown = entry.display
@@ -169,6 +171,8 @@ class _LayerWriter:
         if leaf.startswith(_WHITEOUT + _WHITEOUT):
             return  # AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs): meaningless here, as in Docker
         name = leaf[len(_WHITEOUT) :]
+        if not name:
+            raise BadImage(f"{self._label}: {shown}: a whiteout must name what it deletes")
         parent = self._dir(parts[:-1], shown, create=True)
         self._clear(parent, (*parts[:-1], name))
         os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
@@ -185,8 +189,11 @@ class _LayerWriter:
         self._dir_times[parts] = entry.mtime_ns
 
     def _file(self, parent: int, parts: tuple[bytes, ...], entry: TarEntry, reader: TarReader) -> None:
-        self._clear(parent, parts)
-        fd = os.open(parts[-1], _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
+        try:  # O_EXCL: never opens what is there, symlink or not; replace it only if it exists
+            fd = os.open(parts[-1], _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
+        except FileExistsError:
+            self._clear(parent, parts)
+            fd = os.open(parts[-1], _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
         try:
             while chunk := reader.read(CHUNK):
                 view = memoryview(chunk)

@@ -19,6 +19,7 @@ from atoll.agent.images.streams import CHUNK, Reader
 from atoll.model.errors import BadImage
 
 BLOCK = 512
+_XATTR = b"SCHILY.xattr."
 _ZERO_BLOCK = bytes(BLOCK)
 META_LIMIT = 1 << 20
 """Largest GNU long name/link or PAX header we accept; real ones are a few KiB (xattrs up to 64 KiB)."""
@@ -143,14 +144,14 @@ class TarReader:
         name = pax.get(b"path", long_name if long_name is not None else header.name)
         linkname = pax.get(b"linkpath", long_link if long_link is not None else header.linkname)
         shown = name.decode("utf-8", "backslashreplace")
-        if typeflag == b"S" or any(k.startswith(b"GNU.sparse.") for k in pax):
+        if typeflag == b"S" or (pax and any(k.startswith(b"GNU.sparse.") for k in pax)):
             raise BadImage(f"{self._label}: {shown}: sparse files are not supported")
         kind = _KINDS.get(typeflag)
         if kind is None and typeflag != b"V":
             raise BadImage(f"{self._label}: {shown}: unsupported tar entry type {typeflag!r}")
         if kind is Kind.FILE and name.endswith(b"/"):
             kind = Kind.DIR  # V7 archives mark directories with a trailing slash only
-        xattrs = {k[len(b"SCHILY.xattr.") :]: v for k, v in pax.items() if k.startswith(b"SCHILY.xattr.")}
+        xattrs = {k[len(_XATTR) :]: v for k, v in pax.items() if k.startswith(_XATTR)} if pax else {}
         return TarEntry(
             name=name,
             kind=kind or Kind.FILE,
@@ -218,9 +219,12 @@ class _Header:
 
 def _parse_header(block: bytes, label: str, offset: int) -> _Header:
     unsigned = sum(block[:148]) + 8 * 0x20 + sum(block[156:])
-    stored = _number(block[148:156], label, "checksum")
+    try:
+        stored = _number(block[148:156], label, "checksum")
+    except BadImage:
+        stored = -1
     if stored != unsigned and stored != _signed_checksum(block):
-        raise BadImage(f"{label}: corrupt tar: bad header checksum at offset {offset}")
+        raise BadImage(f"{label}: corrupt tar: invalid header (bad checksum) at offset {offset}")
     name = _cstr(block[0:100])
     if block[257:263] == b"ustar\0":  # POSIX ustar: the prefix extends the name; GNU uses it otherwise
         prefix = _cstr(block[345:500])

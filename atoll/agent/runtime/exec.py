@@ -5,8 +5,11 @@ Unlike the container's main process, an exec is tied to its client: it lives as 
 So the agent can use an ordinary child process here.
 
 - Without a TTY the runtime's stdin, stdout and stderr are pipes to us.
-- With a TTY the runtime creates the pty inside the container and passes its master end to us over a
-  unix socket (``--console-socket``, SCM_RIGHTS); we relay it directly, and all output is "stdout".
+- With a TTY the runtime creates the pty inside the container and relays it to its own stdio, which
+  must itself be a terminal: it is the slave of a pty pair of ours, and we read and write the master.
+  All output is then "stdout". A resize sets our pty's size and sends SIGWINCH to the runtime, which
+  copies the size to the container's pty. (``--console-socket`` would hand us the container's pty
+  directly, but runc accepts it only with ``--detach``, and a detached exec's exit code is lost to us.)
 - ``kill`` signals the process itself (its host pid comes from ``--pid-file``), since SIGKILL sent to the
   runtime could not be forwarded.
 - When the runtime cannot start the process at all (no such executable, ...), its message comes out on
@@ -23,15 +26,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import tempfile
 import termios
+import tty
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from atoll.model.errors import RuntimeFailure
+from atoll.agent.runtime.oci import DEFAULT_TTY_SIZE
 
 _READ_SIZE = 1 << 16
 _RUNTIME_ERROR = 255  # what runc and crun exit with when they, not the process, failed
@@ -92,7 +95,7 @@ class RuntimeExec:
 
     @classmethod
     async def start(
-        cls, runtime_argv: list[str], container_id: str, process: dict[str, Any], *, stdin: bool = True
+        cls, runtime_argv: list[str], container_id: str, process: dict[str, Any], *, stdin: bool = False
     ) -> RuntimeExec:
         """Start ``process`` (OCI process JSON) in the container. ``runtime_argv`` is the runtime
         binary with its global flags."""
@@ -118,47 +121,29 @@ class RuntimeExec:
 
     @classmethod
     async def _start_tty(cls, args: list[str], container_id: str, workdir: Path) -> RuntimeExec:
-        sock_path = workdir / "console.sock"
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        master, slave = os.openpty()
         try:
-            listener.bind(str(sock_path))
-            listener.listen(1)
-            listener.setblocking(False)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *DEFAULT_TTY_SIZE, 0, 0))
+            # No echo or line editing on our side, from the start: input written before the runtime
+            # makes this terminal raw itself must reach the container's pty untouched. (The runtime
+            # turns output processing back on, so lines come out ending in \r\n, as from any tty.)
+            tty.setraw(slave)
             proc = await asyncio.create_subprocess_exec(
                 *args,
                 "--tty",
-                "--console-socket",
-                str(sock_path),
                 container_id,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
                 start_new_session=True,
             )
-            loop = asyncio.get_running_loop()
-            accept = asyncio.ensure_future(loop.sock_accept(listener))
-            exited = asyncio.ensure_future(proc.wait())
-            await asyncio.wait({accept, exited}, return_when=asyncio.FIRST_COMPLETED)
-            if not accept.done():
-                # The runtime gave up before handing over a terminal: report its error as the output.
-                accept.cancel()
-                assert proc.stderr is not None
-                return cls(proc, workdir, early_error=await proc.stderr.read())
-            exited.cancel()
-            conn, _ = accept.result()
-            with conn:
-                conn.setblocking(False)
-                await _fd_ready(conn.fileno())
-                _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
-            if not fds:
-                proc.kill()
-                await proc.wait()
-                raise RuntimeFailure("exec: the runtime sent no terminal")
-            master = fds[0]
-            os.set_blocking(master, False)
-            return cls(proc, workdir, master=master)
+        except BaseException:
+            os.close(master)
+            raise
         finally:
-            listener.close()
+            os.close(slave)
+        os.set_blocking(master, False)
+        return cls(proc, workdir, master=master)
 
     def _pid(self) -> int | None:
         if self._workdir is None:
@@ -195,8 +180,10 @@ class RuntimeExec:
                 await self._proc.stdin.wait_closed()
 
     async def resize(self, rows: int, cols: int) -> None:
-        if self._master is not None:
+        if self._master is not None and self._proc is not None and self._proc.returncode is None:
             fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGWINCH)
 
     async def _read_master(self) -> bytes:
         assert self._master is not None

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+from atoll.model.errors import InvalidInput
 from atoll.model.instance import LogEntry
 
 _BLOCK = 1 << 16
@@ -114,7 +115,10 @@ def read_log(
     end = log_size(path) if until is None else min(until, log_size(path))
     if end == 0 or tail == 0:
         return []
-    since_ns = parse_time(since) if since else None
+    try:
+        since_ns = parse_time(since) if since else None
+    except ValueError as exc:
+        raise InvalidInput(f"since: {exc}") from None
     out: list[LogEntry] = []
     lines = 0
     for raw in _records_backwards(path, end):

@@ -38,6 +38,7 @@ DEFAULT_CPU_PERIOD_US = 100_000
 CAP_SYS_RESOURCE = 24
 DEV_TMPFS_SIZE = "65536k"
 SHM_SIZE = "65536k"
+DEFAULT_TTY_SIZE = (24, 80)  # rows, cols of an exec's terminal until the client sends its size
 
 
 def _env_key(item: str) -> str:
@@ -239,16 +240,22 @@ def build_config(
 def build_exec_process(
     spec: ExecSpec, *, base_env: list[str], user: ResolvedUser, default_cwd: str
 ) -> dict[str, Any]:
-    """The process JSON for ``runc exec --process``: the container's env overridden by the exec's."""
+    """The process JSON for ``runc exec --process``: the container's env overridden by the exec's.
+
+    ``base_env`` is best the container's own ``config.json`` env, which has HOSTNAME and HOME; PATH
+    (and TERM with a TTY) are defaulted here in any case, as for the main process.
+    """
     if not spec.args:
         raise InvalidInput("args: no command given")
     env = merge_env(base_env, spec.env)
+    defaults = [("PATH", DEFAULT_PATH)]
     if spec.tty:
-        env = _with_defaults(env, [("TERM", "xterm")])
+        defaults.append(("TERM", "xterm"))
+    env = _with_defaults(env, defaults)
     cwd = spec.cwd or default_cwd or "/"
     if not cwd.startswith("/"):
         raise InvalidInput(f"cwd: {cwd!r} is not an absolute path")
-    return {
+    process: dict[str, Any] = {
         "terminal": spec.tty,
         "user": _user(user),
         "args": list(spec.args),
@@ -258,3 +265,8 @@ def build_exec_process(
         "rlimits": _rlimits(),
         "noNewPrivileges": True,
     }
+    if spec.tty:
+        # Set before the process starts; a resize after it is applied a moment later.
+        rows, cols = DEFAULT_TTY_SIZE
+        process["consoleSize"] = {"height": rows, "width": cols}
+    return process

@@ -27,8 +27,8 @@ from typing import Any
 
 from atoll.agent.runtime.cgroups import remove_cgroup
 from atoll.agent.runtime.exec import RuntimeExec
-from atoll.agent.runtime.oci import INIT_PATH, build_config
-from atoll.agent.runtime.rootpath import find_executable
+from atoll.agent.runtime.oci import DEFAULT_PATH, INIT_PATH, build_config
+from atoll.agent.runtime.rootpath import find_executable, read_file_in_root
 from atoll.agent.runtime.users import ResolvedUser
 from atoll.model.errors import InvalidInput, RuntimeFailure
 from atoll.model.instance import InstanceSpec, ProcessSpec
@@ -116,7 +116,18 @@ class OciRuntime:
     async def run_detached(
         self, container_id: str, bundle: Path, *, log_fd: int, exit_fd: int, pid_file: Path
     ) -> int:
-        """Create and start the container from ``bundle/config.json``; return its init's host pid."""
+        """Create and start the container from ``bundle/config.json``; return its init's host pid.
+
+        A container that already exists under this id is refused, never touched: cleaning up after a
+        failed run must not delete somebody else's container.
+        """
+        if self._known(container_id):
+            if await self.state(container_id) is not None:
+                raise RuntimeFailure(
+                    f"{self.name} run {container_id}: a container with this id already exists"
+                )
+            # A state directory the runtime cannot read (a crash mid-create): clear it, or the id is lost.
+            await self.delete(container_id, force=True)
         self.root.mkdir(parents=True, exist_ok=True)
         log_file = bundle / RUNTIME_LOG
         log_file.unlink(missing_ok=True)
@@ -214,12 +225,14 @@ class OciRuntime:
         items: list[dict[str, Any]] | None = json.loads(out or "null")
         return items or []
 
-    async def exec(self, container_id: str, process: dict[str, Any], *, stdin: bool = True) -> RuntimeExec:
+    async def exec(self, container_id: str, process: dict[str, Any], *, stdin: bool = False) -> RuntimeExec:
         """Start ``process`` (from ``oci.build_exec_process``) in a running container.
 
         The executable is looked up first through the init's ``/proc/<pid>/root``, which sees the
         container's own mounts (volumes included), so "not found" is a clear message and exit code 127
-        rather than a runtime error. ``stdin=False`` gives the process /dev/null instead of a pipe.
+        rather than a runtime error. Pass ``stdin=ExecSpec.stdin``: without it the process reads
+        /dev/null (as ``docker exec`` without ``-i``) instead of a pipe that must be closed. A TTY is
+        always writable.
         """
         state = await self.state(container_id)
         if state is None or state.get("status") != "running":
@@ -227,11 +240,12 @@ class OciRuntime:
         args: list[str] = list(process.get("args") or [])
         if not args:
             raise InvalidInput("args: no command given")
-        path_env = next((e[5:] for e in process.get("env", []) if e.startswith("PATH=")), "")
-        found = find_executable(
-            Path(f"/proc/{state['pid']}/root"), args[0], path_env, str(process.get("cwd") or "/")
-        )
-        if found is None:
+        path_env = next((e[5:] for e in process.get("env", []) if e.startswith("PATH=")), DEFAULT_PATH)
+        root = Path(f"/proc/{state['pid']}/root")
+        cwd = str(process.get("cwd") or "/")
+        if find_executable(root, args[0], path_env, cwd) is None:
+            if "/" in args[0] and read_file_in_root(root, args[0], limit=0) is not None:
+                return RuntimeExec.failed(f'exec: "{args[0]}": permission denied', 126)
             return RuntimeExec.failed(f'exec: "{args[0]}": executable file not found in $PATH', 127)
         return await RuntimeExec.start(self.argv, container_id, process, stdin=stdin)
 

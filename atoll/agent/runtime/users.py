@@ -3,7 +3,8 @@
 The names mean what the image says they mean, so they are looked up in the image's ``/etc/passwd`` and
 ``/etc/group`` (read through ``rootpath``, since the image is untrusted), never the host's.
 
-- ``""`` is ``root``; a numeric uid needs no passwd entry (its gid is then 0 and its home ``/``).
+- ``""`` is uid 0, with root's entry if there is one (images ``FROM scratch`` have none). A numeric
+  uid needs no passwd entry (its gid is then 0 and its home ``/``).
 - When the user is found in passwd, its primary gid and home come from there, and its supplementary
   groups are the groups that list it as a member, unless a group was given explicitly.
 - A name that is not in the files is an error the caller sees, naming the field.
@@ -96,7 +97,7 @@ def _numeric(text: str, what: str, spec: str) -> int | None:
 
 def resolve_user(rootfs: Path, user: str) -> ResolvedUser:
     spec = user.strip()
-    user_part, _, group_part = (spec or "root").partition(":")
+    user_part, _, group_part = (spec or "0").partition(":")
     if not user_part:
         raise InvalidInput(f"user: {spec!r} names no user")
     if ":" in spec and not group_part:

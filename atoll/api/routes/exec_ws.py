@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,8 @@ from atoll.services import instances
 
 router = APIRouter(prefix="/v1/projects/{project}/instances", tags=["instances"])
 
+log = logging.getLogger(__name__)
+
 CLOSE_NORMAL = 1000
 
 
@@ -41,6 +44,15 @@ async def send_error(ws: WebSocket, error: AtollError) -> None:
         await ws.send_text(body.model_dump_json())
         # 4000 + HTTP status: application close codes that say what the JSON says.
         await ws.close(code=4000 + status_for(error))
+
+
+def _as_atoll_error(error: BaseException) -> AtollError:
+    if isinstance(error, AtollError):
+        return error
+    if isinstance(error, WebSocketDisconnect):
+        return AtollError("the client went away")
+    log.exception("exec stream failed", exc_info=error)
+    return AtollError(f"internal error: {type(error).__name__}: {error}")
 
 
 def _parse_start(message: Mapping[str, Any]) -> ExecStart:
@@ -93,13 +105,13 @@ async def _pump(ws: WebSocket, proc: ExecProcess) -> None:
     in_task = asyncio.create_task(_inbound(ws, proc))
     try:
         await asyncio.wait({out_task, in_task}, return_when=asyncio.FIRST_COMPLETED)
-        if in_task.done():
-            error = in_task.exception()
+        first = in_task if in_task.done() else out_task
+        error = first.exception()
+        if error is not None or first is in_task:
             await proc.kill()
-            if isinstance(error, AtollError):
-                await send_error(ws, error)
+            if error is not None and not isinstance(error, _ClientGone):
+                await send_error(ws, _as_atoll_error(error))
             return
-        out_task.result()
         code = await proc.wait()
         in_task.cancel()
         with contextlib.suppress(Exception):

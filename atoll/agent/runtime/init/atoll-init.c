@@ -43,6 +43,7 @@
 #define EXIT_FD 4
 #define MAX_LINE 16384 /* longest record content; longer lines are split into P records */
 #define EXIT_INTERNAL 125 /* atoll-init itself failed, as Docker's 125 */
+#define DRAIN_LIMIT (1 << 20) /* after the child's exit, per stream: orphans may write forever */
 
 struct stream {
     int fd;            /* read end; -1 once closed */
@@ -126,10 +127,10 @@ static void close_stream(struct stream *s)
 }
 
 /*
- * Read once from a stream. Returns 1 if data was read, 0 if nothing is available now, and -1 at the
- * end of the stream (EOF, or EIO from a pty master whose slave side has gone).
+ * Read once from a stream. Returns the number of bytes read, 0 if nothing is available now, and -1
+ * at the end of the stream (EOF, or EIO from a pty master whose slave side has gone).
  */
-static int read_stream(struct stream *s)
+static ssize_t read_stream(struct stream *s)
 {
     char time[64];
     ssize_t n;
@@ -145,7 +146,7 @@ static int read_stream(struct stream *s)
     format_time(time, sizeof time);
     s->len += (size_t)n;
     flush_lines(s, time, 0);
-    return 1;
+    return n;
 }
 
 /* Write an error as a stderr record so it shows up in the instance's logs. */
@@ -360,9 +361,11 @@ int main(int argc, char **argv)
     }
 
     /* The child is gone: take what it already wrote, but never wait for orphans holding the pipes. */
-    for (int k = 0; k < nstreams; k++)
-        while (streams[k].fd >= 0 && read_stream(&streams[k]) > 0)
-            ;
+    for (int k = 0; k < nstreams; k++) {
+        ssize_t n, drained = 0;
+        while (streams[k].fd >= 0 && drained < DRAIN_LIMIT && (n = read_stream(&streams[k])) > 0)
+            drained += n;
+    }
     for (int k = 0; k < nstreams; k++)
         if (streams[k].fd >= 0)
             close_stream(&streams[k]);

@@ -1,0 +1,123 @@
+"""The composition root of ``atoll up``: controller and agent of this host, in one process.
+
+This is the one module allowed to see both sides. It wires the agent to the controller through the
+in-process ``LocalControlPlane`` and registers the agent as the controller's only host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import uvicorn
+
+from atoll.agent.agent import Agent, AgentConfig
+from atoll.agent.images.starter import busybox_rootfs_tar
+from atoll.api.app import create_app
+from atoll.model.errors import NotFound
+from atoll.model.image import ImageConfig
+from atoll.services import images
+from atoll.services.context import AgentRegistry, Controller
+from atoll.services.control import LocalControlPlane
+from atoll.services.hosts import register_host, unregister_host
+from atoll.settings import Settings
+from atoll.store.db import open_database
+
+log = logging.getLogger("atoll")
+
+STARTER_IMAGE = "busybox:latest"
+STARTER_CONFIG = ImageConfig(
+    cmd=["sh"],
+    env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+    labels={"org.opencontainers.image.description": "busybox from the host's busybox-static"},
+)
+
+
+def host_id(data_dir: Path) -> str:
+    """A host's identity is made once and kept with its data."""
+    path = data_dir / "host-id"
+    if not path.exists():
+        path.write_text(secrets.token_hex(16) + "\n")
+    return path.read_text().strip()
+
+
+async def _file_chunks(path: Path, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
+async def ensure_starter_image(ctl: Controller, agent: Agent) -> None:
+    """An image that works offline, made from the host's busybox-static; public to every project."""
+    try:
+        image = images.get_image(ctl, project="default", ref=STARTER_IMAGE)
+        if await agent.image_present(image.id):
+            return
+    except NotFound:
+        pass
+    with tempfile.TemporaryDirectory(dir=agent.config.data_dir / "tmp") as tmp:
+        tar = Path(tmp) / "rootfs.tar"
+        await asyncio.to_thread(busybox_rootfs_tar, tar)
+        await images.build_image(
+            ctl,
+            project="default",
+            chunks=_file_chunks(tar),
+            tag=STARTER_IMAGE,
+            config=STARTER_CONFIG,
+            public=True,
+        )
+    log.info("imported the starter image %s", STARTER_IMAGE)
+
+
+async def serve(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    ctl = Controller(sessions=open_database(settings.database_url), agents=AgentRegistry())
+    agent = await Agent.open(
+        AgentConfig(
+            host_id=host_id(settings.data_dir),
+            data_dir=settings.data_dir,
+            run_dir=settings.run_dir,
+            cgroup_parent=settings.cgroup_parent,
+            runtime=settings.runtime,
+            reconcile_interval=settings.reconcile_interval,
+        ),
+        LocalControlPlane(ctl),
+    )
+    register_host(
+        ctl, agent, name=settings.host_name, runtime=agent.runtime_name, cgroup_version=agent.cgroup_version
+    )
+    await agent.start()
+    await ensure_starter_image(ctl, agent)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(ctl),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            lifespan="off",
+            ws_ping_interval=None,
+        )
+    )
+    print(
+        f"Atoll is up: API {settings.api_url}/v1 (docs at {settings.api_url}/v1/docs), "
+        f"runtime {agent.runtime_name}, cgroup v{agent.cgroup_version}, data in {settings.data_dir}\n"
+        "Next, in another terminal:\n"
+        "  .venv/bin/atoll run busybox echo hello\n"
+        "  .venv/bin/atoll run -d --name web busybox httpd -f -p 8080 && .venv/bin/atoll ps\n"
+        "Containers keep running if this process stops; `make up` again adopts them.",
+        flush=True,
+    )
+    try:
+        await server.serve()
+    finally:
+        await agent.close()
+        unregister_host(ctl, host_id=agent.host_id)
+
+
+def run_up(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings))
