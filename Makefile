@@ -21,7 +21,7 @@ up: deps
 lint: deps
 	$(BIN)/ruff check atoll tests bench
 	$(BIN)/ruff format --check atoll tests bench
-	$(BIN)/mypy atoll
+	$(BIN)/mypy atoll tests bench
 	$(BIN)/lint-imports
 
 test: lint

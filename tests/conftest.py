@@ -26,13 +26,27 @@ def _leftovers() -> dict[str, set[str]]:
         for child in (root, *[p for p in root.iterdir() if p.is_dir()]):
             for entry in child.glob(f"{TEST_MARK}*"):
                 cgroups.add(str(entry))
-    netns = {n for n in os.listdir("/run/netns")} if os.path.isdir("/run/netns") else set()
-    return {"mounts": mounts, "cgroups": cgroups, "netns": {n for n in netns if TEST_MARK in n}}
+    netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    processes = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            membership = Path(f"/proc/{pid}/cgroup").read_text()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if TEST_MARK in membership and state != "Z":
+            processes.add(pid)
+    return {
+        "mounts": mounts,
+        "cgroups": cgroups,
+        "netns": {n for n in netns if TEST_MARK in n},
+        "processes": processes,
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind() -> Iterator[None]:
-    """Fail the run if any mount, cgroup or netns made by a test survives it."""
+    """Fail the run if any mount, cgroup, netns or process made by a test survives it."""
     if os.geteuid() != 0:
         pytest.exit("Atoll's tests drive real containers and need root", returncode=2)
     before = _leftovers()

@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
 from collections.abc import Callable, Iterator
 from unittest.mock import MagicMock
 
 import pytest
+from typer.testing import CliRunner, Result
 
-
-def _stub_node_if_missing() -> None:
-    """``atoll.cli.up`` imports ``atoll.node`` (the lead's module). Until it exists, stand in for it so the
-    CLI can be imported; these tests never run ``atoll up`` for real."""
-    try:
-        found = importlib.util.find_spec("atoll.node") is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        stub = types.ModuleType("atoll.node")
-
-        def run_up(settings: object) -> None:
-            raise RuntimeError("atoll.node is not written yet")
-
-        stub.run_up = run_up  # type: ignore[attr-defined]
-        sys.modules["atoll.node"] = stub
-
-
-_stub_node_if_missing()
-
-from typer.testing import CliRunner, Result  # noqa: E402
-
-from atoll.cli.main import app  # noqa: E402
-from atoll.client import AtollAPI  # noqa: E402
+from atoll.cli.main import app
+from atoll.client import AtollAPI
 
 Invoke = Callable[..., Result]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest.mock import MagicMock, call
@@ -219,7 +219,7 @@ def test_up_builds_settings_from_options(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_up_calls_the_node(cli: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: list[object] = []
-    monkeypatch.setattr(sys.modules["atoll.node"], "run_up", seen.append)
+    monkeypatch.setattr(importlib.import_module("atoll.node"), "run_up", seen.append)
     result = cli("up", "--data-dir", str(tmp_path), "--port", "7781")
     assert result.exit_code == 0, result.output
     assert [(s.data_dir, s.api_port) for s in seen] == [(tmp_path, 7781)]  # type: ignore[attr-defined]

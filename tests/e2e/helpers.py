@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from atoll.client import AtollAPI
 from atoll.schemas import InstanceCreate
 
 
-def run(api: AtollAPI, *command: str, image: str = "busybox", **fields: object) -> str:
+def run(api: AtollAPI, *command: str, image: str = "busybox", **fields: Any) -> str:
     """Create and start an instance; return its id."""
     cmd = list(command) or None  # no command: the image's own
-    inst = api.create_instance(InstanceCreate(image=image, command=cmd, **fields))  # type: ignore[arg-type]
+    inst = api.create_instance(InstanceCreate(image=image, command=cmd, **fields))
     api.start_instance(inst.id)
     return inst.id
 

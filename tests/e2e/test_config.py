@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from atoll.client import AtollAPI
 from atoll.schemas import InstanceCreate
@@ -10,7 +11,7 @@ from tests.e2e.cloud import Cloud
 from tests.e2e.helpers import output, run
 
 
-def stdout_of(api: AtollAPI, *command: str, **fields: object) -> str:
+def stdout_of(api: AtollAPI, *command: str, **fields: Any) -> str:
     ref = run(api, *command, **fields)
     result = api.wait_instance(ref)
     out = output(api, ref)

@@ -149,3 +149,23 @@ def test_bad_input_names_the_field(cloud: Cloud) -> None:
     with pytest.raises(AtollError) as err:
         api.create_instance(InstanceCreate(image="busybox", command=["true"], working_dir="relative/dir"))
     assert err.value.status == 400 and "working_dir" in err.value.message
+
+
+def test_projects_do_not_see_each_other(cloud: Cloud) -> None:
+    api = cloud.api()
+    mine = run(api, "sleep", "60", name="private-one")
+    api.create_project("other-team")
+    other = cloud.api("other-team")
+    assert [i.id for i in other.instances(all=True)] == []
+    for ref in (mine, "private-one"):
+        with pytest.raises(AtollError) as err:
+            other.inspect_instance(ref)
+        assert err.value.status == 404
+    with pytest.raises(AtollError):
+        other.remove_instance(mine, force=True)
+    # The public starter image is visible to every project; instances there are their own.
+    theirs = run(other, "true", name="private-one")
+    assert other.wait_instance(theirs).exit_code == 0
+    assert api.inspect_instance("private-one").id == mine
+    other.remove_instance(theirs)
+    api.remove_instance(mine, force=True)

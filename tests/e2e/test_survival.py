@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
+from pathlib import Path
 
 from atoll.schemas import RestartPolicyWire
 from tests.e2e.cloud import Cloud
@@ -11,11 +11,12 @@ from tests.e2e.helpers import output, run, wait_for
 
 
 def alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for PID 1 to reap it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return "\nState:\tZ" not in status
 
 
 def test_kill_9_leaves_containers_running_and_exits_are_recorded(fresh_cloud: Cloud) -> None:
