@@ -119,6 +119,15 @@ class Atoll:
         self.call("DELETE", f"/instances/{inst['id']}")
         return elapsed
 
+    def generated_config(self) -> dict[str, Any]:
+        """The OCI config Atoll writes for a `true` instance (kept until the instance is removed)."""
+        inst = self.call("POST", "/instances", json={"image": "busybox", "command": ["true"]})
+        self.call("POST", f"/instances/{inst['id']}/start")
+        self.call("POST", f"/instances/{inst['id']}/wait")
+        config = json.loads((self.base / "data" / "instances" / inst["id"] / "config.json").read_text())
+        self.call("DELETE", f"/instances/{inst['id']}")
+        return dict(config)
+
     def start_detached(self) -> str:
         inst = self.call("POST", "/instances", json={"image": "busybox", "command": ["sleep", "3600"]})
         self.call("POST", f"/instances/{inst['id']}/start")
@@ -136,70 +145,100 @@ class Atoll:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
         self.log.close()
-        for hierarchy in Path("/sys/fs/cgroup").iterdir():
-            parent = hierarchy / self.cgroup_parent
-            if parent.is_dir():
-                for child in parent.iterdir():
-                    if child.is_dir():
-                        child.rmdir()
-                parent.rmdir()
+        remove_cgroup_parent(self.cgroup_parent)
 
 
 class BareRunc:
-    """`runc run` of a plain bundle: overlay over the same layers, runc's default spec, args `true`."""
+    """Bare `runc` over an overlay of the same image layers.
 
-    def __init__(self, base: Path, layers: list[Path]) -> None:
+    With ``config`` (the config.json Atoll generated for an instance) it runs the same bundle Atoll
+    runs, atoll-init included, with the log and exit files on fds 3 and 4 as Atoll passes them; without
+    it, runc's default spec with the command as process 1.
+    """
+
+    def __init__(self, base: Path, layers: list[Path], config: dict[str, Any] | None = None) -> None:
         self.base = base
         self.root = base / "runc-root"
         self.bundle = base / "bundle"
+        self.cgroup_parent = f"atoll-bench-bare-{uuid.uuid4().hex[:6]}"
         upper, work, rootfs = base / "upper", base / "work", self.bundle / "rootfs"
         for d in (upper, work, rootfs, self.root):
             d.mkdir(parents=True)
-        lower = ":".join(str(p) for p in reversed(layers))
-        subprocess.run(
-            [
-                "mount",
-                "-t",
-                "overlay",
-                "overlay",
-                "-o",
-                f"lowerdir={lower},upperdir={upper},workdir={work}",
-                rootfs,
-            ],
-            check=True,
-        )
-        subprocess.run(["runc", "spec", "--bundle", str(self.bundle)], check=True)
-        spec = json.loads((self.bundle / "config.json").read_text())
-        spec["process"]["terminal"] = False
-        spec["process"]["args"] = ["true"]
-        (self.bundle / "config.json").write_text(json.dumps(spec))
+        if config is None:
+            subprocess.run(["runc", "spec", "--bundle", str(self.bundle)], check=True)
+            spec = json.loads((self.bundle / "config.json").read_text())
+            spec["process"]["terminal"] = False
+            self.prefix: list[str] = []
+        else:
+            spec = json.loads(json.dumps(config))
+            for mount in spec["mounts"]:  # the instance's /etc files went with it: make our own
+                if mount["destination"].startswith("/etc/"):
+                    own = base / Path(mount["destination"]).name
+                    own.write_text("127.0.0.1\tlocalhost\n" if own.name == "hosts" else "bench\n")
+                    mount["source"] = str(own)
+            self.prefix = spec["process"]["args"][: spec["process"]["args"].index("--") + 1]
+        spec["root"]["path"] = str(rootfs)
+        self.spec = spec
         self.n = 0
+        lower = ":".join(str(p) for p in reversed(layers))
+        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, rootfs], check=True)
 
-    def runc(self, *args: str) -> None:
-        subprocess.run(
-            ["runc", "--root", str(self.root), *args],
-            check=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+    def _run(self, name: str, args: list[str], *flags: str) -> None:
+        spec = json.loads(json.dumps(self.spec))
+        spec["process"]["args"] = self.prefix + args
+        spec["linux"]["cgroupsPath"] = f"/{self.cgroup_parent}/{name}"
+        (self.bundle / "config.json").write_text(json.dumps(spec))
+        log = os.open(self.base / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        status = os.open(self.base / "exit", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        argv = ["runc", "--root", str(self.root), "run", *flags, "--bundle", str(self.bundle), name]
+        if self.prefix:
+            argv[4:4] = ["--preserve-fds", "2"]
+        pid = os.posix_spawnp(
+            "runc",
+            argv,
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log, 3),
+                (os.POSIX_SPAWN_DUP2, status, 4),
+            ],
         )
+        os.close(log)
+        os.close(status)
+        _, code = os.waitpid(pid, 0)
+        if code != 0:
+            raise RuntimeError(f"runc run {name}: status {code}")
 
     def run_true(self) -> float:
         self.n += 1
         t0 = time.perf_counter()
-        self.runc("run", "--bundle", str(self.bundle), f"bench-{self.n}")
+        self._run(f"bench-{self.n}", ["true"])
         return time.perf_counter() - t0
 
     def start_detached(self, name: str) -> None:
-        spec = json.loads((self.bundle / "config.json").read_text())
-        spec["process"]["args"] = ["sleep", "3600"]
-        (self.bundle / "config.json").write_text(json.dumps(spec))
-        self.runc("run", "-d", "--bundle", str(self.bundle), name)
+        self._run(name, ["sleep", "3600"], "--detach")
+
+    def pids(self) -> list[int]:
+        return cgroup_pids(self.cgroup_parent)
 
     def close(self) -> None:
         out = subprocess.run(["runc", "--root", str(self.root), "list", "-q"], capture_output=True, text=True)
         for cid in out.stdout.split():
             subprocess.run(["runc", "--root", str(self.root), "delete", "-f", cid], check=False)
         subprocess.run(["umount", str(self.bundle / "rootfs")], check=False)
+        remove_cgroup_parent(self.cgroup_parent)
+
+
+def remove_cgroup_parent(parent: str) -> None:
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        path = hierarchy / parent
+        if path.is_dir():
+            for child in path.iterdir():
+                if child.is_dir():
+                    child.rmdir()
+            path.rmdir()
 
 
 def main() -> None:
@@ -216,19 +255,30 @@ def main() -> None:
     bare: BareRunc | None = None
     figures: dict[str, Any] = {}
     try:
-        bare = BareRunc(base / "bare", atoll.busybox_layers())
-        for _ in range(3):  # warm both paths
-            atoll.run_true()
-            bare.run_true()
-        atoll_times = [atoll.run_true() for _ in range(args.runs)]
-        runc_times = [bare.run_true() for _ in range(args.runs)]
+        layers = atoll.busybox_layers()
+        bare = BareRunc(base / "bare", layers, atoll.generated_config())
+        plain = BareRunc(base / "plain", layers)
+        try:
+            for _ in range(3):  # warm every path
+                atoll.run_true()
+                bare.run_true()
+                plain.run_true()
+            atoll_times = [atoll.run_true() for _ in range(args.runs)]
+            runc_times = [bare.run_true() for _ in range(args.runs)]
+            plain_times = [plain.run_true() for _ in range(args.runs)]
+        finally:
+            plain.close()
         a_atoll, a_runc = statistics.median(atoll_times), statistics.median(runc_times)
+        a_plain = statistics.median(plain_times)
         figures["a_atoll_create_start_wait_ms"] = round(a_atoll * 1000, 2)
-        figures["a_runc_run_ms"] = round(a_runc * 1000, 2)
+        figures["a_runc_run_same_bundle_ms"] = round(a_runc * 1000, 2)
         figures["a_ratio"] = round(a_atoll / a_runc, 2)
+        figures["a_runc_run_default_spec_ms"] = round(a_plain * 1000, 2)
+        figures["a_ratio_vs_default_spec"] = round(a_atoll / a_plain, 2)
         print(
-            f"(a) create+start+wait `true`: atoll {a_atoll * 1000:.1f} ms, runc run {a_runc * 1000:.1f} ms, "
-            f"ratio {a_atoll / a_runc:.2f}x (target <= 2.5x)"
+            f"(a) create+start+wait `true`: atoll {a_atoll * 1000:.1f} ms; `runc run` of the same bundle "
+            f"{a_runc * 1000:.1f} ms, ratio {a_atoll / a_runc:.2f}x (target <= 2.5x); "
+            f"`runc run` of runc's default spec {a_plain * 1000:.1f} ms, ratio {a_atoll / a_plain:.2f}x"
         )
 
         settle()
@@ -250,10 +300,17 @@ def main() -> None:
         figures["c_container_own_pss_mb"] = round(own_pss / args.count / 2**20, 3)
         figures["c_container_processes"] = len(own)
 
+        settle()
+        before = mem_available()
         t0 = time.perf_counter()
         for i in range(args.count):
             bare.start_detached(f"idle-{i}")
         b_runc = args.count / (time.perf_counter() - t0)
+        settle()
+        bare_drop = before - mem_available()
+        bare_pss = sum(process_memory(p)[0] for p in bare.pids())
+        c_bare = (bare_drop - bare_pss) / args.count
+        figures["c_runc_overhead_per_container_mb_pss"] = round(c_bare / 2**20, 3)
         figures["b_runc_run_d_per_s"] = round(b_runc, 1)
         figures["b_ratio"] = round(b_atoll / b_runc, 2)
         print(f"(b) {args.count} detached starts: atoll {b_atoll:.1f}/s, runc run -d {b_runc:.1f}/s")

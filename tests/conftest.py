@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def _leftovers() -> dict[str, set[str]]:
             continue
         if TEST_MARK in membership and state != "Z":
             processes.add(pid)
+    tmp = Path(tempfile.gettempdir())
     return {
+        "tmp": {p.name for p in tmp.glob("atoll-*")},
         "mounts": mounts,
         "cgroups": cgroups,
         "netns": {n for n in netns if TEST_MARK in n},
@@ -46,7 +49,7 @@ def _leftovers() -> dict[str, set[str]]:
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind() -> Iterator[None]:
-    """Fail the run if any mount, cgroup, netns or process made by a test survives it."""
+    """Fail the run if any mount, cgroup, netns, process or temporary directory made by a test survives it."""
     if os.geteuid() != 0:
         pytest.exit("Atoll's tests drive real containers and need root", returncode=2)
     before = _leftovers()

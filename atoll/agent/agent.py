@@ -256,15 +256,20 @@ class Agent:
 
     async def _handle_exit(self, instance_id: str) -> None:
         run = self._runs.get(instance_id)
-        async with self._lock(instance_id):
-            info = self._collect_exit(instance_id)
-            self._runs.pop(instance_id, None)
-            report = self._spawn(self._report_exit(instance_id, info))  # wakes waiters before cleanup
-            await self._cleanup_runtime(instance_id)
-        with contextlib.suppress(Exception):
-            await report
-        if run is not None:
-            run.exited.set()
+        try:
+            async with self._lock(instance_id):
+                info = self._collect_exit(instance_id)
+                self._runs.pop(instance_id, None)
+                report = self._spawn(self._report_exit(instance_id, info))  # wakes waiters before cleanup
+                try:
+                    await self._cleanup_runtime(instance_id)
+                except Exception:
+                    log.exception("cleanup after the exit of %s failed; reconcile will retry", instance_id)
+            with contextlib.suppress(Exception):
+                await report
+        finally:
+            if run is not None:
+                run.exited.set()  # a stop waiting on this must never hang
 
     async def _report_exit(self, instance_id: str, info: ExitInfo) -> None:
         try:
@@ -278,7 +283,7 @@ class Agent:
             self._schedule_restart(instance_id, delay)
 
     async def _cleanup_runtime(self, instance_id: str) -> None:
-        await self._runtime.delete(instance_id, force=True)
+        await self._runtime.delete(instance_id)  # it has exited: a plain delete, no freeze-and-kill
         unmount(self._layout(instance_id).rootfs)
 
     def _schedule_restart(self, instance_id: str, delay: float) -> None:

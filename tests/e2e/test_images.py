@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.e2e.cloud import Cloud
 from tests.e2e.helpers import output, run
+from tests.images import factory
 
 
 def _tar(files: dict[str, bytes]) -> bytes:
@@ -104,3 +105,29 @@ def test_a_corrupt_archive_is_refused_and_leaves_nothing(cloud: Cloud, tmp_path:
     assert result.returncode != 0 and result.stderr
     assert "broken" not in cloud.cli("image", "ls").stdout.decode()
     assert sorted(p.name for p in (cloud.data_dir / "images" / "layers").iterdir()) == before
+
+
+def test_import_oci_layout_directory_and_archive(cloud: Cloud, tmp_path: Path) -> None:
+    image = factory.Image(
+        layers=[busybox_layer(), factory.layer(factory.file("greeting", b"from an OCI layout\n"))],
+        tags=["oci/hello:2.0"],
+        cmd=["cat", "/greeting"],
+        env=["PATH=/bin"],
+    )
+    members = factory.oci_layout(image, full_names=True)
+    layout_dir = factory.unpack_to(members, tmp_path / "layout")
+    result = cloud.cli("image", "import", str(layout_dir))
+    assert result.returncode == 0, result.stderr
+    api = cloud.api()
+    ref = run(api, image="oci/hello:2.0")
+    assert api.wait_instance(ref).exit_code == 0
+    assert output(api, ref)[1] == b"from an OCI layout\n"
+    api.remove_instance(ref)
+    assert cloud.cli("image", "rm", "oci/hello:2.0").returncode == 0
+
+    archive = tmp_path / "layout.tar"
+    archive.write_bytes(factory.pack(members))
+    result = cloud.cli("image", "import", str(archive))
+    assert result.returncode == 0, result.stderr
+    assert api.inspect_image("oci/hello:2.0").id == "sha256:" + image.id.split(":")[-1]
+    assert cloud.cli("image", "rm", "oci/hello:2.0").returncode == 0

@@ -237,9 +237,13 @@ class RuntimeExec:
             assert self._proc is not None
             returncode = await self._proc.wait()
             self._code = _shell_code(returncode, self._stderr_seen)
-            if self._workdir is not None:
-                shutil.rmtree(self._workdir, ignore_errors=True)
+            self._remove_workdir()
         return self._code
+
+    def _remove_workdir(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     async def kill(self) -> None:
         if self._proc is None or self._proc.returncode is not None:
@@ -250,6 +254,7 @@ class RuntimeExec:
                 os.kill(pid, signal.SIGKILL)
             else:
                 self._proc.kill()
+        self._remove_workdir()  # a killed session may never be waited for
 
     def close(self) -> None:
         """Release the terminal early. ``output()`` does it by itself when the output ends; this is
@@ -257,3 +262,5 @@ class RuntimeExec:
         if self._master is not None:
             os.close(self._master)
             self._master = None
+        if self._proc is None or self._proc.returncode is not None:
+            self._remove_workdir()

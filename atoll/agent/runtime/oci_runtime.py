@@ -213,6 +213,12 @@ class OciRuntime:
         code, _, err = await self._call("delete", *(["--force"] if force else []), container_id)
         if code != 0 and self._known(container_id):
             state = await self.state(container_id)
+            if state is not None and force and state.get("status") == "stopped":
+                # `delete --force` freezes the cgroup before killing; if the container stops at that
+                # moment runc fails ("invalid state transition from stopped to paused"). A stopped
+                # container needs no force.
+                code, _, err = await self._call("delete", container_id)
+                state = await self.state(container_id) if code != 0 else None
             if state is not None:
                 raise RuntimeFailure(f"{self.name} delete {container_id}: {err or f'exit status {code}'}")
 
