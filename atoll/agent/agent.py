@@ -92,6 +92,7 @@ class Agent:
         self._specs: dict[str, InstanceSpec] = {}
         self._restarts: dict[str, asyncio.TimerHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._exiting: set[str] = set()  # exits being recorded right now; reconcile leaves them alone
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -254,10 +255,20 @@ class Agent:
         # No status: init itself was SIGKILLed (by a kill, a stop timeout or the OOM killer).
         return ExitInfo(exit_code=137, oom_killed=oom, finished_at=utcnow())
 
-    async def _handle_exit(self, instance_id: str) -> None:
+    async def _handle_exit(self, instance_id: str, *, stale: bool = False) -> None:
+        """Record how a run ended and clean up after it.
+
+        ``stale`` is for a container found stopped by ``reconcile``: by the time the lock is ours it may
+        have been started again (and be watched), in which case there is nothing to do.
+        """
         run = self._runs.get(instance_id)
+        self._exiting.add(instance_id)
         try:
             async with self._lock(instance_id):
+                if stale:
+                    state = await self._runtime.state(instance_id)
+                    if instance_id in self._runs or state is None or state.get("status") != "stopped":
+                        return
                 info = self._collect_exit(instance_id)
                 self._runs.pop(instance_id, None)
                 report = self._spawn(self._report_exit(instance_id, info))  # wakes waiters before cleanup
@@ -268,6 +279,7 @@ class Agent:
             with contextlib.suppress(Exception):
                 await report
         finally:
+            self._exiting.discard(instance_id)
             if run is not None:
                 run.exited.set()  # a stop waiting on this must never hang
 
@@ -405,6 +417,8 @@ class Agent:
 
     async def _converge(self, assignment: Assignment, container: dict[str, Any] | None) -> None:
         instance_id = assignment.spec.id
+        if instance_id in self._exiting:
+            return
         if instance_id in self._runs:
             if not assignment.desired_running:
                 await self.stop_instance(
@@ -415,9 +429,10 @@ class Agent:
             await self._adopt(assignment, int(container["pid"]))
             return
         if container is not None:
-            # It ended while nobody was watching: its init left the exit status behind.
-            await self._handle_exit(instance_id)
-            return
+            if container.get("status") == "stopped":
+                # It ended while nobody was watching: its init left the exit status behind.
+                await self._handle_exit(instance_id, stale=True)
+            return  # "created" or "paused": a start in flight, or not ours to judge
         if assignment.status == InstanceStatus.RUNNING:
             info = self._collect_exit(instance_id)
             if read_exit_file(self._layout(instance_id).exit_file) is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from atoll.client import AtollAPI
+from tests.prefix import RUN_PREFIX
 
 ATOLL = str(Path(sys.executable).parent / "atoll")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -32,7 +33,7 @@ def free_port() -> int:
 class Cloud:
     base: Path
     port: int = field(default_factory=free_port)
-    cgroup_parent: str = field(default_factory=lambda: f"atoll-test-{uuid.uuid4().hex[:8]}")
+    cgroup_parent: str = field(default_factory=lambda: f"{RUN_PREFIX}-{uuid.uuid4().hex[:6]}")
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,12 +54,18 @@ class Cloud:
             "ATOLL_API_PORT": str(self.port),
             "ATOLL_CGROUP_PARENT": self.cgroup_parent,
             "ATOLL_RECONCILE_INTERVAL": "1",
+            "TMPDIR": str(self.tmp),  # what the server leaves in its temp dir is checked at teardown
         }
+
+    @property
+    def tmp(self) -> Path:
+        return self.base / "tmp"
 
     def api(self, project: str = "default") -> AtollAPI:
         return AtollAPI(self.url, project=project)
 
     def start(self) -> None:
+        self.tmp.mkdir(exist_ok=True)
         log = open(self.base / "atoll-up.log", "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
             [ATOLL, "up"], env=self.env, stdout=log, stderr=log, start_new_session=True
@@ -111,4 +118,6 @@ class Cloud:
                     if child.is_dir():
                         child.rmdir()
                 parent.rmdir()
+        left = sorted(p.name for p in self.tmp.iterdir()) if self.tmp.exists() else []
         shutil.rmtree(self.base, ignore_errors=True)
+        assert not left, f"the cloud left temporary files behind: {left}"

@@ -29,8 +29,7 @@ from atoll.agent.runtime.oci import build_config
 from atoll.agent.runtime.oci_runtime import OciRuntime
 from atoll.agent.runtime.users import resolve_user
 from atoll.model.instance import InstanceSpec, LogEntry, ProcessSpec, Resources
-
-RUN_PREFIX = f"atoll-test-{secrets.token_hex(3)}"
+from tests.prefix import RUN_PREFIX
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
 GROUP = "root:x:0:\napp:x:1000:\nextra:x:2000:app\n"
