@@ -17,6 +17,7 @@ import uvicorn
 
 from atoll.agent.agent import Agent, AgentConfig
 from atoll.agent.images.starter import busybox_rootfs_tar
+from atoll.agent.registry.options import RegistryOptions, parse_insecure, parse_mirrors
 from atoll.api.app import create_app
 from atoll.model.errors import NotFound
 from atoll.model.image import ImageConfig
@@ -73,6 +74,14 @@ async def ensure_starter_image(ctl: Controller, agent: Agent) -> None:
     log.info("imported the starter image %s", STARTER_IMAGE)
 
 
+def registry_options(settings: Settings) -> RegistryOptions:
+    return RegistryOptions(
+        mirrors=parse_mirrors(settings.registry_mirrors),
+        insecure=parse_insecure(settings.insecure_registries),
+        ca_dir=settings.registry_ca_dir,
+    )
+
+
 async def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     ctl = Controller(sessions=open_database(settings.database_url), agents=AgentRegistry())
@@ -84,6 +93,9 @@ async def serve(settings: Settings) -> None:
             cgroup_parent=settings.cgroup_parent,
             runtime=settings.runtime,
             reconcile_interval=settings.reconcile_interval,
+            registries=registry_options(settings),
+            net_prefix=settings.net_prefix,
+            nft_table=settings.nft_table,
         ),
         LocalControlPlane(ctl),
     )

@@ -6,7 +6,7 @@ controller/agent data in ``atoll.model`` so that each can change without draggin
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,6 +76,49 @@ class ImageRemoved(Wire):
     deleted: list[str] = []
 
 
+class ImagePull(Wire):
+    reference: str = Field(min_length=1, description="NAME[:TAG] or NAME@sha256:..., as for docker pull")
+
+
+class ImagePush(Wire):
+    reference: str = Field(min_length=1, description="A local image's NAME[:TAG]; its registry is the target")
+
+
+class TransferProgress(Wire):
+    """One line of a pull's or push's NDJSON stream. Per layer: ``id`` (12 hex digits), ``status``,
+    ``current`` and ``total`` bytes. The last line carries ``image`` (a pull) or ``digest`` (a push),
+    or ``error`` if the transfer failed (nothing of a failed pull is kept)."""
+
+    status: str
+    id: str = ""
+    current: int | None = None
+    total: int | None = None
+    image: Image | None = None
+    digest: str | None = None
+    error: ErrorBody | None = None
+
+
+class RegistryLogin(Wire):
+    registry: str = Field(min_length=1, description="host[:port]; docker.io for Docker Hub")
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1, description="Stored; never shown back")
+
+
+class RegistryLoginView(Wire):
+    """What the API tells about a stored login: never the secret."""
+
+    registry: str
+    username: str
+    created_at: str
+
+
+class ImagesPruned(Wire):
+    deleted: list[str] = []
+    untagged: list[str] = []
+    reclaimed: int = 0
+    """Bytes of the deleted images (unpacked), as ``docker image prune`` reports them."""
+
+
 class ResourcesWire(Wire):
     memory: int | None = Field(default=None, ge=6 * 1024 * 1024, description="bytes")
     memory_swap: int | None = Field(default=None, ge=-1, description="memory + swap in bytes; -1 unlimited")
@@ -89,6 +132,98 @@ class ResourcesWire(Wire):
 class RestartPolicyWire(Wire):
     name: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
     max_retries: int = Field(default=0, ge=0)
+
+
+class AllocationPool(Wire):
+    start: str
+    end: str
+
+
+class SubnetSpec(Wire):
+    """A subnet as given inline with a new network."""
+
+    cidr: str = Field(description="IPv4 CIDR, e.g. 10.0.0.0/24")
+    name: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+    gateway: str | None = Field(default=None, description="default: the first host address")
+    no_gateway: bool = False
+    allocation_pools: list[AllocationPool] | None = Field(
+        default=None, description="default: every host address but the gateway"
+    )
+    dns_nameservers: list[str] = []
+
+
+class SubnetCreate(SubnetSpec):
+    network: str = Field(min_length=1, description="network name or id")
+
+
+class Subnet(Wire):
+    id: str
+    name: str
+    project: str
+    network: str
+    cidr: str
+    ip_version: int
+    gateway: str | None
+    allocation_pools: list[AllocationPool]
+    dns_nameservers: list[str]
+    created_at: str
+
+
+class NetworkCreate(Wire):
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+    type: str = Field(default="bridge", description="bridge; overlay, external and flat come later")
+    mtu: int = Field(default=1500, ge=576, le=9000)
+    labels: dict[str, str] = {}
+    subnets: list[SubnetSpec] = []
+
+
+class Network(Wire):
+    id: str
+    name: str
+    project: str
+    type: str
+    mtu: int
+    labels: dict[str, str]
+    subnets: list[Subnet]
+    created_at: str
+
+
+class FixedIp(Wire):
+    subnet: str
+    ip: str
+
+
+class Port(Wire):
+    """A NIC on a network: today always an instance's, made and removed with it."""
+
+    id: str
+    project: str
+    network: str
+    instance: str | None
+    device: str
+    mac: str
+    fixed_ips: list[FixedIp]
+    aliases: list[str]
+    created_at: str
+
+
+class InstanceNetwork(Wire):
+    """One NIC of a new instance."""
+
+    network: str = Field(min_length=1, description="network name or id")
+    ip: str | None = Field(default=None, description="a fixed address; default: the next free one")
+    aliases: list[Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$")]] = []
+
+
+class InstanceNic(Wire):
+    network: str
+    port: str
+    device: str
+    mac: str
+    ip: str
+    prefix_len: int
+    gateway: str
+    aliases: list[str] = []
 
 
 class InstanceCreate(Wire):
@@ -109,6 +244,8 @@ class InstanceCreate(Wire):
     stop_signal: str | None = None
     stop_timeout: float | None = Field(default=None, ge=0)
     auto_remove: bool = False
+    networks: list[InstanceNetwork] = []
+    """NICs on tenant networks; without any, the instance has loopback only."""
 
 
 class ProcessWire(Wire):
@@ -146,6 +283,7 @@ class Instance(Wire):
     stop_signal: str
     stop_timeout: float
     auto_remove: bool
+    networks: list[InstanceNic] = []
 
 
 class WaitResult(Wire):

@@ -38,6 +38,21 @@ class Settings:
     db_url: str = field(default_factory=lambda: _env("DB_URL", ""))
     """Empty means SQLite at ``data_dir/atoll.db``."""
 
+    net_prefix: str = field(default_factory=lambda: _env("NET_PREFIX", "at"))
+    """Starts every link name of the dataplane (``atb-1a2b3c4d``); 1-5 characters. Tests use their own."""
+
+    nft_table: str = field(default_factory=lambda: _env("NFT_TABLE", "atoll"))
+    """The nftables table (inet and arp families) the dataplane owns; nothing else is touched."""
+
+    registry_mirrors: str = field(default_factory=lambda: _env("REGISTRY_MIRRORS", ""))
+    """``REGISTRY=URL,...``, e.g. ``docker.io=http://127.0.0.1:5000``: pulls try these first, in order."""
+
+    insecure_registries: str = field(default_factory=lambda: _env("INSECURE_REGISTRIES", ""))
+    """``host:port,...`` reached without TLS verification or over plain HTTP. Empty: TLS always verified."""
+
+    registry_ca_dir: Path = field(default_factory=lambda: Path(_env("REGISTRY_CA_DIR", "/etc/atoll/certs.d")))
+    """``<dir>/<host:port>/*.crt`` are CAs trusted for that registry, as in Docker's certs.d."""
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'atoll.db'}"

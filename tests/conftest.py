@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.prefix import RUN_PREFIX
+from tests.prefix import NET_PREFIX, NFT_TABLE, RUN_PREFIX
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -35,6 +36,8 @@ def _leftovers(basetemp: str) -> dict[str, set[str]]:
         if RUN_PREFIX in membership and state != "Z":
             processes.add(pid)
     return {
+        "links": {name for name in os.listdir("/sys/class/net") if name.startswith(NET_PREFIX)},
+        "nft tables": _nft_tables(),
         "mounts": mounts,
         "cgroups": cgroups,
         "netns": {n for n in netns if RUN_PREFIX in n},
@@ -42,9 +45,22 @@ def _leftovers(basetemp: str) -> dict[str, set[str]]:
     }
 
 
+def _nft_tables() -> set[str]:
+    """This run's nftables tables (any family) in the host's namespace."""
+    try:
+        listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=30).stdout
+    except FileNotFoundError:
+        return set()
+    return {
+        line.strip()
+        for line in listed.splitlines()
+        if line.split() and line.split()[-1].startswith(NFT_TABLE)
+    }
+
+
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fail the run if any mount, cgroup, netns or process made by this run survives it."""
+    """Fail the run if any mount, cgroup, netns, link, nft table or process made by this run survives it."""
     if os.geteuid() != 0:
         pytest.exit("Atoll's tests drive real containers and need root", returncode=2)
     basetemp = str(tmp_path_factory.getbasetemp())

@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,10 @@ from atoll.agent.etcfiles import write_etc_files
 from atoll.agent.images.overlay import is_mounted, mount_overlay, unmount
 from atoll.agent.images.store import ImageStore
 from atoll.agent.layout import InstanceLayout, instance_layout
+from atoll.agent.net.dataplane import HostNetwork, NetConfig
+from atoll.agent.net.names import DEFAULT_PREFIX, DEFAULT_TABLE, Names
+from atoll.agent.registry.options import RegistryOptions
+from atoll.agent.registry.service import Registries
 from atoll.agent.runtime.cgroups import CgroupReader, cgroup_version, list_cgroups, remove_cgroup
 from atoll.agent.runtime.exitfile import read_exit_file
 from atoll.agent.runtime.initbin import ensure_init_binary
@@ -45,6 +49,7 @@ from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
 from atoll.model.ports import Assignment, ControlPlane, ExecProcess, ExecSpec
+from atoll.model.registry import Credential, PullEvent, PushEvent
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,11 @@ class AgentConfig:
     runtime: str = "auto"
     reconcile_interval: float = 5.0
     """How often drift is looked for; exits are seen at once through pidfds, not by this loop."""
+    registries: RegistryOptions = field(default_factory=RegistryOptions)
+    """Mirrors, CA files and insecure registries for pulls and pushes (see docs/registries.md)."""
+    net_prefix: str = DEFAULT_PREFIX
+    """Starts the name of every link the dataplane makes (``atb-...``); tests use their own."""
+    nft_table: str = DEFAULT_TABLE
 
 
 @dataclass
@@ -84,6 +94,7 @@ class Agent:
         self.config = config
         self._control = control
         self._store = store
+        self._registries = Registries(store, config.registries)
         self._runtime = runtime
         self._init = init_binary
         self.cgroup_version = cgroup_version()
@@ -95,6 +106,8 @@ class Agent:
         self._exiting: set[str] = set()  # exits being recorded right now; reconcile leaves them alone
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        names = Names(config.net_prefix, config.nft_table)
+        self._net = HostNetwork(NetConfig(names=names, netns_dir=config.run_dir / "netns"))
 
     @classmethod
     async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:
@@ -136,6 +149,7 @@ class Agent:
         self._watcher.close()
         for task in list(self._tasks):
             task.cancel()
+        await self._registries.close()
 
     async def _reconcile_forever(self) -> None:
         while True:
@@ -155,6 +169,17 @@ class Agent:
 
     async def image_present(self, image_id: str) -> bool:
         return self._store.get(image_id) is not None
+
+    def pull_image(self, reference: str, credentials: Mapping[str, Credential]) -> AsyncIterator[PullEvent]:
+        return self._registries.pull(reference, credentials)
+
+    def push_image(
+        self, image_id: str, reference: str, credentials: Mapping[str, Credential]
+    ) -> AsyncIterator[PushEvent]:
+        return self._registries.push(image_id, reference, credentials)
+
+    async def registry_login(self, registry: str, credential: Credential) -> None:
+        await self._registries.login(registry, credential)
 
     async def remove_image(self, image_id: str) -> None:
         in_use = {layer for spec in self._specs.values() for layer in spec.layers}
@@ -177,6 +202,7 @@ class Agent:
         for path in (layout.upper, layout.work, layout.rootfs, layout.etc):
             path.mkdir(parents=True, exist_ok=True)
         self._specs[spec.id] = spec
+        await self._net.attach(spec)  # before any start: the namespace keeps its address across runs
 
     async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
         async with self._lock(spec.id):
@@ -198,7 +224,12 @@ class Agent:
         try:
             user = resolve_user(layout.rootfs, spec.process.user)
             self._check_executable(layout.rootfs, spec.process.args[0], spec.process.env)
-            mounts = write_etc_files(layout.etc, spec.hostname or spec.id[:12])
+            mounts = write_etc_files(
+                layout.etc,
+                spec.hostname or spec.id[:12],
+                addresses=[p.ip for p in spec.ports],
+                nameservers=next((p.dns for p in spec.ports if p.dns), []),
+            )
             config = build_config(
                 spec,
                 rootfs=layout.rootfs,
@@ -206,6 +237,7 @@ class Agent:
                 user=user,
                 cgroups_path=self._cgroup(spec.id),
                 mounts=mounts,
+                netns=self._net.netns_path(spec.id) if spec.ports else None,
             )
             layout.config.write_text(json.dumps(config))
             log_fd = os.open(layout.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
@@ -352,11 +384,12 @@ class Agent:
         """Remove every trace of an instance from this host. Idempotent."""
         self._watcher.unwatch(instance_id)
         self._runs.pop(instance_id, None)
-        self._specs.pop(instance_id, None)
+        spec = self._specs.pop(instance_id, None)
         await self._runtime.delete(instance_id, force=True)
         layout = self._layout(instance_id)
         unmount(layout.rootfs)
         remove_cgroup(self._cgroup(instance_id))
+        await self._net.release(instance_id, spec.ports if spec is not None else ())
         await asyncio.to_thread(shutil.rmtree, layout.root, True)
 
     async def logs(
@@ -414,6 +447,10 @@ class Agent:
                 await self._runtime.kill(instance_id, "SIGKILL", all_processes=True)
             async with self._lock(instance_id):
                 await self._purge(instance_id)
+        try:
+            await self._net.sync(a.spec for a in assignments.values())
+        except Exception:
+            log.exception("could not converge the network dataplane; retrying at the next reconcile")
 
     async def _converge(self, assignment: Assignment, container: dict[str, Any] | None) -> None:
         instance_id = assignment.spec.id

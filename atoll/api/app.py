@@ -6,10 +6,18 @@ from fastapi import FastAPI
 
 from atoll import __version__
 from atoll.api.errors import install_error_handlers
-from atoll.api.routes import exec_ws, hosts, images, instances, projects
+from atoll.api.routes import exec_ws, hosts, images, instances, networks, projects, registry
 from atoll.services.context import Controller
 
-ROUTERS = (projects.router, hosts.router, images.router, instances.router, exec_ws.router)
+ROUTERS = (
+    projects.router,
+    hosts.router,
+    registry.router,
+    images.router,
+    instances.router,
+    networks.router,
+    exec_ws.router,
+)
 
 
 def create_app(ctl: Controller) -> FastAPI:

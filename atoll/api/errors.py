@@ -15,7 +15,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from atoll.model.errors import AtollError, Conflict, InvalidInput, NotFound, RuntimeFailure
+from atoll.model.errors import (
+    AtollError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RegistryAuthError,
+    RegistryError,
+    RuntimeFailure,
+)
 from atoll.schemas import ErrorBody, ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -25,6 +33,8 @@ STATUS: dict[type[AtollError], int] = {
     Conflict: 409,
     InvalidInput: 400,
     RuntimeFailure: 500,
+    RegistryAuthError: 403,
+    RegistryError: 502,
 }
 
 HTTP_CODES = {400: "invalid", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}

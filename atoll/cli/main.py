@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from atoll import __version__
-from atoll.cli import execute, images, instances, projects, run, up
+from atoll.cli import execute, images, instances, networks, projects, registry, run, up
 from atoll.cli.context import CliState
 from atoll.cli.output import AtollGroup
 from atoll.client import DEFAULT_PROJECT, DEFAULT_URL, AtollAPI
@@ -20,8 +20,15 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-TOP_LEVEL = (run.app, instances.app, execute.app, up.app)
-GROUPS = {"image": images.app, "project": projects.projects, "host": projects.hosts}
+TOP_LEVEL = (run.app, instances.app, execute.app, registry.app, up.app)
+GROUPS = {
+    "image": images.app,
+    "project": projects.projects,
+    "host": projects.hosts,
+    "network": networks.networks,
+    "subnet": networks.subnets,
+    "port": networks.ports,
+}
 
 for sub in TOP_LEVEL:
     app.add_typer(sub)

@@ -15,10 +15,11 @@ from typing import Annotated
 import typer
 
 from atoll.cli import context
+from atoll.cli.netopts import instance_networks
 from atoll.cli.output import USER_ERRORS, error_message, fail, print_error, write_frames
 from atoll.cli.parsing import parse_env, parse_labels, parse_memory, parse_restart
 from atoll.client import AtollAPI, AtollError
-from atoll.schemas import Instance, InstanceCreate, ResourcesWire, RestartPolicyWire
+from atoll.schemas import Instance, InstanceCreate, InstanceNetwork, ResourcesWire, RestartPolicyWire
 
 EXIT_RUN_FAILED = 125
 EXIT_INTERRUPTED = 130
@@ -54,6 +55,7 @@ def build_spec(
     stop_signal: str | None = None,
     stop_timeout: int | None = None,
     auto_remove: bool = False,
+    networks: list[InstanceNetwork] | None = None,
 ) -> InstanceCreate:
     """Options to request. Only what the user gave is set, so the server's defaults apply to the rest."""
     fields: dict[str, object] = {"image": image}
@@ -83,6 +85,8 @@ def build_spec(
         fields["tty"] = True
     if auto_remove:
         fields["auto_remove"] = True
+    if networks:
+        fields["networks"] = list(networks)
     return InstanceCreate.model_validate(fields)
 
 
@@ -152,6 +156,14 @@ def run(
     stop_signal: Annotated[str | None, typer.Option("--stop-signal", help="Signal to stop it.")] = None,
     stop_timeout: Annotated[int | None, typer.Option("--stop-timeout", help="Seconds before a kill.")] = None,
     rm: Annotated[bool, typer.Option("--rm", help="Remove it when it exits.")] = False,
+    network: Annotated[
+        list[str] | None,
+        typer.Option("--network", "--net", help="NET or name=NET,ip=ADDR,alias=NAME; repeatable."),
+    ] = None,
+    ip: Annotated[str | None, typer.Option("--ip", help="Fixed address on the first network.")] = None,
+    network_alias: Annotated[
+        list[str] | None, typer.Option("--network-alias", help="Alias on the first network.")
+    ] = None,
 ) -> None:
     """Create and start an instance, and follow its output until it exits."""
     if rm and restart is not None and restart.name != "no":
@@ -184,6 +196,7 @@ def run(
             stop_signal=stop_signal,
             stop_timeout=stop_timeout,
             auto_remove=rm and detach,
+            networks=instance_networks(network or [], ip, network_alias),
         )
     except USER_ERRORS as exc:
         fail(exc, EXIT_RUN_FAILED)

@@ -24,6 +24,8 @@ from atoll import __version__
 from atoll.client.errors import AtollConnectionError, AtollError, error_from_body
 from atoll.client.exec import ExecSession
 from atoll.client.framing import FrameDecoder, FramingError
+from atoll.client.networks import NetworkMethods
+from atoll.client.transfers import RegistryMethods
 from atoll.client.uploads import Progress, UploadSource, body_size, iter_body
 from atoll.schemas import (
     ExecStart,
@@ -91,7 +93,7 @@ class LogStream:
             self._response.close()
 
 
-class AtollAPI:
+class AtollAPI(RegistryMethods, NetworkMethods):
     """A synchronous client of one Atoll controller, acting in one project (``project`` may be reassigned)."""
 
     def __init__(

@@ -39,3 +39,15 @@ class RuntimeFailure(AtollError):
     """The OCI runtime or the kernel refused an operation."""
 
     code = "runtime"
+
+
+class RegistryError(AtollError):
+    """A registry could not be reached or answered with an error that is neither ours nor the image's."""
+
+    code = "registry"
+
+
+class RegistryAuthError(RegistryError):
+    """A registry refused our credentials, or wants credentials we don't have."""
+
+    code = "registry_auth"

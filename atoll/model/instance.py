@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from atoll.model.network import PortSpec
+
 
 class InstanceKind(StrEnum):
     """Every workload has a kind; one lifecycle drives them all. Only containers exist today."""
@@ -73,6 +75,8 @@ class InstanceSpec:
     resources: Resources = field(default_factory=Resources)
     stop_signal: str = "SIGTERM"
     stop_timeout: float = 10.0
+    ports: list[PortSpec] = field(default_factory=list)
+    """NICs on tenant networks. Without any, the instance has a network namespace with loopback only."""
 
 
 @dataclass(frozen=True)

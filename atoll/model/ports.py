@@ -7,12 +7,13 @@ Neither side imports the other: each only sees these protocols and the data in `
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
+from atoll.model.registry import Credential, PullEvent, PushEvent
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,22 @@ class HostAgent(Protocol):
         ...
 
     async def image_present(self, image_id: str) -> bool: ...
+
+    def pull_image(self, reference: str, credentials: Mapping[str, Credential]) -> AsyncIterator[PullEvent]:
+        """Pull from a registry: progress events, then one ``Pulled``; all-or-nothing.
+
+        ``credentials`` maps registry hosts to logins; each is only sent to its own host."""
+        ...
+
+    def push_image(
+        self, image_id: str, reference: str, credentials: Mapping[str, Credential]
+    ) -> AsyncIterator[PushEvent]:
+        """Push an image held by this host to ``reference``: progress events, then one ``Pushed``."""
+        ...
+
+    async def registry_login(self, registry: str, credential: Credential) -> None:
+        """Check that ``registry`` accepts ``credential``; RegistryAuthError if not."""
+        ...
 
     async def remove_image(self, image_id: str) -> None:
         """Forget an image on this host and free layers that nothing else uses."""

@@ -182,10 +182,17 @@ async def import_images(
         require_project(s, project)
     agent = ctl.agents.pick()
     records = await agent.import_images(chunks)
+    return catalog(ctl, project=project, records=records, host_id=agent.host_id, public=public)
+
+
+def catalog(
+    ctl: Controller, *, project: str, records: list[ImageRecord], host_id: str, public: bool = False
+) -> list[Image]:
+    """Record images a host now holds (imported or pulled), tagged with the names they came with."""
     with ctl.sessions.begin() as s:
         rows = []
         for rec in records:
-            rows.append(_upsert(s, project, rec, public, agent.host_id))
+            rows.append(_upsert(s, project, rec, public, host_id))
             for tag in rec.repo_tags:
                 try:
                     ref = parse_reference(tag, "repo_tags")

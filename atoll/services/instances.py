@@ -3,22 +3,25 @@
 Create is all-or-nothing: the row is inserted first (so the name is taken and the instance can be
 found), then the agent prepares it; if the agent fails, the row is deleted again. No transaction is held
 while an agent works: load, release, call, apply. The lifecycle verbs live in ``lifecycle``.
+An instance's ports (its NICs, with their addresses) are made in the transaction that inserts its row
+(``netports``) and are deleted with the row.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from atoll.model.errors import Conflict, InvalidInput, NotFound
-from atoll.model.instance import InstanceStatus, LogEntry
-from atoll.model.ports import ExecProcess, ExecSpec
+from atoll.model.instance import InstanceSpec, InstanceStatus, LogEntry, RestartPolicy
+from atoll.model.ports import ExecProcess, ExecSpec, HostAgent
 from atoll.schemas import Instance, InstanceCreate
-from atoll.services import images
+from atoll.services import images, netports
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
 from atoll.services.context import Controller
@@ -30,6 +33,7 @@ from atoll.services.views import image_config, instance_view, spec_json
 from atoll.store.models import InstanceRow
 
 NAME_ATTEMPTS = 16
+ALLOCATION_ATTEMPTS = 5
 
 
 def resolve(s: Session, project: str, ref: str) -> InstanceRow:
@@ -73,8 +77,27 @@ def _pick_name(s: Session, project: str, requested: str | None, instance_id: str
 
 
 async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> Instance:
-    instance_id = new_id()
     policy = restart_policy(request)
+    for attempt in range(ALLOCATION_ATTEMPTS):
+        try:
+            view, spec, agent = _insert(ctl, project=project, request=request, policy=policy)
+            break
+        except netports.AllocationRace:
+            if attempt == ALLOCATION_ATTEMPTS - 1:
+                raise Conflict("networks: addresses are in heavy contention; try again") from None
+    try:
+        await agent.create_instance(spec)
+    except BaseException:
+        delete_instance_row(ctl, spec.id, None)
+        raise
+    return view
+
+
+def _insert(
+    ctl: Controller, *, project: str, request: InstanceCreate, policy: RestartPolicy
+) -> tuple[Instance, InstanceSpec, HostAgent]:
+    """The instance's row and its ports, in one transaction."""
+    instance_id = new_id()
     with ctl.sessions.begin() as s:
         require_project(s, project)
         image, _ = images.resolve(s, project, request.image)
@@ -120,13 +143,11 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
             s.flush()
         except IntegrityError as e:
             raise Conflict(f"name: {name!r} is already in use") from e
-        view = instance_view(row)
-    try:
-        await agent.create_instance(spec)
-    except BaseException:
-        delete_instance_row(ctl, instance_id, None)
-        raise
-    return view
+        if request.networks:
+            ports = netports.attach(s, project=project, instance_id=instance_id, requests=request.networks)
+            spec = replace(spec, ports=ports)
+            row.spec = spec_json(spec, request.resources.cpus)
+        return instance_view(row), spec, agent
 
 
 def get(ctl: Controller, *, project: str, ref: str) -> Instance:

@@ -7,6 +7,7 @@ from typing import Any
 
 from atoll.model.image import ImageConfig
 from atoll.model.instance import InstanceKind, InstanceSpec, ProcessSpec, Resources
+from atoll.model.network import PortSpec
 from atoll.schemas import (
     Host,
     Image,
@@ -17,6 +18,7 @@ from atoll.schemas import (
     ResourcesWire,
     RestartPolicyWire,
 )
+from atoll.services.netviews import nic_view
 from atoll.store.models import HostRow, ImageRow, InstanceRow, ProjectRow
 
 
@@ -32,6 +34,7 @@ def spec_json(spec: InstanceSpec, cpus: float | None) -> dict[str, Any]:
         "resources": {**asdict(spec.resources), "cpus": cpus},
         "stop_signal": spec.stop_signal,
         "stop_timeout": spec.stop_timeout,
+        "ports": [asdict(p) for p in spec.ports],
     }
 
 
@@ -52,6 +55,7 @@ def instance_spec(row: InstanceRow) -> InstanceSpec:
         resources=Resources(**resources),
         stop_signal=s["stop_signal"],
         stop_timeout=s["stop_timeout"],
+        ports=[PortSpec(**p) for p in s.get("ports", [])],
     )
 
 
@@ -96,6 +100,7 @@ def instance_view(row: InstanceRow) -> Instance:
         stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout,
         auto_remove=row.auto_remove,
+        networks=[nic_view(p) for p in spec.ports],
     )
 
 

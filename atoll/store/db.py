@@ -39,12 +39,23 @@ def create_db_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     if u.database and u.database != ":memory:":
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(Path(u.database))
         engine = create_engine(url, connect_args={"check_same_thread": False})
     else:
         # One shared connection, or every connection would see its own empty database.
         engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _owner_only(db: Path) -> None:
+    """The database holds registry credentials: only its owner may read it (or its WAL and shm files,
+    which SQLite creates with the database's mode)."""
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path == db:
+            path.touch(mode=0o600, exist_ok=True)
+        if path.exists():
+            path.chmod(0o600)
 
 
 def alembic_config() -> Config:

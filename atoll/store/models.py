@@ -140,3 +140,96 @@ class InstanceRow(Base):
         Index("ix_instances_host", "host_id"),
         Index("ix_instances_image", "image_id"),
     )
+
+
+class RegistryCredentialRow(Base):
+    """A project's login to one registry. Written by ``atoll login``, read only to hand to an agent for a
+    pull or push; never returned by the API, never logged."""
+
+    __tablename__ = "registry_credentials"
+
+    project: Mapped[str] = mapped_column(
+        String(63), ForeignKey("projects.name", ondelete="CASCADE"), primary_key=True
+    )
+    host: Mapped[str] = mapped_column("registry", String(255), primary_key=True)
+    """``host[:port]`` as in image references; Docker Hub is ``docker.io``."""
+    username: Mapped[str] = mapped_column(String(255))
+    secret: Mapped[str] = mapped_column(String)
+    """The password or identity token, as given. The database file is readable by its owner only."""
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class NetworkRow(Base):
+    """A tenant network. Hosts realise it on demand (a bridge where it has ports); it holds no host state."""
+
+    __tablename__ = "networks"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), ForeignKey("projects.name", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16))
+    """``atoll.model.network.NetworkType``."""
+    mtu: Mapped[int] = mapped_column(Integer)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+    __table_args__ = (UniqueConstraint("project", "name", name="uq_networks_project_name"),)
+
+
+class SubnetRow(Base):
+    __tablename__ = "subnets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), ForeignKey("projects.name", ondelete="RESTRICT"))
+    network_id: Mapped[str] = mapped_column(String(64), ForeignKey("networks.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    cidr: Mapped[str] = mapped_column(String(64))
+    """Normalized, e.g. ``10.0.0.0/24``. Overlaps are refused within a network, allowed across networks."""
+    ip_version: Mapped[int] = mapped_column(Integer)
+    gateway: Mapped[str] = mapped_column(String(64))
+    """Empty when the subnet has no gateway."""
+    allocation_pools: Mapped[list[list[str]]] = mapped_column(JSON)
+    """``[[start, end], ...]``, inclusive, sorted, never containing the gateway."""
+    dns_nameservers: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+    __table_args__ = (Index("ix_subnets_network", "network_id"),)
+
+
+class PortRow(Base):
+    """A NIC on a network. It lives and dies with its instance (``ondelete=CASCADE``), freeing its
+    addresses with it; a network cannot be deleted while it has ports."""
+
+    __tablename__ = "ports"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), ForeignKey("projects.name", ondelete="RESTRICT"))
+    network_id: Mapped[str] = mapped_column(String(64), ForeignKey("networks.id", ondelete="RESTRICT"))
+    instance_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("instances.id", ondelete="CASCADE"), nullable=True
+    )
+    device: Mapped[str] = mapped_column(String(15))
+    """The interface name inside the instance (``eth0``, ``eth1`` ...)."""
+    mac: Mapped[str] = mapped_column(String(17))
+    aliases: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+    __table_args__ = (
+        UniqueConstraint("network_id", "mac", name="uq_ports_network_mac"),
+        Index("ix_ports_instance", "instance_id"),
+    )
+
+
+class IpAllocationRow(Base):
+    """An address in use. The primary key (subnet, address) is what makes a double allocation impossible,
+    whatever two controllers or transactions decide at the same moment."""
+
+    __tablename__ = "ip_allocations"
+
+    subnet_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("subnets.id", ondelete="RESTRICT"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    port_id: Mapped[str] = mapped_column(String(64), ForeignKey("ports.id", ondelete="CASCADE"))
+
+    __table_args__ = (Index("ix_ip_allocations_port", "port_id"),)

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import json
 import signal as signals
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from atoll.model.errors import BadImage, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, RuntimeState
 from atoll.model.ports import ControlPlane, ExecSpec
+from atoll.model.registry import Credential, Pulled, PullEvent, Pushed, PushEvent, TransferEvent
 
 TERMINATING = {"SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP"}
 
@@ -127,6 +128,8 @@ class FakeAgent:
     received: list[int] = field(default_factory=list)
     """Sizes of the streams that imports and builds read, chunk by chunk."""
     next_pid: int = 1000
+    pullable: dict[str, ImageRecord] = field(default_factory=dict)
+    """Reference as given to pull_image -> the image a pull of it yields."""
 
     @property
     def host_id(self) -> str:
@@ -175,6 +178,30 @@ class FakeAgent:
 
     async def image_present(self, image_id: str) -> bool:
         return image_id in self.images
+
+    async def pull_image(
+        self, reference: str, credentials: Mapping[str, Credential]
+    ) -> AsyncIterator[PullEvent]:
+        """Pulls whatever ``pullable`` holds under ``reference``; credentials are recorded."""
+        self._call("pull_image", (reference, dict(credentials)))
+        rec = self.pullable.get(reference)
+        if rec is None:
+            raise NotFound(f"{reference}: manifest unknown")
+        yield TransferEvent("Downloading", "abc", 1, 2)
+        self.images[rec.id] = rec
+        yield Pulled(rec, "sha256:" + hashlib.sha256(rec.id.encode()).hexdigest())
+
+    async def push_image(
+        self, image_id: str, reference: str, credentials: Mapping[str, Credential]
+    ) -> AsyncIterator[PushEvent]:
+        self._call("push_image", (image_id, reference, dict(credentials)))
+        if image_id not in self.images:
+            raise NotFound(f"image {image_id} is not on this host")
+        yield TransferEvent("Pushed", "abc", 2, 2)
+        yield Pushed("sha256:" + hashlib.sha256(reference.encode()).hexdigest(), 100)
+
+    async def registry_login(self, registry: str, credential: Credential) -> None:
+        self._call("registry_login", (registry, credential))
 
     async def remove_image(self, image_id: str) -> None:
         self._call("remove_image", image_id)

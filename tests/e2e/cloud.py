@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -17,9 +18,10 @@ from pathlib import Path
 import httpx
 
 from atoll.client import AtollAPI
-from tests.prefix import RUN_PREFIX
+from tests.prefix import NET_PREFIX, NFT_TABLE, RUN_PREFIX
 
 ATOLL = str(Path(sys.executable).parent / "atoll")
+_NET_SUFFIXES = itertools.cycle("abcdefghijklmnopqrstuvwxyz0123456789")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -35,6 +37,10 @@ class Cloud:
     port: int = field(default_factory=free_port)
     cgroup_parent: str = field(default_factory=lambda: f"{RUN_PREFIX}-{uuid.uuid4().hex[:6]}")
     proc: subprocess.Popen[bytes] | None = None
+    net_prefix: str = field(default_factory=lambda: NET_PREFIX + next(_NET_SUFFIXES))
+    """This cloud's own link prefix (clouds of one run may be up at the same time)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More settings for `atoll up` and the CLI (registry mirrors, insecure registries...)."""
 
     @property
     def url(self) -> str:
@@ -54,8 +60,15 @@ class Cloud:
             "ATOLL_API_PORT": str(self.port),
             "ATOLL_CGROUP_PARENT": self.cgroup_parent,
             "ATOLL_RECONCILE_INTERVAL": "1",
+            "ATOLL_NET_PREFIX": self.net_prefix,
+            "ATOLL_NFT_TABLE": self.nft_table,
             "TMPDIR": str(self.tmp),  # what the server leaves in its temp dir is checked at teardown
+            **self.extra_env,
         }
+
+    @property
+    def nft_table(self) -> str:
+        return f"{NFT_TABLE}_{self.net_prefix[-1]}"
 
     @property
     def tmp(self) -> Path:
@@ -106,11 +119,13 @@ class Cloud:
     def teardown(self) -> None:
         """Remove every instance through the API, stop the cloud, and clear what the runtime leaves."""
         if self.proc is not None:
-            api = self.api()
-            for inst in api.instances(all=True):
-                with contextlib.suppress(Exception):
-                    api.remove_instance(inst.id, force=True)
+            for project in self.api().projects():
+                api = self.api(project.name)
+                for inst in api.instances(all=True):
+                    with contextlib.suppress(Exception):
+                        api.remove_instance(inst.id, force=True)
             self.stop()
+        network = self._network_leftovers()
         for hierarchy in CGROUP_ROOT.iterdir():
             parent = hierarchy / self.cgroup_parent
             if parent.is_dir():
@@ -121,3 +136,27 @@ class Cloud:
         left = sorted(p.name for p in self.tmp.iterdir()) if self.tmp.exists() else []
         shutil.rmtree(self.base, ignore_errors=True)
         assert not left, f"the cloud left temporary files behind: {left}"
+        assert not network, f"the cloud's dataplane left these behind: {network}"
+
+    def _network_leftovers(self) -> list[str]:
+        """What the dataplane left once every instance was removed (nothing, if it works), removed here
+        so that one failure does not cascade into the next tests."""
+        left = []
+        for name in os.listdir("/sys/class/net"):
+            if name.startswith(self.net_prefix):
+                left.append(f"link {name}")
+                subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
+        for family in ("inet", "arp"):
+            if (
+                subprocess.run(
+                    ["nft", "list", "table", family, self.nft_table], capture_output=True
+                ).returncode
+                == 0
+            ):
+                left.append(f"nft table {family} {self.nft_table}")
+                subprocess.run(["nft", "delete", "table", family, self.nft_table], check=False)
+        netns_dir = self.base / "run" / "netns"
+        for path in sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []:
+            left.append(f"netns {path.name}")
+            subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+        return left

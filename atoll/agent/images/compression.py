@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bz2
 import enum
-import gzip
 import io
 import lzma
 import shutil
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import IO, cast
 
+from atoll.agent.images.gzipstream import GzipReader
 from atoll.agent.images.streams import CHUNK, Reader
 from atoll.model.errors import BadImage
 
@@ -135,6 +135,8 @@ def decompressed(raw: Reader, kind: Compression, label: str) -> Iterator[Reader]
             yield zstd
         finally:
             zstd.close()
+    elif kind is Compression.GZIP:
+        yield _Checked(GzipReader(raw), label, kind)
     else:
         with _open_decoder(raw, kind) as stream:
             yield _Checked(stream, label, kind)
@@ -155,8 +157,6 @@ class _Forward:
 
 def _open_decoder(raw: Reader, kind: Compression) -> io.BufferedIOBase:
     fwd = _Forward(raw)
-    if kind is Compression.GZIP:
-        return gzip.GzipFile(fileobj=fwd, mode="rb")
     if kind is Compression.BZIP2:
         return bz2.BZ2File(fwd, mode="rb")
     return lzma.LZMAFile(cast(IO[bytes], fwd), mode="rb")  # typeshed wants a whole IO; read() is all it uses

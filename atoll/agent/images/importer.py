@@ -12,7 +12,9 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from atoll.agent.images.blobs import blob_meta_for_file
 from atoll.agent.images.layers import unpack_blob, unpack_rootfs
 from atoll.agent.images.layout import Layout, remove_tree, write_bytes, write_json
 from atoll.agent.images.ledger import Key, Ledger, blob_key, layer_key
@@ -44,21 +46,45 @@ class ImportJob:
             self._pin(blob_key(digest))
         return digest
 
-    def ensure_layer(self, src: BlobSource, plan: LayerPlan) -> int:
-        """Make sure layer ``plan.diff_id`` is in the store; returns its size."""
-        target = self._layout.layer(plan.diff_id)
-        with self._ledger.lock:
-            if target.exists():
-                self._pin(layer_key(plan.diff_id))
-                return layer_size(target)
+    def ensure_layer(
+        self,
+        src: BlobSource,
+        plan: LayerPlan,
+        *,
+        keep: Path | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Make sure layer ``plan.diff_id`` is in the store; returns its size.
+
+        ``keep``: the blob file (on the store's file system) to keep beside the layer as ``blob``, for
+        pushing it later; ``meta`` describes it in layer.json (see ``blobs.py``)."""
+        size = self.pin_existing(plan.diff_id)
+        if size is not None:
+            return size
         work = self._new_work()
         size = unpack_blob(src, plan, work / "diff")
-        return self._install(work, plan.diff_id, size)
+        if keep is not None:
+            os.rename(keep, work / "blob")
+        return self._install(work, plan.diff_id, size, meta)
 
-    def add_rootfs(self, tar: Path, label: str) -> tuple[str, int]:
+    def pin_existing(self, diff_id: str) -> int | None:
+        """If layer ``diff_id`` is already stored, hold it for this job and return its size."""
+        target = self._layout.layer(diff_id)
+        with self._ledger.lock:
+            if target.exists():
+                self._pin(layer_key(diff_id))
+                return layer_size(target)
+        return None
+
+    def add_rootfs(self, tar: Path, label: str, *, keep: bool = False) -> tuple[str, int]:
         work = self._new_work()
         diff_id, size = unpack_rootfs(tar, work / "diff", label)
-        return diff_id, self._install(work, diff_id, size)
+        meta = None
+        if keep:
+            meta = blob_meta_for_file(tar, diff_id)
+            if meta is not None:
+                os.rename(tar, work / "blob")
+        return diff_id, self._install(work, diff_id, size, meta)
 
     def commit(self, images: list[StoredImage]) -> list[StoredImage]:
         """Record ``images``; an image already stored keeps its tags and gains the new ones."""
@@ -106,8 +132,8 @@ class ImportJob:
             if path is not None:
                 remove_tree(path)
 
-    def _install(self, work: Path, diff_id: str, size: int) -> int:
-        write_json(work / "layer.json", {"diff_id": diff_id, "size": size}, self._scratch)
+    def _install(self, work: Path, diff_id: str, size: int, meta: dict[str, Any] | None = None) -> int:
+        write_json(work / "layer.json", {"diff_id": diff_id, "size": size, **(meta or {})}, self._scratch)
         target = self._layout.layer(diff_id)
         with self._ledger.lock:
             if target.exists():  # another import finished it first; ours goes with the scratch dir
@@ -120,8 +146,9 @@ class ImportJob:
         return size
 
     def _new_work(self) -> Path:
-        self._work += 1
-        work = self._scratch / f"layer-{self._work}"
+        with self._ledger.lock:  # jobs may unpack several layers at once, each in its own thread
+            self._work += 1
+            work = self._scratch / f"layer-{self._work}"
         (work / "diff").mkdir(parents=True)
         return work
 

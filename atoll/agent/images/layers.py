@@ -23,7 +23,7 @@ def unpack_blob(src: BlobSource, plan: LayerPlan, dest: Path) -> int:
     with src.open(plan.name) as blob:
         if plan.size is not None and blob.size != plan.size:
             raise BadImage(f"{plan.label}: size mismatch: {blob.size} bytes, descriptor says {plan.size}")
-        raw = HashingReader(blob)
+        raw = HashingReader(blob, hashing=plan.digest is not None)  # None: verified before (a pull)
         head = raw.read(SNIFF_BYTES)
         kind = plan.compression if plan.compression is not None else sniff(head)
         with decompressed(Prefixed(head, raw), kind, plan.label) as stream:

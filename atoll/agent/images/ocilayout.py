@@ -172,6 +172,11 @@ def _image(src: BlobSource, desc: Descriptor, tags: list[str], what: str, depth:
     )
 
 
+def pick_platform(entries: list[Descriptor], where: str) -> Descriptor:
+    """The host's ``linux/<arch>`` image among an index's entries (a registry pull chooses the same way)."""
+    return _pick_platform(entries, where)
+
+
 def _pick_platform(entries: list[Descriptor], where: str) -> Descriptor:
     arch = host_architecture()
     images = [

@@ -45,6 +45,7 @@ from atoll.agent.images.layout import Layout, remove_tree
 from atoll.agent.images.ledger import Key, Ledger, blob_key, layer_key
 from atoll.agent.images.ocilayout import host_architecture
 from atoll.agent.images.records import StoredImage
+from atoll.agent.images.remote import Fetch, PushSource, Report, install_remote, push_source
 from atoll.agent.images.sources import BlobSource, DirectorySource, TarArchive
 from atoll.agent.images.streams import CHUNK, Prefixed, is_digest
 from atoll.model.errors import BadImage, NotFound
@@ -105,6 +106,33 @@ class ImageStore:
             remove_tree(scratch)
             raise
         return await asyncio.to_thread(self._build, scratch, spool, config, created)
+
+    def scratch(self, prefix: str) -> Path:
+        """A fresh directory under tmp/ (on the store's file system, emptied at the next start)."""
+        return self._layout.scratch(prefix)
+
+    def has_layer(self, diff_id: str) -> bool:
+        return self._layout.layer(diff_id).is_dir()
+
+    async def install_remote(
+        self, scratch: Path, fetch: Fetch, report: Report, *, source: str, repo_tag: str = ""
+    ) -> ImageRecord:
+        """Install the image laid out in ``scratch`` (see ``remote.py``), fetching the layers it lacks.
+
+        All or nothing, like an import; ``scratch`` is removed either way."""
+        try:
+            return await install_remote(
+                self._layout, self._ledger, scratch, fetch, report, source=source, repo_tag=repo_tag
+            )
+        finally:
+            await asyncio.to_thread(remove_tree, scratch)
+
+    def push_source(self, image_id: str) -> PushSource:
+        """Config, kept layer blobs and stored manifests of an image, for a push."""
+        key = _digest(image_id)
+        if key is None:
+            raise NotFound(f"image {image_id!r} is not on this host")
+        return push_source(self._layout, self._ledger, key)
 
     def get(self, image_id: str) -> ImageRecord | None:
         """Look up by id ("sha256:<hex>", or the bare hex)."""
@@ -241,7 +269,7 @@ class ImageStore:
         try:
             job = ImportJob(self._layout, self._ledger, scratch)
             try:
-                diff_id, size = job.add_rootfs(spool, "root filesystem tar")
+                diff_id, size = job.add_rootfs(spool, "root filesystem tar", keep=True)
                 when = created or datetime.now(UTC).isoformat().replace("+00:00", "Z")
                 doc = {
                     "architecture": host_architecture(),

@@ -10,8 +10,9 @@ because that is what images expect:
   output goes to the log file like any other.
 - Environment: ``PATH`` (Docker's default) if the image has none, ``HOSTNAME``, ``HOME`` from the
   resolved user, and ``TERM=xterm`` with a TTY, each only when not already set.
-- Namespaces pid, mount, ipc, uts and a new network namespace (the network driver wires it later; the
-  runtime brings ``lo`` up). On cgroup v2 the container gets its own cgroup namespace, as in Docker.
+- Namespaces pid, mount, ipc, uts and network: a new one with loopback only (the runtime brings ``lo``
+  up), or, for an instance with ports, the agent's namespace at the given path (see ``agent.net``).
+  On cgroup v2 the container gets its own cgroup namespace, as in Docker.
 - Memory swap uses Docker's semantics (see ``memory_resources``). ``/tmp`` is not made writable with a
   read-only root, as in Docker: only ``/dev``, ``/dev/shm`` and the bound files are.
 """
@@ -195,8 +196,10 @@ def build_config(
     cgroups_path: str,
     mounts: Sequence[tuple[str, Path]] = (),
     host: HostCgroups | None = None,
+    netns: Path | None = None,
 ) -> dict[str, Any]:
-    """The full ``config.json``. ``host`` defaults to this host's cgroup features."""
+    """The full ``config.json``. ``host`` defaults to this host's cgroup features. With ``netns``, the
+    container joins that (agent-owned, already wired) network namespace instead of getting a new one."""
     host = host or detect_host_cgroups()
     proc = spec.process
     if not proc.args:
@@ -208,7 +211,9 @@ def build_config(
     cwd = proc.cwd or "/"
     if not cwd.startswith("/"):
         raise InvalidInput(f"process.cwd: {cwd!r} is not an absolute path")
-    namespaces = [{"type": t} for t in ("pid", "mount", "ipc", "uts", "network")]
+    namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "mount", "ipc", "uts", "network")]
+    if netns is not None:
+        namespaces[-1]["path"] = str(netns)
     if host.version == 2:
         namespaces.append({"type": "cgroup"})
     return {

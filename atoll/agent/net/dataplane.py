@@ -1,0 +1,254 @@
+"""The network dataplane of one host: tenant bridges, instance namespaces and veths, and the nftables
+rules that isolate them. Level-triggered: every call converges the kernel to the desired state and can
+be repeated; ``sync`` also removes whatever carries our prefix but is no longer wanted.
+
+Layout, for an instance with ports:
+
+    host (or the test's host namespace)              instance namespace  <run_dir>/netns/<instance id>
+    atb-<net>  bridge, no address  ── atv-<port> ══ veth ══  eth0  10.0.0.2/24, MAC from the controller
+                                                             default route via the subnet's gateway
+
+- A bridge per network that has a port on this host, made on first use and removed with the last
+  port. Bridges have no IP address: the host is not a member of tenant networks, so networks with the
+  same CIDR (different projects) can share the host, and no tenant reaches the host's services. The
+  gateway address is answered by a router (a namespace joined to the bridge) once routers exist.
+- The instance's namespace is made and kept by the agent, so the address and MAC survive stop/start.
+- Traffic between different bridges is never forwarded by the host (nftables, see ``nft``).
+
+All calls are serialised by one lock and run in worker threads (netlink and ``nft`` block). Desired
+state is what the last ``sync`` was given plus what ``attach`` was given since, minus what ``release``
+removed; ``release`` remembers the instance, so a ``sync`` working from an older list of assignments
+cannot bring its namespace back, and an instance attached after that list was read is not removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from atoll.agent.net import netlink, netns, nft
+from atoll.agent.net.names import BRIDGE, VETH, Names, alias_id, bridge_alias, veth_alias
+from atoll.model.errors import RuntimeFailure
+from atoll.model.instance import InstanceSpec
+from atoll.model.network import PortSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    names: Names
+    netns_dir: Path
+    """Where instance namespaces are bind-mounted: ``<run_dir>/netns``, on tmpfs like /run/netns."""
+    host_netns: Path | None = None
+    """The namespace that plays the host; None is the agent's own. Tests run whole hosts in namespaces."""
+
+
+def bridge_mac(network_id: str) -> str:
+    """Stable and locally administered, so a re-created bridge keeps its MAC."""
+    digest = hashlib.sha256(network_id.encode()).digest()
+    return ":".join(["02", *(f"{b:02x}" for b in digest[:5])])
+
+
+class HostNetwork:
+    def __init__(self, config: NetConfig) -> None:
+        self.config = config
+        self.names = config.names
+        self._lock = asyncio.Lock()
+        self._attached: dict[str, list[PortSpec]] = {}
+        self._released: set[str] = set()
+        self._fresh: set[str] = set()
+        """Attached since the last sync began: a sync's list of assignments may predate them."""
+        self._rules: str | None = None
+        """The script last applied, to skip re-applying an unchanged rule set."""
+        self._swept = False
+        """Whether a sync looked for tables an earlier agent left (once is enough: later ones are ours)."""
+
+    def netns_path(self, instance_id: str) -> Path:
+        return self.config.netns_dir / instance_id
+
+    # -- the agent's calls ---------------------------------------------------------------------------
+
+    async def attach(self, spec: InstanceSpec) -> None:
+        """Wire an instance's namespace and ports. Idempotent; on failure nothing of it is left."""
+        if not spec.ports:
+            return
+        async with self._lock:
+            self._released.discard(spec.id)
+            self._attached[spec.id] = list(spec.ports)
+            self._fresh.add(spec.id)
+            try:
+                await asyncio.to_thread(self._in_host, lambda: self._wire({spec.id: spec.ports}))
+            except BaseException:
+                self._attached.pop(spec.id, None)
+                await asyncio.to_thread(self._in_host, lambda: self._unwire(spec.id, spec.ports))
+                raise
+
+    async def release(self, instance_id: str, ports: Iterable[PortSpec] = ()) -> None:
+        """Remove an instance's veths and namespace, and bridges no other port needs. Idempotent."""
+        async with self._lock:
+            known = self._attached.pop(instance_id, None)
+            self._released.add(instance_id)
+            gone = list(known if known is not None else ports)
+            await asyncio.to_thread(self._in_host, lambda: self._unwire(instance_id, gone))
+
+    async def sync(self, specs: Iterable[InstanceSpec]) -> None:
+        """Converge the whole host to ``specs`` (every instance assigned here) and remove the rest."""
+        given = {s.id: list(s.ports) for s in specs if s.ports}
+        async with self._lock:
+            self._released &= set(given)  # a tombstone is needed only while stale lists name it
+            for instance_id in self._released:
+                given.pop(instance_id, None)
+            fresh, self._fresh = self._fresh, set()
+            given.update({i: self._attached[i] for i in fresh if i in self._attached})
+            self._attached = given
+            desired = dict(given)
+            await asyncio.to_thread(self._in_host, lambda: self._converge(desired))
+
+    # -- in the host namespace (worker threads) -------------------------------------------------------
+
+    def _in_host(self, fn: Callable[[], None]) -> None:
+        netns.run_in(self.config.host_netns, fn)
+
+    def _desired_bridges(self, desired: Mapping[str, list[PortSpec]]) -> dict[str, PortSpec]:
+        return {self.names.bridge(p.network_id): p for ports in desired.values() for p in ports}
+
+    def _wire(self, instances: Mapping[str, list[PortSpec]], *, each_apart: bool = False) -> None:
+        """Bridges (and rules) first, so traffic flows the moment a veth joins its bridge. With
+        ``each_apart``, one instance's failure is logged and does not keep the others from converging."""
+        bridges = self._desired_bridges({**self._attached, **instances})
+        with netlink.netlink() as ipr:
+            have = netlink.links(ipr)
+            for name, port in bridges.items():
+                self._ensure_bridge(ipr, have, name, port)
+            self._apply_rules(bridges)
+            for instance_id, ports in instances.items():
+                try:
+                    self._wire_instance(ipr, instance_id, ports)
+                except Exception:
+                    if not each_apart:
+                        raise
+                    log.exception("could not wire the network of instance %s", instance_id)
+
+    def _ensure_bridge(
+        self, ipr: netlink.Netlink, have: dict[str, netlink.Link], name: str, port: PortSpec
+    ) -> None:
+        link = have.get(name)
+        if link is not None and link.kind == "bridge" and alias_id(link.alias) == port.network_id:
+            if not link.up:
+                netlink.set_up(ipr, link)
+            return
+        if link is not None:
+            raise RuntimeFailure(
+                f"a link named {name} exists and is not the bridge of network {port.network_id[:12]}"
+            )
+        have[name] = netlink.add_bridge(
+            ipr, name, mac=bridge_mac(port.network_id), mtu=port.mtu, alias=bridge_alias(port.network_id)
+        )
+        self._quiet_ipv6(name)
+
+    def _wire_instance(self, ipr: netlink.Netlink, instance_id: str, ports: list[PortSpec]) -> None:
+        path = self.netns_path(instance_id)
+        if not netns.is_netns(path):
+            netns.create(path)
+        gateway_port = next((p for p in ports if p.gateway), None)
+        for port in ports:
+            host = self.names.veth(port.id)
+            bridge = netlink.link(ipr, self.names.bridge(port.network_id))
+            assert bridge is not None
+            link = netlink.link(ipr, host)
+            if link is not None and alias_id(link.alias) != port.id:
+                raise RuntimeFailure(f"a link named {host} exists and is not the veth of port {port.id[:12]}")
+            if link is not None and link.master == bridge.index and link.up:
+                continue
+            if link is None:
+                link = netlink.add_veth(
+                    ipr,
+                    host,
+                    peer=port.device,
+                    peer_netns=path,
+                    peer_mac=port.mac,
+                    mtu=port.mtu,
+                    alias=veth_alias(port.id, instance_id),
+                )
+                self._quiet_ipv6(host)
+                netns.run_in(path, _configure_inside(port, default_route=port is gateway_port))
+            netlink.attach(ipr, link, bridge, port.mtu)
+
+    def _unwire(self, instance_id: str, ports: list[PortSpec]) -> None:
+        with netlink.netlink() as ipr:
+            for port in ports:
+                netlink.delete(ipr, self.names.veth(port.id), owner=port.id)
+            netns.remove(self.netns_path(instance_id))
+            wanted = self._desired_bridges(self._attached)
+            for port in ports:
+                name = self.names.bridge(port.network_id)
+                if name not in wanted:
+                    netlink.delete(ipr, name, owner=port.network_id)
+            self._apply_rules(wanted)
+
+    def _converge(self, desired: Mapping[str, list[PortSpec]]) -> None:
+        if self._rules is not None and not self._tables_present():
+            self._rules = None  # someone removed our tables (a ruleset flush): write them again
+        self._wire(desired, each_apart=True)
+        wanted_veths = {self.names.veth(p.id) for ports in desired.values() for p in ports}
+        wanted_bridges = self._desired_bridges(desired)
+        with netlink.netlink() as ipr:
+            links = netlink.links(ipr)
+            for kind, wanted in ((VETH, wanted_veths), (BRIDGE, set(wanted_bridges))):
+                for name in sorted(links):
+                    if self.names.kind_of(name) == kind and name not in wanted:
+                        log.info("removing %s: no longer wanted on this host", name)
+                        netlink.delete(ipr, name)
+        if self.config.netns_dir.is_dir():
+            for entry in self.config.netns_dir.iterdir():
+                if entry.name not in desired:
+                    log.info("removing the network namespace of %s: no longer assigned here", entry.name)
+                    netns.remove(entry)
+        if not wanted_bridges and not self._swept:
+            self._swept = True
+            if self._tables_present(any_of=True):
+                nft.apply(nft.render_delete(self.names))  # left by an earlier run of the agent
+
+    def _tables_present(self, *, any_of: bool = False) -> bool:
+        present = nft.tables()
+        ours = [(family, self.names.table) in present for family in ("inet", "arp")]
+        return any(ours) if any_of else all(ours)
+
+    def _apply_rules(self, bridges: Mapping[str, PortSpec]) -> None:
+        """Our tables for exactly these bridges; none at all without bridges."""
+        if not bridges:
+            if self._rules is not None:
+                nft.apply(nft.render_delete(self.names))
+            self._rules = None
+            return
+        script = nft.render(self.names, bridges)
+        if script != self._rules:
+            nft.apply(script)
+            self._rules = script
+
+    def _quiet_ipv6(self, ifname: str) -> None:
+        """No IPv6 on the host's side of tenant networks: no link-local address, no NDP, no RAs."""
+        if os.path.isdir(f"/proc/sys/net/ipv6/conf/{ifname}"):
+            netlink.write_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", "1")
+
+
+def _configure_inside(port: PortSpec, *, default_route: bool) -> Callable[[], None]:
+    def configure() -> None:
+        with netlink.netlink() as ipr:
+            netlink.configure_nic(
+                ipr,
+                port.device,
+                address=port.ip,
+                prefix_len=port.prefix_len,
+                mtu=port.mtu,
+                gateway=port.gateway,
+                default_route=default_route,
+            )
+
+    return configure

@@ -1,0 +1,332 @@
+"""A client of one registry endpoint (the OCI distribution API v2), over httpx.
+
+Thin and faithful: one method per call the puller and pusher need (manifests, blobs, uploads, mounts).
+What it adds is what every call needs: authentication on a 401 (``auth.py``), retries with exponential
+back-off for transient failures (connection errors, 429, 5xx) of calls that can be repeated, and the
+registry's error answers turned into domain errors naming the image and the problem. Everything a
+registry sends is bounded: manifests and configs are read up to a cap, blobs up to their descriptor's
+size, and all of it is hashed and compared with the digest that names it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from atoll.agent.registry.auth import Authenticator
+from atoll.agent.registry.bodies import Progress, Sink, Transient, describe, range_start, read_capped
+from atoll.agent.registry.options import RegistryOptions
+from atoll.model.errors import BadImage, NotFound, RegistryAuthError, RegistryError
+from atoll.model.registry import Credential
+
+MANIFEST_LIMIT = 4 << 20
+"""Docker's own cap for manifests: real ones are a few KiB, so 4 MiB bounds memory without refusing any."""
+CONFIG_LIMIT = 16 << 20
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+async def connect(
+    base_url: str, host: str, options: RegistryOptions, credential: Credential | None
+) -> RegistryClient:
+    """A client for ``base_url`` (``https://host[:port]``; mirrors may say ``http://``).
+
+    An insecure registry is tried over HTTPS without verification, then over plain HTTP."""
+    if base_url.startswith("http://"):
+        return RegistryClient(base_url, host, options, credential, verify=False)
+    if not options.is_insecure(host):
+        return RegistryClient(base_url, host, options, credential, verify=options.ssl_context(host))
+    client = RegistryClient(base_url, host, options, credential, verify=False)
+    try:
+        await client.http.get("/v2/")
+        return client
+    except httpx.HTTPError:
+        await client.aclose()
+    plain = RegistryClient(
+        "http://" + base_url.removeprefix("https://"), host, options, credential, verify=False
+    )
+    try:
+        await plain.http.get("/v2/")
+    except httpx.HTTPError as exc:
+        await plain.aclose()
+        raise RegistryError(f"registry {host} is unreachable over HTTPS and HTTP: {describe(exc)}") from exc
+    return plain
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        base_url: str,
+        host: str,
+        options: RegistryOptions,
+        credential: Credential | None,
+        *,
+        verify: ssl.SSLContext | bool,
+    ) -> None:
+        self.base_url = base_url
+        self.host = host
+        self._options = options
+        self.auth = Authenticator(host, credential)
+        self.http = httpx.AsyncClient(
+            base_url=base_url, verify=verify, timeout=TIMEOUT, follow_redirects=True, trust_env=False
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- the calls -------------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """``GET /v2/``: reachable, and our credentials (if any) accepted."""
+        resp = await self._send("GET", "/v2/", [], what=f"registry {self.host}")
+        await self._expect(resp, (200,), f"registry {self.host}")
+
+    async def get_manifest(self, repo: str, reference: str, scopes: list[str]) -> tuple[bytes, str, str]:
+        """(bytes, media type, digest) of a manifest or index, verified when fetched by digest."""
+        what = (
+            f"{self.host}/{repo}:{reference}" if ":" not in reference else f"{self.host}/{repo}@{reference}"
+        )
+        resp = await self._send(
+            "GET",
+            f"/v2/{repo}/manifests/{reference}",
+            scopes,
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            stream=True,
+            what=what,
+        )
+        try:
+            await self._expect(resp, (200,), what, manifest=True)
+            data = await read_capped(resp, MANIFEST_LIMIT, f"{what}: manifest")
+        finally:
+            await resp.aclose()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if reference.startswith("sha256:") and digest != reference:
+            raise BadImage(f"{what}: manifest digest mismatch: content is {digest}")
+        media_type = resp.headers.get("content-type", "").split(";")[0].strip()
+        return data, media_type, digest
+
+    async def get_small_blob(
+        self, repo: str, digest: str, scopes: list[str], limit: int = CONFIG_LIMIT
+    ) -> bytes:
+        what = f"{self.host}/{repo}: blob {digest}"
+        resp = await self._send("GET", f"/v2/{repo}/blobs/{digest}", scopes, stream=True, what=what)
+        try:
+            await self._expect(resp, (200,), what)
+            data = await read_capped(resp, limit, what)
+        finally:
+            await resp.aclose()
+        got = "sha256:" + hashlib.sha256(data).hexdigest()
+        if got != digest:
+            raise BadImage(f"{what}: digest mismatch: content is {got}")
+        return data
+
+    async def download_blob(
+        self, repo: str, digest: str, size: int | None, dest: Path, scopes: list[str], progress: Progress
+    ) -> None:
+        """Stream a blob to ``dest``, verified. A broken transfer resumes with ``Range`` where the registry
+        honours it (206), else starts over; after ``max_attempts`` it fails."""
+        what = f"{self.host}/{repo}: blob {digest}"
+        with open(dest, "wb") as f:
+            sink = Sink(f, progress)
+            for attempt in range(self._options.max_attempts):
+                if attempt:
+                    await asyncio.sleep(self._options.backoff * 2 ** (attempt - 1))
+                headers = {"Range": f"bytes={sink.got}-"} if sink.got else {}
+                try:
+                    resp = await self._send(
+                        "GET", f"/v2/{repo}/blobs/{digest}", scopes, headers=headers, stream=True, what=what
+                    )
+                except RegistryError:
+                    if attempt + 1 >= self._options.max_attempts:
+                        raise
+                    continue
+                try:
+                    if sink.got and resp.status_code == 206 and range_start(resp) == sink.got:
+                        pass  # resumed where the broken transfer ended
+                    elif resp.status_code == 200:
+                        sink.restart()  # no ranges here: start over
+                    else:
+                        await self._expect(resp, (200,), what)
+                    await sink.drain(resp, size, what)
+                    break
+                except Transient:
+                    if attempt + 1 >= self._options.max_attempts:
+                        raise RegistryError(
+                            f"{what}: transfer broke off {attempt + 1} times; giving up"
+                        ) from None
+                finally:
+                    await resp.aclose()
+        if size is not None and sink.got != size:
+            raise BadImage(f"{what}: size mismatch: {sink.got} bytes, the manifest says {size}")
+        actual = "sha256:" + sink.hasher.hexdigest()
+        if actual != digest:
+            raise BadImage(f"{what}: digest mismatch: content is {actual}")
+
+    async def blob_exists(self, repo: str, digest: str, scopes: list[str]) -> bool:
+        what = f"{self.host}/{repo}: blob {digest}"
+        resp = await self._send("HEAD", f"/v2/{repo}/blobs/{digest}", scopes, what=what)
+        if resp.status_code == 404:
+            return False
+        await self._expect(resp, (200,), what)
+        return True
+
+    async def mount_blob(self, repo: str, digest: str, source: str, scopes: list[str]) -> str | None:
+        """Ask for a cross-repository mount. None if mounted; else the upload URL the registry opened."""
+        what = f"{self.host}/{repo}: mount {digest} from {source}"
+        params = {"mount": digest, "from": source}
+        resp = await self._send("POST", f"/v2/{repo}/blobs/uploads/", scopes, params=params, what=what)
+        if resp.status_code == 201:
+            return None
+        await self._expect(resp, (202,), what)
+        return self._location(resp, what)
+
+    async def start_upload(self, repo: str, scopes: list[str]) -> str:
+        what = f"{self.host}/{repo}: blob upload"
+        resp = await self._send("POST", f"/v2/{repo}/blobs/uploads/", scopes, what=what)
+        await self._expect(resp, (202,), what)
+        return self._location(resp, what)
+
+    async def put_blob(
+        self, location: str, digest: str, path: Path, size: int, scopes: list[str], progress: Progress
+    ) -> None:
+        """Upload a blob whole (a monolithic ``PUT ...?digest=``), streamed from ``path``."""
+        what = f"{self.host}: upload of {digest}"
+        url = httpx.URL(location)
+        url = url.copy_merge_params({"digest": digest})
+        resp = await self._send(
+            "PUT",
+            str(url),
+            scopes,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            body=lambda: _file_chunks(path, progress),
+            what=what,
+        )
+        await self._expect(resp, (201, 204), what)
+
+    async def put_blob_bytes(self, location: str, digest: str, data: bytes, scopes: list[str]) -> None:
+        what = f"{self.host}: upload of {digest}"
+        url = httpx.URL(location).copy_merge_params({"digest": digest})
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data))}
+        resp = await self._send("PUT", str(url), scopes, headers=headers, body=lambda: _once(data), what=what)
+        await self._expect(resp, (201, 204), what)
+
+    async def put_manifest(self, repo: str, tag: str, data: bytes, media_type: str, scopes: list[str]) -> str:
+        what = f"{self.host}/{repo}:{tag}: manifest"
+        resp = await self._send(
+            "PUT",
+            f"/v2/{repo}/manifests/{tag}",
+            scopes,
+            headers={"Content-Type": media_type},
+            body=lambda: _once(data),
+            what=what,
+        )
+        await self._expect(resp, (201, 200), what)
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _location(self, resp: httpx.Response, what: str) -> str:
+        location = resp.headers.get("location")
+        if not location:
+            raise RegistryError(f"{what}: the registry gave no upload location")
+        return str(httpx.URL(self.base_url).join(location))
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        scopes: Iterable[str],
+        *,
+        what: str,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        body: Callable[[], AsyncIterator[bytes]] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        scopes = list(scopes)
+        repeatable = method in ("GET", "HEAD") or body is not None
+        answered = False
+        attempt = 0
+        while True:
+            request = self.http.build_request(
+                method,
+                url,
+                headers={**(headers or {}), **self.auth.header(scopes)},
+                params=params,
+                content=body() if body is not None else None,
+            )
+            try:
+                resp = await self.http.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                attempt += 1
+                if not repeatable or attempt >= self._options.max_attempts:
+                    raise RegistryError(
+                        f"{what}: registry {self.host} is unreachable: {describe(exc)}"
+                    ) from exc
+                await asyncio.sleep(self._options.backoff * 2 ** (attempt - 1))
+                continue
+            if resp.status_code == 401 and not answered:
+                await resp.aclose()
+                await self.auth.answer(self.http, resp, scopes)
+                answered = True
+                continue
+            if resp.status_code in _RETRY_STATUS and repeatable and attempt + 1 < self._options.max_attempts:
+                await resp.aclose()
+                attempt += 1
+                await asyncio.sleep(self._options.backoff * 2 ** (attempt - 1))
+                continue
+            return resp
+
+    async def _expect(
+        self, resp: httpx.Response, ok: tuple[int, ...], what: str, manifest: bool = False
+    ) -> None:
+        if resp.status_code in ok:
+            return
+        body = (await resp.aread())[:65536]
+        detail = _registry_message(body) or f"HTTP {resp.status_code}"
+        if resp.status_code == 404:
+            kind = "manifest unknown" if manifest else "not found"
+            raise NotFound(f"{what}: {kind}: {detail}")
+        if resp.status_code == 401 and self.auth.has_credential:
+            raise RegistryAuthError(f"{what}: the registry refused the credentials ({detail})")
+        if resp.status_code in (401, 403):
+            hint = "" if self.auth.has_credential else f"; log in with `atoll login {self.host}`"
+            raise RegistryAuthError(f"{what}: access denied ({detail}){hint}")
+        raise RegistryError(f"{what}: the registry answered {resp.status_code}: {detail}")
+
+
+def _registry_message(body: bytes) -> str:
+    try:
+        doc: Any = json.loads(body)
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return " ".join(str(errors[0].get(k) or "") for k in ("code", "message")).strip()[:500]
+    except ValueError:
+        pass
+    return ""
+
+
+async def _file_chunks(path: Path, progress: Progress, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    sent = 0
+    with open(path, "rb") as f:
+        while chunk := await asyncio.to_thread(f.read, size):
+            sent += len(chunk)
+            progress(sent)
+            yield chunk
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

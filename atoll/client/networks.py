@@ -1,0 +1,89 @@
+"""SDK methods for tenant networking: networks, subnets and ports, one method per endpoint.
+
+A mixin of ``AtollAPI`` (one concept per module); it only uses the client's HTTP plumbing, which
+``_Client`` describes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from atoll.client.errors import AtollError
+from atoll.schemas import Network, NetworkCreate, Port, Subnet, SubnetCreate
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Client(Protocol):
+    def _path(self, *parts: str) -> str: ...
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | list[str]] | None = None,
+        json: Any = None,
+        content: Iterator[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Response: ...
+
+
+class NetworkMethods:
+    def networks(self: _Client) -> list[Network]:
+        return _many(self._request("GET", self._path("networks")), Network)
+
+    def create_network(self: _Client, spec: NetworkCreate) -> Network:
+        body = spec.model_dump(mode="json", exclude_unset=True)
+        return _one(self._request("POST", self._path("networks"), json=body), Network)
+
+    def inspect_network(self: _Client, ref: str) -> Network:
+        return _one(self._request("GET", self._path("networks", ref)), Network)
+
+    def remove_network(self: _Client, ref: str) -> None:
+        self._request("DELETE", self._path("networks", ref))
+
+    def subnets(self: _Client, *, network: str | None = None) -> list[Subnet]:
+        params = {"network": network} if network else {}
+        return _many(self._request("GET", self._path("subnets"), params=params), Subnet)
+
+    def create_subnet(self: _Client, spec: SubnetCreate) -> Subnet:
+        body = spec.model_dump(mode="json", exclude_unset=True)
+        return _one(self._request("POST", self._path("subnets"), json=body), Subnet)
+
+    def inspect_subnet(self: _Client, ref: str) -> Subnet:
+        return _one(self._request("GET", self._path("subnets", ref)), Subnet)
+
+    def remove_subnet(self: _Client, ref: str) -> None:
+        self._request("DELETE", self._path("subnets", ref))
+
+    def ports(self: _Client, *, network: str | None = None, instance: str | None = None) -> list[Port]:
+        params = {k: v for k, v in (("network", network), ("instance", instance)) if v}
+        return _many(self._request("GET", self._path("ports"), params=params), Port)
+
+    def inspect_port(self: _Client, ref: str) -> Port:
+        return _one(self._request("GET", self._path("ports", ref)), Port)
+
+
+def _one(resp: httpx.Response, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(resp.content)
+    except ValidationError as exc:
+        raise _bad_answer(resp, exc) from exc
+
+
+def _many(resp: httpx.Response, model: type[M]) -> list[M]:
+    try:
+        return TypeAdapter(list[model]).validate_json(resp.content)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise _bad_answer(resp, exc) from exc
+
+
+def _bad_answer(resp: httpx.Response, exc: ValidationError) -> AtollError:
+    where = f"{resp.request.method} {resp.request.url.path}"
+    return AtollError("protocol", f"unexpected answer to {where}: {exc}", resp.status_code)
