@@ -12,11 +12,10 @@ import ipaddress
 import os
 from collections.abc import Generator, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
@@ -25,6 +24,7 @@ from atoll.client.errors import AtollConnectionError, AtollError, error_from_bod
 from atoll.client.exec import ExecSession
 from atoll.client.framing import FrameDecoder, FramingError
 from atoll.client.networks import NetworkMethods
+from atoll.client.plumbing import model_of, models_of
 from atoll.client.transfers import RegistryMethods
 from atoll.client.uploads import Progress, UploadSource, body_size, iter_body
 from atoll.schemas import (
@@ -48,7 +48,6 @@ TAR_MEDIA_TYPE = "application/x-tar"
 # websockets >= 17.1 wants ``legacy=True`` to hand back a plain connection without a context manager.
 _WS_DIRECT: dict[str, Any] = {"legacy": True} if "legacy" in inspect.signature(ws_connect).parameters else {}
 
-M = TypeVar("M", bound=BaseModel)
 WaitCondition = Literal["not-running", "next-exit", "removed"]
 Params = Mapping[str, str | list[str]]
 
@@ -139,29 +138,29 @@ class AtollAPI(RegistryMethods, NetworkMethods):
     # Projects and hosts
 
     def projects(self) -> list[Project]:
-        return _models(self._request("GET", "/v1/projects"), Project)
+        return models_of(self._request("GET", "/v1/projects"), Project)
 
     def create_project(self, name: str) -> Project:
         body = ProjectCreate(name=name).model_dump(mode="json")
-        return _model(self._request("POST", "/v1/projects", json=body), Project)
+        return model_of(self._request("POST", "/v1/projects", json=body), Project)
 
     def hosts(self) -> list[Host]:
-        return _models(self._request("GET", "/v1/hosts"), Host)
+        return models_of(self._request("GET", "/v1/hosts"), Host)
 
     # Images
 
     def images(self) -> list[Image]:
-        return _models(self._request("GET", self._path("images")), Image)
+        return models_of(self._request("GET", self._path("images")), Image)
 
     def inspect_image(self, ref: str) -> Image:
-        return _model(self._request("GET", self._path("images", ref)), Image)
+        return model_of(self._request("GET", self._path("images", ref)), Image)
 
     def import_image(
         self, stream: UploadSource, progress: Progress | None = None, *, size: int | None = None
     ) -> list[Image]:
         """Upload a ``docker save`` archive or an OCI layout archive, streamed as it is read."""
         resp = self._upload(self._path("images", "import"), stream, progress, size, params={})
-        return _models(resp, Image)
+        return models_of(resp, Image)
 
     def build_image(
         self,
@@ -177,21 +176,21 @@ class AtollAPI(RegistryMethods, NetworkMethods):
         if config is not None:
             params["config"] = config.model_dump_json(exclude_defaults=True)
         resp = self._upload(self._path("images", "build"), stream, progress, size, params=params)
-        return _model(resp, Image)
+        return model_of(resp, Image)
 
     def tag_image(self, ref: str, tag: str) -> Image:
         body = ImageTag(tag=tag).model_dump(mode="json")
-        return _model(self._request("POST", self._path("images", ref, "tag"), json=body), Image)
+        return model_of(self._request("POST", self._path("images", ref, "tag"), json=body), Image)
 
     def remove_image(self, ref: str, *, force: bool = False) -> ImageRemoved:
         resp = self._request("DELETE", self._path("images", ref), params=_flags(force=force))
-        return _model(resp, ImageRemoved)
+        return model_of(resp, ImageRemoved)
 
     # Instances
 
     def create_instance(self, spec: InstanceCreate) -> Instance:
         body = spec.model_dump(mode="json", exclude_unset=True)
-        return _model(self._request("POST", self._path("instances"), json=body), Instance)
+        return model_of(self._request("POST", self._path("instances"), json=body), Instance)
 
     def instances(
         self,
@@ -207,10 +206,10 @@ class AtollAPI(RegistryMethods, NetworkMethods):
         for key, values in (("label", labels), ("name", names), ("status", statuses)):
             if values:
                 params[key] = list(values)
-        return _models(self._request("GET", self._path("instances"), params=params), Instance)
+        return models_of(self._request("GET", self._path("instances"), params=params), Instance)
 
     def inspect_instance(self, ref: str) -> Instance:
-        return _model(self._request("GET", self._path("instances", ref)), Instance)
+        return model_of(self._request("GET", self._path("instances", ref)), Instance)
 
     def start_instance(self, ref: str) -> Instance:
         return self._action(ref, "start", {})
@@ -233,7 +232,7 @@ class AtollAPI(RegistryMethods, NetworkMethods):
             params=_opt(condition=condition),
             timeout=self._no_read_timeout,
         )
-        return _model(resp, WaitResult)
+        return model_of(resp, WaitResult)
 
     def remove_instance(self, ref: str, *, force: bool = False) -> None:
         self._request("DELETE", self._path("instances", ref), params=_flags(force=force))
@@ -313,7 +312,7 @@ class AtollAPI(RegistryMethods, NetworkMethods):
     def _action(self, ref: str, action: str, params: Params, *, blocking: bool = False) -> Instance:
         timeout = self._no_read_timeout if blocking else self._timeout
         resp = self._request("POST", self._path("instances", ref, action), params=params, timeout=timeout)
-        return _model(resp, Instance)
+        return model_of(resp, Instance)
 
     def _upload(
         self, path: str, stream: UploadSource, progress: Progress | None, size: int | None, params: Params
@@ -363,25 +362,6 @@ class AtollAPI(RegistryMethods, NetworkMethods):
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return AtollConnectionError.unreachable(self.base_url, exc)
         return AtollConnectionError.lost(self.base_url, str(exc) or type(exc).__name__)
-
-
-def _model(resp: httpx.Response, model: type[M]) -> M:
-    try:
-        return model.model_validate_json(resp.content)
-    except ValidationError as exc:
-        raise _bad_answer(resp, exc) from exc
-
-
-def _models(resp: httpx.Response, model: type[M]) -> list[M]:
-    try:
-        return TypeAdapter(list[model]).validate_json(resp.content)  # type: ignore[valid-type]
-    except ValidationError as exc:
-        raise _bad_answer(resp, exc) from exc
-
-
-def _bad_answer(resp: httpx.Response, exc: ValidationError) -> AtollError:
-    where = f"{resp.request.method} {resp.request.url.path}"
-    return AtollError("protocol", f"unexpected answer to {where}: {exc}", resp.status_code)
 
 
 def _flags(**flags: bool) -> dict[str, str]:

@@ -6,32 +6,10 @@ A mixin of ``AtollAPI`` (one concept per module); it only uses the client's HTTP
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol, TypeVar
-
-import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
-
-from atoll.client.errors import AtollError
+from atoll.client.plumbing import ClientCore as _Client
+from atoll.client.plumbing import model_of as _one
+from atoll.client.plumbing import models_of as _many
 from atoll.schemas import Network, NetworkCreate, Port, Subnet, SubnetCreate
-
-M = TypeVar("M", bound=BaseModel)
-
-
-class _Client(Protocol):
-    def _path(self, *parts: str) -> str: ...
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str | list[str]] | None = None,
-        json: Any = None,
-        content: Iterator[bytes] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
-    ) -> httpx.Response: ...
 
 
 class NetworkMethods:
@@ -68,22 +46,3 @@ class NetworkMethods:
 
     def inspect_port(self: _Client, ref: str) -> Port:
         return _one(self._request("GET", self._path("ports", ref)), Port)
-
-
-def _one(resp: httpx.Response, model: type[M]) -> M:
-    try:
-        return model.model_validate_json(resp.content)
-    except ValidationError as exc:
-        raise _bad_answer(resp, exc) from exc
-
-
-def _many(resp: httpx.Response, model: type[M]) -> list[M]:
-    try:
-        return TypeAdapter(list[model]).validate_json(resp.content)  # type: ignore[valid-type]
-    except ValidationError as exc:
-        raise _bad_answer(resp, exc) from exc
-
-
-def _bad_answer(resp: httpx.Response, exc: ValidationError) -> AtollError:
-    where = f"{resp.request.method} {resp.request.url.path}"
-    return AtollError("protocol", f"unexpected answer to {where}: {exc}", resp.status_code)

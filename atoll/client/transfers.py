@@ -6,13 +6,15 @@ plumbing, described by ``_Client``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from atoll.client.errors import AtollConnectionError, AtollError, error_from_body
+from atoll.client.errors import AtollError, error_from_body
+from atoll.client.plumbing import ClientCore as _Client
+from atoll.client.plumbing import model_of, models_of
 from atoll.schemas import (
     Image,
     ImagePull,
@@ -25,30 +27,6 @@ from atoll.schemas import (
 
 ProgressHandler = Callable[[TransferProgress], None]
 """Called with every progress line of a pull or push, in order."""
-
-
-class _Client(Protocol):
-    base_url: str
-    _http: httpx.Client
-
-    @property
-    def _no_read_timeout(self) -> httpx.Timeout: ...
-
-    def _path(self, *parts: str) -> str: ...
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str | list[str]] | None = None,
-        json: Any = None,
-        content: Iterator[bytes] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
-    ) -> httpx.Response: ...
-
-    def _transport_error(self, exc: httpx.TransportError) -> AtollConnectionError: ...
 
 
 class RegistryMethods:
@@ -78,16 +56,13 @@ class RegistryMethods:
     def login(self: _Client, registry: str, username: str, password: str) -> RegistryLoginView:
         """Store a login for the project, after the registry accepted it."""
         body = RegistryLogin(registry=registry, username=username, password=password).model_dump(mode="json")
-        return RegistryLoginView.model_validate_json(
-            self._request("POST", self._path("registry-logins"), json=body).content
-        )
+        return model_of(self._request("POST", self._path("registry-logins"), json=body), RegistryLoginView)
 
     def logout(self: _Client, registry: str) -> None:
         self._request("DELETE", self._path("registry-logins", registry))
 
     def registry_logins(self: _Client) -> list[RegistryLoginView]:
-        resp = self._request("GET", self._path("registry-logins"))
-        return TypeAdapter(list[RegistryLoginView]).validate_json(resp.content)
+        return models_of(self._request("GET", self._path("registry-logins")), RegistryLoginView)
 
 
 def _transfer(api: _Client, path: str, body: Any, progress: ProgressHandler | None) -> TransferProgress:

@@ -16,7 +16,7 @@ from atoll.agent.images.compression import Compression
 from atoll.agent.images.sources import BlobSource
 from atoll.agent.images.streams import HashingReader, check_digest, read_limited, verify
 from atoll.model.errors import BadImage
-from atoll.model.image import ImageConfig
+from atoll.model.image import ImageConfig, ImageRecord
 
 JSON_LIMIT = 16 << 20
 """Configs with long histories reach a few hundred KiB; 16 MiB leaves room and still bounds memory."""
@@ -58,6 +58,20 @@ class ImagePlan:
     manifest_digest: str = ""
     extra_blobs: dict[str, bytes] = field(default_factory=dict)
     """Manifests (and indexes) to keep in blobs/, by digest."""
+
+    def record(self, repo_tags: list[str], size: int) -> ImageRecord:
+        """The image this plan makes, once its layers (of ``size`` bytes unpacked) are in place."""
+        return ImageRecord(
+            id=self.config_digest,
+            repo_tags=repo_tags,
+            layers=list(self.parsed.diff_ids),
+            size=size,
+            created=self.parsed.created,
+            architecture=self.parsed.architecture,
+            os=self.parsed.os,
+            config=self.parsed.config,
+            manifest_digest=self.manifest_digest,
+        )
 
 
 def read_blob(src: BlobSource, name: str, *, digest: str | None, size: int | None = None) -> bytes:

@@ -68,17 +68,7 @@ async def install_remote(
         blobs = [job.add_blob(b) for b in (plan.config_blob, *plan.extra_blobs.values())]
         slots = asyncio.Semaphore(unpackers)
         sizes = await _layers(job, src, scratch, plan, fetch, report, source, running, slots)
-        record = ImageRecord(
-            id=plan.config_digest,
-            repo_tags=[repo_tag] if repo_tag else [],
-            layers=list(plan.parsed.diff_ids),
-            size=sum(sizes),
-            created=plan.parsed.created,
-            architecture=plan.parsed.architecture,
-            os=plan.parsed.os,
-            config=plan.parsed.config,
-            manifest_digest=plan.manifest_digest,
-        )
+        record = plan.record([repo_tag] if repo_tag else [], sum(sizes))
         await asyncio.to_thread(job.commit, [StoredImage(record, blobs)])
     except BaseException:
         await asyncio.gather(*running, return_exceptions=True)  # unpacks in threads can't be cancelled

@@ -246,17 +246,7 @@ class ImageStore:
             for plan in plans:
                 blobs = [job.add_blob(b) for b in (plan.config_blob, *plan.extra_blobs.values())]
                 sizes = [job.ensure_layer(src, layer) for layer in plan.layers]
-                record = ImageRecord(
-                    id=plan.config_digest,
-                    repo_tags=list(plan.repo_tags),
-                    layers=list(plan.parsed.diff_ids),
-                    size=sum(sizes),
-                    created=plan.parsed.created,
-                    architecture=plan.parsed.architecture,
-                    os=plan.parsed.os,
-                    config=plan.parsed.config,
-                    manifest_digest=plan.manifest_digest,
-                )
+                record = plan.record(list(plan.repo_tags), sum(sizes))
                 records.append(record)
                 stored.append(StoredImage(record, blobs))
             job.commit(stored)
