@@ -56,6 +56,8 @@ class ImageConfigWire(Wire):
 class Image(Wire):
     id: str
     repo_tags: list[str]
+    repo_digests: list[str] = []
+    """``repo@sha256:...``: the manifest digests registries serve this image under (from pulls and pushes)."""
     size: int
     created: str
     architecture: str

@@ -76,6 +76,7 @@ def ls(
     ctx: typer.Context,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only ids.")] = False,
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Full ids.")] = False,
+    digests: Annotated[bool, typer.Option("--digests", help="Show repo digests.")] = False,
 ) -> None:
     """List images."""
     images = sorted(context.api(ctx).images(), key=lambda i: i.created, reverse=True)
@@ -84,15 +85,22 @@ def ls(
             typer.echo(image.id if no_trunc else short_id(image.id))
         return
     now = datetime.now(UTC)
-    rows = [row for image in images for row in _image_rows(image, now, no_trunc)]
-    print_table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+    rows = [row for image in images for row in _image_rows(image, now, no_trunc, digests)]
+    head = ["REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED", "SIZE"]
+    print_table(head, rows)
 
 
-def _image_rows(image: Image, now: datetime, no_trunc: bool) -> list[list[str]]:
+def _image_rows(image: Image, now: datetime, no_trunc: bool, digests: bool) -> list[list[str]]:
+    """One row per tag, as ``docker images``; untagged digests show as ``<none>`` tags of their repo."""
     ident = image.id if no_trunc else short_id(image.id)
     tail = [ident, ago(image.created, now), human_size(image.size)]
-    names = [split_tag(t) for t in image.repo_tags] or [("<none>", "<none>")]
-    return [[repo, tag, *tail] for repo, tag in names]
+    by_repo = {d.partition("@")[0]: d.partition("@")[2] for d in image.repo_digests}
+    names = [split_tag(t) for t in image.repo_tags]
+    names += [(repo, "<none>") for repo in by_repo if repo not in {r for r, _ in names}]
+    names = names or [("<none>", "<none>")]
+    if not digests:
+        return [[repo, tag, *tail] for repo, tag in names]
+    return [[repo, tag, by_repo.get(repo, "<none>"), *tail] for repo, tag in names]
 
 
 @app.command()

@@ -24,13 +24,14 @@ from sqlalchemy.orm import Session
 from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import InstanceStatus
+from atoll.model.reference import ImageReference, parse_image_reference
 from atoll.schemas import Image, ImageConfigWire, ImageRemoved
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.projects import require_project
 from atoll.services.refs import Reference, full_id, id_prefix, parse_reference
 from atoll.services.views import config_from_wire, image_view
-from atoll.store.models import ImageHostRow, ImageRow, ImageTagRow, InstanceRow
+from atoll.store.models import ImageDigestRow, ImageHostRow, ImageRow, ImageTagRow, InstanceRow
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,25 @@ def _by_tag(s: Session, project: str, ref: Reference) -> ImageRow | None:
     return rows[0] if rows else None
 
 
+def _by_digest(s: Session, project: str, ref: ImageReference) -> ImageRow | None:
+    """``repo@sha256:...``: the project's own record first, then a public image's."""
+    rows = list(
+        s.scalars(
+            select(ImageRow)
+            .join(
+                ImageDigestRow,
+                (ImageDigestRow.project == ImageRow.project) & (ImageDigestRow.image_id == ImageRow.id),
+            )
+            .where(
+                _visible(project),
+                ImageDigestRow.repo == ref.repository,
+                ImageDigestRow.digest == ref.digest,
+            )
+        )
+    )
+    return _prefer_own(rows, project) if rows else None
+
+
 def _by_prefix(s: Session, project: str, ref: str, prefix: str) -> ImageRow | None:
     rows = list(s.scalars(select(ImageRow).where(ImageRow.id.startswith(prefix), _visible(project))))
     ids = sorted({r.id for r in rows})
@@ -88,6 +108,11 @@ def resolve(s: Session, project: str, ref: str) -> tuple[ImageRow, Reference | N
         if row is None:
             raise NotFound(f"image {ref!r} not found")
         return row, None
+    if "@" in ref:
+        by_digest = _by_digest(s, project, parse_image_reference(ref, "image"))
+        if by_digest is None:
+            raise NotFound(f"image {ref!r} not found")
+        return by_digest, None
     parsed: Reference | None = None
     bad_format: InvalidInput | None = None
     if not ref.startswith("sha256:"):
@@ -118,8 +143,26 @@ def tags_of(s: Session, project: str, image_id: str) -> list[str]:
     return [f"{t.repo}:{t.tag}" for t in rows]
 
 
+def digests_of(s: Session, project: str, image_id: str) -> list[str]:
+    rows = s.scalars(
+        select(ImageDigestRow)
+        .where(ImageDigestRow.project == project, ImageDigestRow.image_id == image_id)
+        .order_by(ImageDigestRow.repo, ImageDigestRow.digest)
+    )
+    return [f"{d.repo}@{d.digest}" for d in rows]
+
+
+def record_digest(s: Session, project: str, repo: str, digest: str, image_id: str) -> None:
+    """Name ``image_id`` ``repo@digest`` in ``project`` (a registry now serves it under that digest)."""
+    row = s.get(ImageDigestRow, (project, repo, digest))
+    if row is None:
+        s.add(ImageDigestRow(project=project, repo=repo, digest=digest, image_id=image_id))
+    else:
+        row.image_id = image_id
+
+
 def _view(s: Session, row: ImageRow) -> Image:
-    return image_view(row, tags_of(s, row.project, row.id))
+    return image_view(row, tags_of(s, row.project, row.id), digests_of(s, row.project, row.id))
 
 
 def list_images(ctl: Controller, *, project: str) -> list[Image]:
@@ -186,13 +229,22 @@ async def import_images(
 
 
 def catalog(
-    ctl: Controller, *, project: str, records: list[ImageRecord], host_id: str, public: bool = False
+    ctl: Controller,
+    *,
+    project: str,
+    records: list[ImageRecord],
+    host_id: str,
+    public: bool = False,
+    pulled_as: tuple[str, str] | None = None,
 ) -> list[Image]:
-    """Record images a host now holds (imported or pulled), tagged with the names they came with."""
+    """Record images a host now holds (imported or pulled), tagged with the names they came with.
+    ``pulled_as`` is ``(repo, manifest digest)`` of a pull: the image's repo digest."""
     with ctl.sessions.begin() as s:
         rows = []
         for rec in records:
             rows.append(_upsert(s, project, rec, public, host_id))
+            if pulled_as is not None:
+                record_digest(s, project, *pulled_as, rec.id)
             for tag in rec.repo_tags:
                 try:
                     ref = parse_reference(tag, "repo_tags")
@@ -260,19 +312,32 @@ def _users(s: Session, row: ImageRow) -> list[InstanceRow]:
 
 def _plan_removal(s: Session, project: str, ref: str, force: bool) -> tuple[ImageRemoved, list[str]]:
     """Untag what must be untagged now; return the result and, if the image goes, the hosts to clean."""
-    row, by_name = resolve(s, project, ref)
+    row, by_tag = resolve(s, project, ref)
     if row.project != project:
         raise Conflict(f"image {ref!r} belongs to project {row.project!r}; only that project can remove it")
     tags = tags_of(s, project, row.id)
-    if by_name is not None and len(tags) > 1:
+    digests = digests_of(s, project, row.id)
+    by_digest = parse_image_reference(ref, "image") if "@" in ref else None
+    # As in Docker, a name (tag or repo digest) is only untagged while the image has other names.
+    if by_tag is not None and len(tags) + len(digests) > 1:
         s.execute(
             delete(ImageTagRow).where(
                 ImageTagRow.project == project,
-                ImageTagRow.repo == by_name.repo,
-                ImageTagRow.tag == by_name.tag,
+                ImageTagRow.repo == by_tag.repo,
+                ImageTagRow.tag == by_tag.tag,
             )
         )
-        return ImageRemoved(untagged=[str(by_name)]), []
+        return ImageRemoved(untagged=[str(by_tag)]), []
+    if by_digest is not None and len(tags) + len(digests) > 1:
+        s.execute(
+            delete(ImageDigestRow).where(
+                ImageDigestRow.project == project,
+                ImageDigestRow.repo == by_digest.repository,
+                ImageDigestRow.digest == by_digest.digest,
+            )
+        )
+        return ImageRemoved(untagged=[f"{by_digest.repository}@{by_digest.digest}"]), []
+    by_name = by_tag or by_digest
     short = row.id.removeprefix("sha256:")[:12]
     if by_name is None and len(tags) > 1 and not force:
         raise Conflict(
@@ -294,14 +359,17 @@ def _plan_removal(s: Session, project: str, ref: str, force: bool) -> tuple[Imag
         )
     if users:
         s.execute(delete(ImageTagRow).where(ImageTagRow.project == project, ImageTagRow.image_id == row.id))
-        return ImageRemoved(untagged=tags), []
+        s.execute(
+            delete(ImageDigestRow).where(ImageDigestRow.project == project, ImageDigestRow.image_id == row.id)
+        )
+        return ImageRemoved(untagged=tags + digests), []
     shared = s.scalar(
         select(ImageRow.id).where(ImageRow.id == row.id, ImageRow.project != project).limit(1)
     ) or s.scalar(select(InstanceRow.id).where(InstanceRow.image_id == row.id).limit(1))
     hosts = (
         [] if shared else list(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == row.id)))
     )
-    return ImageRemoved(untagged=tags, deleted=[row.id]), hosts
+    return ImageRemoved(untagged=tags + digests, deleted=[row.id]), hosts
 
 
 async def remove_image(ctl: Controller, *, project: str, ref: str, force: bool = False) -> ImageRemoved:
@@ -316,6 +384,8 @@ async def remove_image(ctl: Controller, *, project: str, ref: str, force: bool =
             await ctl.agents.get(host_id).remove_image(image_id)
     with ctl.sessions.begin() as s:
         s.execute(delete(ImageTagRow).where(ImageTagRow.project == project, ImageTagRow.image_id == image_id))
+        mine = (ImageDigestRow.project == project) & (ImageDigestRow.image_id == image_id)
+        s.execute(delete(ImageDigestRow).where(mine))
         s.execute(delete(ImageRow).where(ImageRow.project == project, ImageRow.id == image_id))
         if hosts:
             s.execute(

@@ -22,7 +22,7 @@ from atoll.services import images
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.projects import require_project
-from atoll.store.models import ImageHostRow, RegistryCredentialRow
+from atoll.store.models import ImageHostRow, ImageRow, RegistryCredentialRow
 
 _REGISTRY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$")
 _HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
@@ -65,7 +65,13 @@ async def pull_image(ctl: Controller, *, project: str, reference: str) -> AsyncI
     agent = ctl.agents.pick()
     async for event in agent.pull_image(str(ref), creds):
         if isinstance(event, Pulled):
-            [view] = images.catalog(ctl, project=project, records=[event.record], host_id=agent.host_id)
+            [view] = images.catalog(
+                ctl,
+                project=project,
+                records=[event.record],
+                host_id=agent.host_id,
+                pulled_as=(ref.repository, event.digest),
+            )
             yield TransferProgress(status=f"Downloaded {ref}", image=view, digest=event.digest)
         else:
             yield _progress(event)
@@ -86,6 +92,9 @@ async def push_image(ctl: Controller, *, project: str, reference: str) -> AsyncI
         raise Conflict(f"image {reference}: no connected host holds its content")
     async for event in agent.push_image(row.id, str(ref), creds):
         if isinstance(event, Pushed):
+            with ctl.sessions.begin() as s:
+                if s.get(ImageRow, (project, row.id)) is not None:
+                    images.record_digest(s, project, ref.repository, event.digest, row.id)
             yield TransferProgress(
                 status=f"{ref.tag}: digest: {event.digest} size: {event.size}", digest=event.digest
             )

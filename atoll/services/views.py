@@ -116,10 +116,11 @@ def config_from_wire(config: ImageConfigWire) -> ImageConfig:
     return ImageConfig(**config.model_dump())
 
 
-def image_view(row: ImageRow, repo_tags: list[str]) -> Image:
+def image_view(row: ImageRow, repo_tags: list[str], repo_digests: list[str]) -> Image:
     return Image(
         id=row.id,
         repo_tags=repo_tags,
+        repo_digests=repo_digests,
         size=row.size,
         created=row.created,
         architecture=row.architecture,

@@ -233,3 +233,22 @@ class IpAllocationRow(Base):
     port_id: Mapped[str] = mapped_column(String(64), ForeignKey("ports.id", ondelete="CASCADE"))
 
     __table_args__ = (Index("ix_ip_allocations_port", "port_id"),)
+
+
+class ImageDigestRow(Base):
+    """``repo@sha256:...`` names of an image: the manifest digest a registry knows it by (``RepoDigests``).
+
+    Recorded when an image is pulled from or pushed to ``repo``; a reference by digest resolves here."""
+
+    __tablename__ = "image_digests"
+
+    project: Mapped[str] = mapped_column(String(63), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(255), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(71), primary_key=True)
+    """The manifest (or index) digest, ``sha256:<hex>``: what ``docker pull repo@digest`` names."""
+    image_id: Mapped[str] = mapped_column(String(71))
+
+    __table_args__ = (
+        ForeignKeyConstraint(["project", "image_id"], ["images.project", "images.id"], ondelete="CASCADE"),
+        Index("ix_image_digests_image", "project", "image_id"),
+    )

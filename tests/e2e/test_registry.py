@@ -123,3 +123,35 @@ def test_prune_frees_layers_on_the_host(cloud: Cloud, registries: tuple[Registry
     listing = cloud.cli("image", "ls").stdout.decode()
     assert "e2e/prunable" not in listing and "busybox" in listing  # the public starter image stays
     assert len(list(layers.iterdir())) < before
+
+
+def test_repo_digests_name_pulled_and_pushed_images(
+    cloud: Cloud, registries: tuple[Registry, Registry]
+) -> None:
+    reg, _ = registries
+    digest = upload(reg, "e2e/digested", "1", hello_image(b"named by digest\n"))
+    api = cloud.api()
+    by_tag = f"{reg.host}/e2e/digested:1"
+    by_digest = f"{reg.host}/e2e/digested@{digest}"
+    assert cloud.cli("image", "pull", by_tag).returncode == 0
+    image = api.inspect_image(by_tag)
+    assert image.repo_digests == [by_digest]
+    listing = cloud.cli("image", "ls", "--digests").stdout.decode()
+    assert any(digest in line and f"{reg.host}/e2e/digested" in line for line in listing.splitlines())
+    # the digest reference names the same image: inspect, pull again (nothing new) and run
+    assert api.inspect_image(by_digest).id == image.id
+    assert cloud.cli("image", "pull", by_digest).returncode == 0
+    run = cloud.cli("run", "--rm", by_digest)
+    assert run.stdout == b"named by digest\n", run.stderr
+    # a push records the digest the target registry serves it under
+    pushed = cloud.cli("image", "tag", by_tag, f"{reg.host}/e2e/copied:2")
+    assert pushed.returncode == 0, pushed.stderr
+    assert cloud.cli("image", "push", f"{reg.host}/e2e/copied:2").returncode == 0
+    assert f"{reg.host}/e2e/copied@{digest}" in api.inspect_image(image.id).repo_digests
+    # removing by digest only untags while other names remain; the last name takes the image
+    removed = cloud.cli("image", "rm", by_digest)
+    assert removed.returncode == 0, removed.stderr
+    assert by_digest not in api.inspect_image(image.id).repo_digests
+    for name in (by_tag, f"{reg.host}/e2e/copied:2", f"{reg.host}/e2e/copied@{digest}"):
+        assert cloud.cli("image", "rm", name).returncode == 0
+    assert cloud.cli("image", "inspect", image.id).returncode != 0
