@@ -21,7 +21,7 @@ from atoll.agent.registry.options import RegistryOptions, parse_insecure, parse_
 from atoll.api.app import create_app
 from atoll.model.errors import NotFound
 from atoll.model.image import ImageConfig
-from atoll.services import images
+from atoll.services import image_gc, images
 from atoll.services.context import AgentRegistry, Controller
 from atoll.services.control import LocalControlPlane
 from atoll.services.hosts import register_host, unregister_host
@@ -82,6 +82,15 @@ def registry_options(settings: Settings) -> RegistryOptions:
     )
 
 
+def gc_policy(settings: Settings) -> image_gc.GcPolicy:
+    return image_gc.GcPolicy(
+        interval=settings.image_gc_interval,
+        high=settings.image_gc_high,
+        low=settings.image_gc_low,
+        min_age=settings.image_gc_min_age,
+    )
+
+
 async def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     ctl = Controller(sessions=open_database(settings.database_url), agents=AgentRegistry())
@@ -123,9 +132,11 @@ async def serve(settings: Settings) -> None:
         "Containers keep running if this process stops; `make up` again adopts them.",
         flush=True,
     )
+    gc = asyncio.create_task(image_gc.run(ctl, gc_policy(settings)))
     try:
         await server.serve()
     finally:
+        gc.cancel()
         await agent.close()
         unregister_host(ctl, host_id=agent.host_id)
 

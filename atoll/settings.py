@@ -53,6 +53,18 @@ class Settings:
     registry_ca_dir: Path = field(default_factory=lambda: Path(_env("REGISTRY_CA_DIR", "/etc/atoll/certs.d")))
     """``<dir>/<host:port>/*.crt`` are CAs trusted for that registry, as in Docker's certs.d."""
 
+    image_gc_interval: float = field(default_factory=lambda: float(_env("IMAGE_GC_INTERVAL", "300")))
+    """Seconds between passes of the image GC policy (docs/images.md); 0 turns it off."""
+
+    image_gc_high: float = field(default_factory=lambda: float(_env("IMAGE_GC_HIGH", "85")))
+    """Percent of the image filesystem in use that starts removing unused images, LRU first..."""
+
+    image_gc_low: float = field(default_factory=lambda: float(_env("IMAGE_GC_LOW", "80")))
+    """...down to this percent. kubelet's defaults."""
+
+    image_gc_min_age: float = field(default_factory=lambda: float(_env("IMAGE_GC_MIN_AGE", "3600")))
+    """Seconds an image is safe after it was cataloged or last used, so a pull is never undone at once."""
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'atoll.db'}"

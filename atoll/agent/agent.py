@@ -46,7 +46,7 @@ from atoll.agent.runtime.users import resolve_user
 from atoll.agent.watch import ExitWatcher
 from atoll.model.clock import from_timestamp, utcnow
 from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
-from atoll.model.image import ImageConfig, ImageRecord
+from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
 from atoll.model.ports import Assignment, ControlPlane, ExecProcess, ExecSpec
 from atoll.model.registry import Credential, PullEvent, PushEvent
@@ -169,6 +169,11 @@ class Agent:
 
     async def image_present(self, image_id: str) -> bool:
         return self._store.get(image_id) is not None
+
+    async def image_disk_usage(self) -> ImageDiskUsage:
+        fs = await asyncio.to_thread(os.statvfs, self._store.root)
+        held = sum(r.size for r in self._store.list())
+        return ImageDiskUsage(total=fs.f_blocks * fs.f_frsize, free=fs.f_bavail * fs.f_frsize, images=held)
 
     def pull_image(self, reference: str, credentials: Mapping[str, Credential]) -> AsyncIterator[PullEvent]:
         return self._registries.pull(reference, credentials)

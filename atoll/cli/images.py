@@ -43,7 +43,7 @@ def import_(ctx: typer.Context, source: Source) -> None:
 def build(
     ctx: typer.Context,
     source: Source,
-    tag: Annotated[str, typer.Option("--tag", help="NAME[:TAG] of the new image.")],
+    tag: Annotated[str, typer.Option("--tag", "-t", help="NAME[:TAG] of the new image.")],
     cmd: Annotated[str | None, typer.Option("--cmd", help="Default command: a JSON array or words.")] = None,
     entrypoint: Annotated[str | None, typer.Option("--entrypoint", help="A JSON array or words.")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, or KEY to copy.")] = None,

@@ -69,3 +69,17 @@ class ImageRecord:
     os: str
     config: ImageConfig
     manifest_digest: str = ""
+
+
+@dataclass(frozen=True)
+class ImageDiskUsage:
+    """How full the filesystem holding a host's image store is, for the image GC policy."""
+
+    total: int
+    free: int
+    images: int
+    """Bytes of the images the host holds (their unpacked size)."""
+
+    @property
+    def used_percent(self) -> float:
+        return 100.0 * (self.total - self.free) / self.total if self.total else 0.0

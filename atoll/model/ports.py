@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from atoll.model.image import ImageConfig, ImageRecord
+from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
 from atoll.model.registry import Credential, PullEvent, PushEvent
 
@@ -57,6 +57,10 @@ class HostAgent(Protocol):
         ...
 
     async def image_present(self, image_id: str) -> bool: ...
+
+    async def image_disk_usage(self) -> ImageDiskUsage:
+        """The image store's filesystem: total and free bytes, and what the images take."""
+        ...
 
     def pull_image(self, reference: str, credentials: Mapping[str, Credential]) -> AsyncIterator[PullEvent]:
         """Pull from a registry: progress events, then one ``Pulled``; all-or-nothing.

@@ -101,6 +101,7 @@ def _insert(
     with ctl.sessions.begin() as s:
         require_project(s, project)
         image, _ = images.resolve(s, project, request.image)
+        image.last_used = now_iso()
         name = _pick_name(s, project, request.name, instance_id)
         spec = merge_config(
             image_config(image),

@@ -69,6 +69,8 @@ class ImageRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     """The runtime config in OCI form (``Entrypoint``, ``Cmd``, ``Env`` ...)."""
     created_at: Mapped[str] = mapped_column(String(40))
+    last_used: Mapped[str | None] = mapped_column(String(40), nullable=True, default=None)
+    """When an instance was last made from it: the image GC removes the least recently used first."""
 
     __table_args__ = (Index("ix_images_id", "id"),)
 

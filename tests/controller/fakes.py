@@ -17,7 +17,7 @@ from typing import Any
 
 from atoll.model.clock import utcnow
 from atoll.model.errors import BadImage, NotFound, RuntimeFailure
-from atoll.model.image import ImageConfig, ImageRecord
+from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, RuntimeState
 from atoll.model.ports import ControlPlane, ExecSpec
 from atoll.model.registry import Credential, Pulled, PullEvent, Pushed, PushEvent, TransferEvent
@@ -130,6 +130,9 @@ class FakeAgent:
     next_pid: int = 1000
     pullable: dict[str, ImageRecord] = field(default_factory=dict)
     """Reference as given to pull_image -> the image a pull of it yields."""
+    disk_total: int = 1 << 40
+    disk_other: int = 0
+    """Bytes of the image filesystem taken by other things than images."""
 
     @property
     def host_id(self) -> str:
@@ -178,6 +181,11 @@ class FakeAgent:
 
     async def image_present(self, image_id: str) -> bool:
         return image_id in self.images
+
+    async def image_disk_usage(self) -> ImageDiskUsage:
+        held = sum(r.size for r in self.images.values())
+        free = self.disk_total - self.disk_other - held
+        return ImageDiskUsage(total=self.disk_total, free=free, images=held)
 
     async def pull_image(
         self, reference: str, credentials: Mapping[str, Credential]
