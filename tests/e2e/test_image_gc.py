@@ -1,4 +1,4 @@
-"""The image GC policy in a real `atoll up`: an image that lost its last tag leaves the catalog and the host."""
+"""The image GC policy in a real `atoll up`: an image that lost its last tag leaves catalog and host."""
 
 from __future__ import annotations
 
