@@ -53,6 +53,12 @@ class Settings:
     registry_ca_dir: Path = field(default_factory=lambda: Path(_env("REGISTRY_CA_DIR", "/etc/atoll/certs.d")))
     """``<dir>/<host:port>/*.crt`` are CAs trusted for that registry, as in Docker's certs.d."""
 
+    underlay_ip: str = field(default_factory=lambda: _env("UNDERLAY_IP", ""))
+    """This host's address for VXLAN (overlay networks). Empty: that of the default route's interface."""
+
+    vxlan_port: int = field(default_factory=lambda: int(_env("VXLAN_PORT", "4789")))
+    """The UDP port of VXLAN between hosts (IANA's 4789); every host of a cloud must use the same."""
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'atoll.db'}"
