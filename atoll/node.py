@@ -105,6 +105,8 @@ async def serve(settings: Settings) -> None:
             registries=registry_options(settings),
             net_prefix=settings.net_prefix,
             nft_table=settings.nft_table,
+            underlay_ip=settings.underlay_ip,
+            vxlan_port=settings.vxlan_port,
         ),
         LocalControlPlane(ctl),
     )

@@ -173,8 +173,13 @@ class Subnet(Wire):
 
 class NetworkCreate(Wire):
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
-    type: str = Field(default="bridge", description="bridge; overlay, external and flat come later")
-    mtu: int = Field(default=1500, ge=576, le=9000)
+    type: str = Field(default="overlay", description="overlay (VXLAN, spans hosts) or bridge (host-local)")
+    mtu: int | None = Field(
+        default=None,
+        ge=576,
+        le=9000,
+        description="default: 1500 for bridge, the underlay's minus 50 for overlay",
+    )
     labels: dict[str, str] = {}
     subnets: list[SubnetSpec] = []
 

@@ -65,6 +65,12 @@ class Settings:
     image_gc_min_age: float = field(default_factory=lambda: float(_env("IMAGE_GC_MIN_AGE", "3600")))
     """Seconds an image is safe after it was cataloged or last used, so a pull is never undone at once."""
 
+    underlay_ip: str = field(default_factory=lambda: _env("UNDERLAY_IP", ""))
+    """This host's address for VXLAN (overlay networks). Empty: that of the default route's interface."""
+
+    vxlan_port: int = field(default_factory=lambda: int(_env("VXLAN_PORT", "4789")))
+    """The UDP port of VXLAN between hosts (IANA's 4789); every host of a cloud must use the same."""
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'atoll.db'}"

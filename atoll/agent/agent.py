@@ -33,6 +33,7 @@ from atoll.agent.images.store import ImageStore
 from atoll.agent.layout import InstanceLayout, instance_layout
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.names import DEFAULT_PREFIX, DEFAULT_TABLE, Names
+from atoll.agent.net.overlaysync import OverlaySync
 from atoll.agent.registry.options import RegistryOptions
 from atoll.agent.registry.service import Registries
 from atoll.agent.runtime.cgroups import CgroupReader, cgroup_version, list_cgroups, remove_cgroup
@@ -48,6 +49,7 @@ from atoll.model.clock import from_timestamp, utcnow
 from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
+from atoll.model.overlay import DEFAULT_VXLAN_PORT
 from atoll.model.ports import Assignment, ControlPlane, ExecProcess, ExecSpec
 from atoll.model.registry import Credential, PullEvent, PushEvent
 
@@ -73,6 +75,11 @@ class AgentConfig:
     net_prefix: str = DEFAULT_PREFIX
     """Starts the name of every link the dataplane makes (``atb-...``); tests use their own."""
     nft_table: str = DEFAULT_TABLE
+    underlay_ip: str = ""
+    """Where this host's VXLAN packets come from; "" finds it (the default route's interface)."""
+    vxlan_port: int = DEFAULT_VXLAN_PORT
+    host_netns: Path | None = None
+    """The namespace that plays the host's network; None is the agent's own. Tests run hosts in namespaces."""
 
 
 @dataclass
@@ -107,7 +114,17 @@ class Agent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         names = Names(config.net_prefix, config.nft_table)
-        self._net = HostNetwork(NetConfig(names=names, netns_dir=config.run_dir / "netns"))
+        self._net = HostNetwork(
+            NetConfig(names=names, netns_dir=config.run_dir / "netns", host_netns=config.host_netns)
+        )
+        self._overlay = OverlaySync(
+            config.host_id,
+            control,
+            names,
+            underlay_ip=config.underlay_ip,
+            port=config.vxlan_port,
+            host_netns=config.host_netns,
+        )
 
     @classmethod
     async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:
@@ -208,6 +225,8 @@ class Agent:
             path.mkdir(parents=True, exist_ok=True)
         self._specs[spec.id] = spec
         await self._net.attach(spec)  # before any start: the namespace keeps its address across runs
+        if spec.ports:
+            await self._overlay.refresh()
 
     async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
         async with self._lock(spec.id):
@@ -395,6 +414,8 @@ class Agent:
         unmount(layout.rootfs)
         remove_cgroup(self._cgroup(instance_id))
         await self._net.release(instance_id, spec.ports if spec is not None else ())
+        if spec is not None and spec.ports:
+            await self._overlay.refresh()
         await asyncio.to_thread(shutil.rmtree, layout.root, True)
 
     async def logs(
@@ -424,6 +445,9 @@ class Agent:
         base_env = json.loads(layout.config.read_text())["process"]["env"]
         process = build_exec_process(spec, base_env=base_env, user=user, default_cwd=inst.process.cwd)
         return await self._runtime.exec(instance_id, process, stdin=spec.stdin)
+
+    async def refresh_overlay(self) -> None:
+        await self._overlay.refresh()
 
     # -- reconciliation ----------------------------------------------------------------------------
 
@@ -456,6 +480,7 @@ class Agent:
             await self._net.sync(a.spec for a in assignments.values())
         except Exception:
             log.exception("could not converge the network dataplane; retrying at the next reconcile")
+        await self._overlay.reconcile()
 
     async def _converge(self, assignment: Assignment, container: dict[str, Any] | None) -> None:
         instance_id = assignment.spec.id

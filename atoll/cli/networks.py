@@ -50,14 +50,18 @@ def network_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Network name.")],
     type: Annotated[
-        str, typer.Option("--type", "--driver", "-d", help="bridge (more types later).")
-    ] = "bridge",
+        str,
+        typer.Option("--type", "--driver", "-d", help="overlay (VXLAN, spans hosts) or bridge (host-local)."),
+    ] = "overlay",
     subnet: Annotated[str | None, typer.Option("--subnet", help="CIDR of its first subnet.")] = None,
     gateway: Gateway = None,
     no_gateway: NoGateway = False,
     ip_range: Pools = None,
     dns: Dns = None,
-    mtu: Annotated[int | None, typer.Option("--mtu", help="Default 1500.")] = None,
+    mtu: Annotated[
+        int | None,
+        typer.Option("--mtu", help="Default: 1500 for bridge, the underlay's minus 50 for overlay."),
+    ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE label.")] = None,
 ) -> None:
     """Create a network, with a first subnet if --subnet is given."""

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
+from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.registry import Credential, PullEvent, PushEvent
 
 
@@ -102,6 +103,10 @@ class HostAgent(Protocol):
 
     async def exec(self, instance_id: str, spec: ExecSpec) -> ExecProcess: ...
 
+    async def refresh_overlay(self) -> None:
+        """Fetch the overlay forwarding entries now (ports of an overlay network came or went elsewhere)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -120,4 +125,12 @@ class ControlPlane(Protocol):
 
     async def instance_exited(self, host_id: str, instance_id: str, exit: ExitInfo) -> float | None:
         """Record an exit. Returns the back-off in seconds if the restart policy restarts it, else None."""
+        ...
+
+    async def overlay_networks(self, host_id: str) -> list[OverlayNetwork]:
+        """Every overlay network with a port on ``host_id``, with its remote ports and peer hosts."""
+        ...
+
+    async def report_host_network(self, host_id: str, report: HostNetworkReport) -> None:
+        """The host's underlay address and MTU and its own networks (replaces the previous report)."""
         ...

@@ -9,7 +9,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from atoll.model.instance import ExitInfo, InstanceStatus, RuntimeState
+from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.ports import Assignment
+from atoll.services import hostnets, overlay
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING, record_exit, record_started
@@ -52,3 +54,9 @@ class LocalControlPlane:
 
     async def instance_exited(self, host_id: str, instance_id: str, exit: ExitInfo) -> float | None:
         return await record_exit(self._ctl, host_id, instance_id, exit)
+
+    async def overlay_networks(self, host_id: str) -> list[OverlayNetwork]:
+        return overlay.overlay_networks(self._ctl, host_id)
+
+    async def report_host_network(self, host_id: str, report: HostNetworkReport) -> None:
+        hostnets.record_report(self._ctl, host_id, report)

@@ -21,7 +21,7 @@ from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.instance import InstanceSpec, InstanceStatus, LogEntry, RestartPolicy
 from atoll.model.ports import ExecProcess, ExecSpec, HostAgent
 from atoll.schemas import Instance, InstanceCreate
-from atoll.services import images, netports
+from atoll.services import images, netports, overlay
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
 from atoll.services.context import Controller
@@ -90,6 +90,8 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
     except BaseException:
         delete_instance_row(ctl, spec.id, None)
         raise
+    if spec.ports:
+        await overlay.notify_hosts(ctl, except_host=agent.host_id)
     return view
 
 
@@ -224,6 +226,7 @@ async def remove(ctl: Controller, *, project: str, ref: str, force: bool = False
             if row_after is not None and row_after.exit_code is not None:
                 last = wait_result(row_after)
         delete_instance_row(ctl, instance_id, last)
+    await overlay.notify_hosts(ctl, except_host=agent.host_id if agent is not None else "")
 
 
 def logs(

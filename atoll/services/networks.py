@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.network import NetworkType
 from atoll.schemas import Network, NetworkCreate, Subnet, SubnetCreate, SubnetSpec
-from atoll.services import ipam
+from atoll.services import hostnets, ipam, overlay
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.ids import is_hex, new_id
@@ -27,7 +27,7 @@ from atoll.services.projects import require_project
 from atoll.store.models import IpAllocationRow, NetworkRow, PortRow, SubnetRow
 
 R = TypeVar("R", NetworkRow, SubnetRow)
-SUPPORTED_TYPES = (NetworkType.BRIDGE,)
+SUPPORTED_TYPES = (NetworkType.BRIDGE, NetworkType.OVERLAY)
 MIN_PREFIX_REF = 4
 """Shortest id prefix that names a network or subnet, so a short name is not taken for an id."""
 
@@ -39,7 +39,9 @@ def check_type(text: str) -> NetworkType:
         known = ", ".join(t.value for t in NetworkType)
         raise InvalidInput(f"type: unknown network type {text!r}; one of {known}") from None
     if kind not in SUPPORTED_TYPES:
-        raise InvalidInput(f"type: {kind.value!r} networks are not supported yet; only 'bridge' for now")
+        raise InvalidInput(
+            f"type: {kind.value!r} networks are not supported yet; only 'overlay' and 'bridge' for now"
+        )
     return kind
 
 
@@ -123,6 +125,7 @@ def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> 
     now = now_iso()
     with ctl.sessions.begin() as s:
         require_project(s, project)
+        hostnets.check_free(s, ((f"subnets[{i}].cidr", plan.cidr) for i, plan in enumerate(plans)))
         taken = s.scalar(
             select(NetworkRow.id).where(NetworkRow.project == project, NetworkRow.name == request.name)
         )
@@ -133,7 +136,7 @@ def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> 
             project=project,
             name=request.name,
             type=kind.value,
-            mtu=request.mtu,
+            mtu=overlay.network_mtu(s, kind, request.mtu),
             labels=dict(request.labels),
             created_at=now,
         )
@@ -142,6 +145,8 @@ def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> 
             s.flush()
         except IntegrityError as e:
             raise Conflict(f"name: network {request.name!r} already exists") from e
+        if kind == NetworkType.OVERLAY:
+            overlay.allocate_vni(s, row.id)
         subnets = [
             _subnet_row(project, row.id, spec, plan, now)
             for spec, plan in zip(request.subnets, plans, strict=True)
@@ -197,6 +202,7 @@ def create_subnet(ctl: Controller, *, project: str, request: SubnetCreate) -> Su
                 raise InvalidInput(
                     f"cidr: {plan.cidr} overlaps subnet {other.name} ({other.cidr}) of network {network.name}"
                 )
+        hostnets.check_free(s, [("cidr", plan.cidr)])
         row = _subnet_row(project, network.id, request, plan, now_iso())
         s.add(row)
         return subnet_view(row)

@@ -254,3 +254,7 @@ class ImageDigestRow(Base):
         ForeignKeyConstraint(["project", "image_id"], ["images.project", "images.id"], ondelete="CASCADE"),
         Index("ix_image_digests_image", "project", "image_id"),
     )
+
+
+# Tables of features kept in modules of their own; imported here so ``Base.metadata`` holds every table.
+from atoll.store import overlaynet as _overlaynet  # noqa: E402, F401

@@ -71,7 +71,7 @@ def test_network_create_with_a_subnet(cli: Invoke, api: MagicMock) -> None:
     api.create_network.assert_called_once_with(
         NetworkCreate(
             name="web",
-            type="bridge",
+            type="overlay",
             mtu=1400,
             labels={"tier": "front"},
             subnets=[
@@ -93,15 +93,13 @@ def test_network_create_plain_and_errors(cli: Invoke, api: MagicMock) -> None:
     api.create_network.return_value = network(subnets=[])
     assert cli("network", "create", "web").exit_code == 0
     sent = api.create_network.call_args.args[0]
-    assert sent.model_dump(exclude_unset=True) == {"name": "web", "type": "bridge"}
+    assert sent.model_dump(exclude_unset=True) == {"name": "web", "type": "overlay"}
     result = cli("network", "create", "web", "--gateway", "10.0.0.1")
     assert result.exit_code == 2 and "need --subnet" in result.output
-    api.create_network.side_effect = AtollError(
-        "invalid", "type: 'overlay' networks are not supported yet", 400
-    )
-    result = cli("network", "create", "web", "--type", "overlay")
+    api.create_network.side_effect = AtollError("invalid", "type: 'flat' networks are not supported yet", 400)
+    result = cli("network", "create", "web", "--type", "flat")
     assert result.exit_code == 1
-    assert result.stderr.strip() == "Error: type: 'overlay' networks are not supported yet"
+    assert result.stderr.strip() == "Error: type: 'flat' networks are not supported yet"
 
 
 def test_network_ls_inspect_rm(cli: Invoke, api: MagicMock) -> None:

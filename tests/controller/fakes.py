@@ -275,3 +275,6 @@ class FakeAgent:
         proc = FakeExec(spec)
         self.execs.append(proc)
         return proc
+
+    async def refresh_overlay(self) -> None:
+        self._call("refresh_overlay")

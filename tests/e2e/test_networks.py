@@ -151,7 +151,7 @@ def test_rm_frees_the_address_and_the_links(cloud: Cloud, api: AtollAPI) -> None
             ["network", "create", "bad", "--subnet", "10.86.0.0/24", "--gateway", "10.99.0.1"],
             "subnets[0].gateway: the gateway 10.99.0.1 is outside the subnet 10.86.0.0/24",
         ),
-        (["network", "create", "bad", "--type", "overlay"], "type: 'overlay' networks are not supported yet"),
+        (["network", "create", "bad", "--type", "flat"], "type: 'flat' networks are not supported yet"),
         (
             ["run", "-d", "--network", "valid", "--ip", "10.87.0.200", "busybox", "true"],
             "networks[0].ip: 10.87.0.200 is not inside an allocation pool of 10.87.0.0/24 (10.87.0.2-",
