@@ -53,6 +53,10 @@ class Settings:
     registry_ca_dir: Path = field(default_factory=lambda: Path(_env("REGISTRY_CA_DIR", "/etc/atoll/certs.d")))
     """``<dir>/<host:port>/*.crt`` are CAs trusted for that registry, as in Docker's certs.d."""
 
+    bind_mounts: str = field(default_factory=lambda: _env("BIND_MOUNTS", "allow"))
+    """``allow``, ``deny``, or host directories (comma-separated) that bind sources must lie under.
+    ``allow`` suits a single-node cloud whose users own the host; see docs/volumes.md for tenants."""
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'atoll.db'}"

@@ -98,6 +98,10 @@ class HostAgent(Protocol):
 
     async def exec(self, instance_id: str, spec: ExecSpec) -> ExecProcess: ...
 
+    async def remove_volume(self, volume_id: str) -> None:
+        """Delete a volume's data on this host, if it has any. Idempotent."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:

@@ -267,3 +267,6 @@ class FakeAgent:
         proc = FakeExec(spec)
         self.execs.append(proc)
         return proc
+
+    async def remove_volume(self, volume_id: str) -> None:
+        self._call("remove_volume", volume_id)
