@@ -58,6 +58,7 @@ class ImageConfigWire(Wire):
     labels: dict[str, str] = {}
     stop_signal: str = ""
     exposed_ports: list[str] = []
+    volumes: list[str] = []
 
 
 class Image(Wire):
