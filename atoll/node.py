@@ -25,6 +25,7 @@ from atoll.services import image_gc, images
 from atoll.services.context import AgentRegistry, Controller
 from atoll.services.control import LocalControlPlane
 from atoll.services.hosts import register_host, unregister_host
+from atoll.services.mounts import BindPolicy
 from atoll.settings import Settings
 from atoll.store.db import open_database
 
@@ -94,6 +95,7 @@ def gc_policy(settings: Settings) -> image_gc.GcPolicy:
 async def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     ctl = Controller(sessions=open_database(settings.database_url), agents=AgentRegistry())
+    ctl.bind_mounts = BindPolicy.parse(settings.bind_mounts)
     agent = await Agent.open(
         AgentConfig(
             host_id=host_id(settings.data_dir),

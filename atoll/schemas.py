@@ -10,6 +10,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Volume shapes live in their own module; re-exported here.
+from atoll.schemas_volumes import InstanceMount as InstanceMount
+from atoll.schemas_volumes import MountRequest as MountRequest
+from atoll.schemas_volumes import Volume as Volume
+from atoll.schemas_volumes import VolumeCreate as VolumeCreate
+from atoll.schemas_volumes import VolumesPruned as VolumesPruned
+
 
 class Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -51,6 +58,7 @@ class ImageConfigWire(Wire):
     labels: dict[str, str] = {}
     stop_signal: str = ""
     exposed_ports: list[str] = []
+    volumes: list[str] = []
 
 
 class Image(Wire):
@@ -253,6 +261,8 @@ class InstanceCreate(Wire):
     auto_remove: bool = False
     networks: list[InstanceNetwork] = []
     """NICs on tenant networks; without any, the instance has loopback only."""
+    mounts: list[MountRequest] = []
+    """Volumes, bind mounts and tmpfs; the image's VOLUMEs not covered get anonymous volumes."""
 
 
 class ProcessWire(Wire):
@@ -291,6 +301,7 @@ class Instance(Wire):
     stop_timeout: float
     auto_remove: bool
     networks: list[InstanceNic] = []
+    mounts: list[InstanceMount] = []
 
 
 class WaitResult(Wire):

@@ -71,6 +71,10 @@ class Settings:
     vxlan_port: int = field(default_factory=lambda: int(_env("VXLAN_PORT", "4789")))
     """The UDP port of VXLAN between hosts (IANA's 4789); every host of a cloud must use the same."""
 
+    bind_mounts: str = field(default_factory=lambda: _env("BIND_MOUNTS", "allow"))
+    """``allow``, ``deny``, or host directories (comma-separated) that bind sources must lie under.
+    ``allow`` suits a single-node cloud whose users own the host; see docs/volumes.md for tenants."""
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'atoll.db'}"

@@ -40,10 +40,12 @@ from atoll.agent.runtime.cgroups import CgroupReader, cgroup_version, list_cgrou
 from atoll.agent.runtime.exitfile import read_exit_file
 from atoll.agent.runtime.initbin import ensure_init_binary
 from atoll.agent.runtime.logs import follow_log, log_size, read_log
-from atoll.agent.runtime.oci import build_config, build_exec_process
+from atoll.agent.runtime.oci import build_config, build_exec_process, instance_mounts
 from atoll.agent.runtime.oci_runtime import OciRuntime, select_runtime
 from atoll.agent.runtime.rootpath import find_executable
 from atoll.agent.runtime.users import resolve_user
+from atoll.agent.volumes.local import LocalVolumes
+from atoll.agent.volumes.prepare import populate, prepare
 from atoll.agent.watch import ExitWatcher
 from atoll.model.clock import from_timestamp, utcnow
 from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
@@ -125,6 +127,7 @@ class Agent:
             port=config.vxlan_port,
             host_netns=config.host_netns,
         )
+        self._volumes = LocalVolumes(config.data_dir / "volumes")
 
     @classmethod
     async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:
@@ -132,6 +135,7 @@ class Agent:
             path.mkdir(parents=True, exist_ok=True)
         # Mounted root filesystems hold the images' setuid files: no host user may reach them.
         (config.data_dir / "instances").chmod(0o700)
+        LocalVolumes(config.data_dir / "volumes").open()  # tenants' data: no host user may reach it
         init = await asyncio.to_thread(ensure_init_binary, config.data_dir / "bin")
         store = ImageStore(config.data_dir / "images")
         runtime = await select_runtime(
@@ -220,6 +224,7 @@ class Agent:
 
     async def create_instance(self, spec: InstanceSpec) -> None:
         self._store.layer_dirs(spec.layers)  # fails now, with a clear error, if the image is missing
+        prepare(spec, self._volumes, self.host_id)  # a missing bind source fails now, too
         layout = self._layout(spec.id)
         for path in (layout.upper, layout.work, layout.rootfs, layout.etc):
             path.mkdir(parents=True, exist_ok=True)
@@ -248,6 +253,7 @@ class Agent:
         try:
             user = resolve_user(layout.rootfs, spec.process.user)
             self._check_executable(layout.rootfs, spec.process.args[0], spec.process.env)
+            await populate(spec, layout.rootfs, self._volumes, layout.root)
             mounts = write_etc_files(
                 layout.etc,
                 spec.hostname or spec.id[:12],
@@ -262,6 +268,7 @@ class Agent:
                 cgroups_path=self._cgroup(spec.id),
                 mounts=mounts,
                 netns=self._net.netns_path(spec.id) if spec.ports else None,
+                user_mounts=instance_mounts(spec.mounts, self._volumes.path),
             )
             layout.config.write_text(json.dumps(config))
             log_fd = os.open(layout.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
@@ -448,6 +455,9 @@ class Agent:
 
     async def refresh_overlay(self) -> None:
         await self._overlay.refresh()
+
+    async def remove_volume(self, volume_id: str) -> None:
+        await asyncio.to_thread(self._volumes.remove, volume_id)
 
     # -- reconciliation ----------------------------------------------------------------------------
 

@@ -128,10 +128,11 @@ def rm(
     ctx: typer.Context,
     refs: Refs,
     force: Annotated[bool, typer.Option("--force", "-f", help="Kill a running instance first.")] = False,
+    volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Remove its anonymous volumes.")] = False,
 ) -> None:
     """Remove instances."""
     api = context.api(ctx)
-    for_each(refs, lambda ref: api.remove_instance(ref, force=force))
+    for_each(refs, lambda ref: api.remove_instance(ref, force=force, volumes=volumes))
 
 
 @app.command()

@@ -8,6 +8,7 @@ import typer
 
 from atoll import __version__
 from atoll.cli import execute, images, instances, networks, projects, registry, run, up
+from atoll.cli import volumes as volume_cli
 from atoll.cli.context import CliState
 from atoll.cli.output import AtollGroup
 from atoll.client import DEFAULT_PROJECT, DEFAULT_URL, AtollAPI
@@ -28,6 +29,7 @@ GROUPS = {
     "network": networks.networks,
     "subnet": networks.subnets,
     "port": networks.ports,
+    "volume": volume_cli.volumes,
 }
 
 for sub in TOP_LEVEL:

@@ -18,8 +18,16 @@ from atoll.cli import context
 from atoll.cli.netopts import instance_networks
 from atoll.cli.output import USER_ERRORS, error_message, fail, print_error, write_frames
 from atoll.cli.parsing import parse_env, parse_labels, parse_memory, parse_restart
+from atoll.cli.volopts import instance_mounts
 from atoll.client import AtollAPI, AtollError
-from atoll.schemas import Instance, InstanceCreate, InstanceNetwork, ResourcesWire, RestartPolicyWire
+from atoll.schemas import (
+    Instance,
+    InstanceCreate,
+    InstanceNetwork,
+    MountRequest,
+    ResourcesWire,
+    RestartPolicyWire,
+)
 
 EXIT_RUN_FAILED = 125
 EXIT_INTERRUPTED = 130
@@ -56,6 +64,7 @@ def build_spec(
     stop_timeout: int | None = None,
     auto_remove: bool = False,
     networks: list[InstanceNetwork] | None = None,
+    mounts: list[MountRequest] | None = None,
 ) -> InstanceCreate:
     """Options to request. Only what the user gave is set, so the server's defaults apply to the rest."""
     fields: dict[str, object] = {"image": image}
@@ -87,6 +96,8 @@ def build_spec(
         fields["auto_remove"] = True
     if networks:
         fields["networks"] = list(networks)
+    if mounts:
+        fields["mounts"] = list(mounts)
     return InstanceCreate.model_validate(fields)
 
 
@@ -164,6 +175,17 @@ def run(
     network_alias: Annotated[
         list[str] | None, typer.Option("--network-alias", help="Alias on the first network.")
     ] = None,
+    volume: Annotated[
+        list[str] | None,
+        typer.Option("--volume", "-v", help="[NAME|/HOST:]DEST[:ro|rw|nocopy]; repeatable."),
+    ] = None,
+    tmpfs: Annotated[
+        list[str] | None, typer.Option("--tmpfs", help="DEST[:size=SIZE,mode=OCTAL]; repeatable.")
+    ] = None,
+    mount: Annotated[
+        list[str] | None,
+        typer.Option("--mount", help="type=volume|bind|tmpfs,src=..,dst=..[,readonly]; repeatable."),
+    ] = None,
 ) -> None:
     """Create and start an instance, and follow its output until it exits."""
     if rm and restart is not None and restart.name != "no":
@@ -197,6 +219,7 @@ def run(
             stop_timeout=stop_timeout,
             auto_remove=rm and detach,
             networks=instance_networks(network or [], ip, network_alias),
+            mounts=instance_mounts(volume or [], tmpfs or [], mount or []),
         )
     except USER_ERRORS as exc:
         fail(exc, EXIT_RUN_FAILED)
@@ -245,7 +268,7 @@ def _follow(api: AtollAPI, inst: Instance, *, remove: bool) -> int:
 
 def _remove_quietly(api: AtollAPI, ref: str) -> None:
     try:
-        api.remove_instance(ref, force=True)
+        api.remove_instance(ref, force=True, volumes=True)  # --rm takes anonymous volumes, as in Docker
     except AtollError as exc:
         if exc.code != "not_found":
             print_error(f"could not remove {ref}: {error_message(exc)}")

@@ -27,6 +27,7 @@ from atoll.client.networks import NetworkMethods
 from atoll.client.plumbing import model_of, models_of
 from atoll.client.transfers import RegistryMethods
 from atoll.client.uploads import Progress, UploadSource, body_size, iter_body
+from atoll.client.volumes import VolumeMethods
 from atoll.schemas import (
     ExecStart,
     Host,
@@ -92,7 +93,7 @@ class LogStream:
             self._response.close()
 
 
-class AtollAPI(RegistryMethods, NetworkMethods):
+class AtollAPI(RegistryMethods, NetworkMethods, VolumeMethods):
     """A synchronous client of one Atoll controller, acting in one project (``project`` may be reassigned)."""
 
     def __init__(
@@ -234,8 +235,9 @@ class AtollAPI(RegistryMethods, NetworkMethods):
         )
         return model_of(resp, WaitResult)
 
-    def remove_instance(self, ref: str, *, force: bool = False) -> None:
-        self._request("DELETE", self._path("instances", ref), params=_flags(force=force))
+    def remove_instance(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        """``volumes``: its anonymous volumes go too (``docker rm -v``)."""
+        self._request("DELETE", self._path("instances", ref), params=_flags(force=force, volumes=volumes))
 
     def logs(
         self,

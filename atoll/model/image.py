@@ -18,6 +18,8 @@ class ImageConfig:
     labels: dict[str, str] = field(default_factory=dict)
     stop_signal: str = ""
     exposed_ports: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    """VOLUME paths: each gets an anonymous volume unless a mount covers it."""
 
     @classmethod
     def from_oci(cls, config: dict[str, Any] | None) -> ImageConfig:
@@ -31,6 +33,7 @@ class ImageConfig:
             labels=dict(c.get("Labels") or {}),
             stop_signal=c.get("StopSignal") or "",
             exposed_ports=sorted((c.get("ExposedPorts") or {}).keys()),
+            volumes=sorted((c.get("Volumes") or {}).keys()),
         )
 
     def to_oci(self) -> dict[str, Any]:
@@ -49,6 +52,8 @@ class ImageConfig:
             out["StopSignal"] = self.stop_signal
         if self.exposed_ports:
             out["ExposedPorts"] = {p: {} for p in self.exposed_ports}
+        if self.volumes:
+            out["Volumes"] = {v: {} for v in self.volumes}
         return out
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from atoll.model.network import PortSpec
+from atoll.model.volume import MountSpec
 
 
 class InstanceKind(StrEnum):
@@ -77,6 +78,8 @@ class InstanceSpec:
     stop_timeout: float = 10.0
     ports: list[PortSpec] = field(default_factory=list)
     """NICs on tenant networks. Without any, the instance has a network namespace with loopback only."""
+    mounts: list[MountSpec] = field(default_factory=list)
+    """Volumes, bind mounts and tmpfs, in the order requested (then the image's anonymous volumes)."""
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,10 @@ class HostAgent(Protocol):
         """Fetch the overlay forwarding entries now (ports of an overlay network came or went elsewhere)."""
         ...
 
+    async def remove_volume(self, volume_id: str) -> None:
+        """Delete a volume's data on this host, if it has any. Idempotent."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:

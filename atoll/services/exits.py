@@ -16,6 +16,7 @@ from atoll.schemas import WaitResult
 from atoll.services.clock import now_iso, seconds_between
 from atoll.services.context import Controller, EventKind, InstanceEvent
 from atoll.services.restart import next_streak, restart_delay
+from atoll.services.volumes import anonymous_volumes, forget
 from atoll.store.models import InstanceRow
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,9 @@ async def record_exit(ctl: Controller, host_id: str | None, instance_id: str, ex
 
 
 async def auto_remove_instance(ctl: Controller, host_id: str, instance_id: str, last: WaitResult) -> None:
+    """``--rm``: the instance goes, with its anonymous volumes, as in Docker."""
+    with ctl.sessions() as s:
+        anonymous = anonymous_volumes(s, instance_id)
     ctl.removing.add(instance_id)
     try:
         await ctl.agents.get(host_id).remove_instance(instance_id)
@@ -119,6 +123,7 @@ async def auto_remove_instance(ctl: Controller, host_id: str, instance_id: str, 
     finally:
         ctl.removing.discard(instance_id)
     delete_instance_row(ctl, instance_id, last)
+    await forget(ctl, anonymous)
 
 
 def delete_instance_row(ctl: Controller, instance_id: str, last: WaitResult | None) -> None:

@@ -22,11 +22,13 @@ from atoll.model.instance import InstanceSpec, InstanceStatus, LogEntry, Restart
 from atoll.model.ports import ExecProcess, ExecSpec, HostAgent
 from atoll.schemas import Instance, InstanceCreate
 from atoll.services import images, netports, overlay
+from atoll.services import volumes as volume_svc
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
 from atoll.services.context import Controller
 from atoll.services.exits import ACTIVE, STOPPED, delete_instance_row, wait_result
 from atoll.services.ids import is_hex, new_id
+from atoll.services.mounts import image_volumes, plan_mounts
 from atoll.services.names import random_name
 from atoll.services.projects import require_project
 from atoll.services.views import image_config, instance_view, spec_json
@@ -80,7 +82,7 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
     policy = restart_policy(request)
     for attempt in range(ALLOCATION_ATTEMPTS):
         try:
-            view, spec, agent = _insert(ctl, project=project, request=request, policy=policy)
+            view, spec, agent, made = _insert(ctl, project=project, request=request, policy=policy)
             break
         except netports.AllocationRace:
             if attempt == ALLOCATION_ATTEMPTS - 1:
@@ -89,6 +91,7 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
         await agent.create_instance(spec)
     except BaseException:
         delete_instance_row(ctl, spec.id, None)
+        await volume_svc.forget(ctl, made)  # volumes made for it alone: nothing half-made stays
         raise
     if spec.ports:
         await overlay.notify_hosts(ctl, except_host=agent.host_id)
@@ -97,8 +100,9 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
 
 def _insert(
     ctl: Controller, *, project: str, request: InstanceCreate, policy: RestartPolicy
-) -> tuple[Instance, InstanceSpec, HostAgent]:
-    """The instance's row and its ports, in one transaction."""
+) -> tuple[Instance, InstanceSpec, HostAgent, list[str]]:
+    """The instance's row, its ports and its volumes, in one transaction. Also returns the ids of the
+    volumes made for it."""
     instance_id = new_id()
     with ctl.sessions.begin() as s:
         require_project(s, project)
@@ -150,7 +154,13 @@ def _insert(
             ports = netports.attach(s, project=project, instance_id=instance_id, requests=request.networks)
             spec = replace(spec, ports=ports)
             row.spec = spec_json(spec, request.resources.cpus)
-        return instance_view(row), spec, agent
+        made: list[str] = []
+        planned = plan_mounts(request.mounts, image_volumes(image.config), ctl.bind_mounts)
+        if planned:
+            mounts, made = volume_svc.attach(s, project=project, instance_id=instance_id, planned=planned)
+            spec = replace(spec, mounts=mounts)
+            row.spec = spec_json(spec, request.resources.cpus)
+        return instance_view(row), spec, agent, made
 
 
 def get(ctl: Controller, *, project: str, ref: str) -> Instance:
@@ -200,8 +210,11 @@ def list_instances(
         return out
 
 
-async def remove(ctl: Controller, *, project: str, ref: str, force: bool = False) -> None:
-    """Delete an instance and every trace of it on its host. Running ones need ``force``."""
+async def remove(
+    ctl: Controller, *, project: str, ref: str, force: bool = False, volumes: bool = False
+) -> None:
+    """Delete an instance and every trace of it on its host. Running ones need ``force``. With
+    ``volumes``, its anonymous volumes go too (``docker rm -v``); named volumes are always kept."""
     with ctl.sessions() as s:
         instance_id = resolve(s, project, ref).id
     async with ctl.locks(instance_id):
@@ -214,6 +227,7 @@ async def remove(ctl: Controller, *, project: str, ref: str, force: bool = False
             agent = ctl.agents.get(row.host_id) if row.host_id in ctl.agents or not force else None
             row.desired_state, row.user_stopped = STOPPED, True
             last = wait_result(row) if row.exit_code is not None else None
+            anonymous = volume_svc.anonymous_volumes(s, instance_id) if volumes else []
         ctl.removing.add(instance_id)
         try:
             if agent is not None:
@@ -226,6 +240,7 @@ async def remove(ctl: Controller, *, project: str, ref: str, force: bool = False
             if row_after is not None and row_after.exit_code is not None:
                 last = wait_result(row_after)
         delete_instance_row(ctl, instance_id, last)
+        await volume_svc.forget(ctl, anonymous)
     await overlay.notify_hosts(ctl, except_host=agent.host_id if agent is not None else "")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from atoll.model.image import ImageConfig
 from atoll.model.instance import InstanceKind, InstanceSpec, ProcessSpec, Resources
 from atoll.model.network import PortSpec
+from atoll.model.volume import MountSpec
 from atoll.schemas import (
     Host,
     Image,
@@ -18,6 +19,7 @@ from atoll.schemas import (
     ResourcesWire,
     RestartPolicyWire,
 )
+from atoll.services.mounts import mount_view
 from atoll.services.netviews import nic_view
 from atoll.store.models import HostRow, ImageRow, InstanceRow, ProjectRow
 
@@ -35,6 +37,7 @@ def spec_json(spec: InstanceSpec, cpus: float | None) -> dict[str, Any]:
         "stop_signal": spec.stop_signal,
         "stop_timeout": spec.stop_timeout,
         "ports": [asdict(p) for p in spec.ports],
+        "mounts": [asdict(m) for m in spec.mounts],
     }
 
 
@@ -56,6 +59,7 @@ def instance_spec(row: InstanceRow) -> InstanceSpec:
         stop_signal=s["stop_signal"],
         stop_timeout=s["stop_timeout"],
         ports=[PortSpec(**p) for p in s.get("ports", [])],
+        mounts=[MountSpec(**m) for m in s.get("mounts", [])],
     )
 
 
@@ -101,6 +105,7 @@ def instance_view(row: InstanceRow) -> Instance:
         stop_timeout=spec.stop_timeout,
         auto_remove=row.auto_remove,
         networks=[nic_view(p) for p in spec.ports],
+        mounts=[mount_view(m) for m in spec.mounts],
     )
 
 

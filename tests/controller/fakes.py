@@ -278,3 +278,6 @@ class FakeAgent:
 
     async def refresh_overlay(self) -> None:
         self._call("refresh_overlay")
+
+    async def remove_volume(self, volume_id: str) -> None:
+        self._call("remove_volume", volume_id)

@@ -149,6 +149,7 @@ def _runtime_config(value: Any, what: str) -> ImageConfig:
     clean["Labels"] = labels
     ports = c.get("ExposedPorts") or {}
     clean["ExposedPorts"] = want_dict(ports, f"{what}.ExposedPorts")
+    clean["Volumes"] = want_dict(c.get("Volumes") or {}, f"{what}.Volumes")
     return ImageConfig.from_oci(clean)
 
 

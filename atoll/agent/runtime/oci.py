@@ -13,6 +13,10 @@ because that is what images expect:
 - Namespaces pid, mount, ipc, uts and network: a new one with loopback only (the runtime brings ``lo``
   up), or, for an instance with ports, the agent's namespace at the given path (see ``agent.net``).
   On cgroup v2 the container gets its own cgroup namespace, as in Docker.
+- Instance mounts (volumes, binds, tmpfs) come after the runtime's own, sorted with the bound /etc
+  files by depth (as Docker sorts them), so ``/etc/hosts`` still lands on a volume mounted at ``/etc``.
+  Volumes and binds are ``rbind,rprivate`` (plus ``ro``); tmpfs gets Docker's ``nosuid,nodev,noexec``
+  and mode 1777 unless told otherwise.
 - Memory swap uses Docker's semantics (see ``memory_resources``). ``/tmp`` is not made writable with a
   read-only root, as in Docker: only ``/dev``, ``/dev/shm`` and the bound files are.
 """
@@ -20,7 +24,7 @@ because that is what images expect:
 from __future__ import annotations
 
 import resource
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from atoll.agent.runtime.users import ResolvedUser
 from atoll.model.errors import InvalidInput
 from atoll.model.instance import InstanceSpec, Resources
 from atoll.model.ports import ExecSpec
+from atoll.model.volume import MountSpec, MountType
 
 OCI_VERSION = "1.0.2"
 INIT_PATH = "/dev/.atoll-init"
@@ -129,7 +134,9 @@ def build_resources(res: Resources, host: HostCgroups) -> dict[str, Any]:
     return out
 
 
-def _mounts(init_binary: Path, extra: Sequence[tuple[str, Path]]) -> list[dict[str, Any]]:
+def _mounts(
+    init_binary: Path, extra: Sequence[tuple[str, Path]], user: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {
@@ -175,16 +182,40 @@ def _mounts(init_binary: Path, extra: Sequence[tuple[str, Path]]) -> list[dict[s
             "options": ["bind", "ro", "nosuid", "nodev"],
         },
     ]
-    for destination, source in extra:
-        mounts.append(
-            {
-                "destination": destination,
-                "type": "bind",
-                "source": str(source),
-                "options": ["rbind", "rprivate"],
-            }
-        )
-    return mounts
+    added = [_bind(destination, str(source), readonly=False) for destination, source in extra]
+    added.extend(user)
+    added.sort(key=lambda m: len([p for p in m["destination"].split("/") if p]))
+    return mounts + added
+
+
+def _bind(destination: str, source: str, *, readonly: bool) -> dict[str, Any]:
+    options = ["rbind", "rprivate", *(["ro"] if readonly else [])]
+    return {"destination": destination, "type": "bind", "source": source, "options": options}
+
+
+DEFAULT_TMPFS_MODE = 0o1777
+
+
+def instance_mounts(mounts: Sequence[MountSpec], volume_path: Callable[[str], Path]) -> list[dict[str, Any]]:
+    """The OCI entries of an instance's own mounts; ``volume_path`` maps a volume id to its data."""
+    out = []
+    for m in mounts:
+        if m.type == MountType.VOLUME:
+            out.append(_bind(m.destination, str(volume_path(m.source)), readonly=m.readonly))
+        elif m.type == MountType.BIND:
+            out.append(_bind(m.destination, m.source, readonly=m.readonly))
+        elif m.type == MountType.TMPFS:
+            options = ["nosuid", "nodev", "noexec"]
+            if m.tmpfs_size is not None:
+                options.append(f"size={m.tmpfs_size}")
+            mode = DEFAULT_TMPFS_MODE if m.tmpfs_mode is None else m.tmpfs_mode
+            options.append(f"mode={mode:o}")
+            if m.readonly:
+                options.append("ro")
+            out.append({"destination": m.destination, "type": "tmpfs", "source": "tmpfs", "options": options})
+        else:
+            raise InvalidInput(f"mounts: unknown mount type {m.type!r}")
+    return out
 
 
 def build_config(
@@ -197,6 +228,7 @@ def build_config(
     mounts: Sequence[tuple[str, Path]] = (),
     host: HostCgroups | None = None,
     netns: Path | None = None,
+    user_mounts: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The full ``config.json``. ``host`` defaults to this host's cgroup features. With ``netns``, the
     container joins that (agent-owned, already wired) network namespace instead of getting a new one."""
@@ -230,7 +262,7 @@ def build_config(
         },
         "root": {"path": str(rootfs), "readonly": spec.readonly_rootfs},
         "hostname": hostname,
-        "mounts": _mounts(init_binary, mounts),
+        "mounts": _mounts(init_binary, mounts, user_mounts),
         "linux": {
             "namespaces": namespaces,
             "cgroupsPath": cgroups_path,

@@ -69,8 +69,10 @@ async def wait_instance(
 
 
 @router.delete("/{ref}", status_code=204)
-async def remove_instance(ctl: Ctl, project: str, ref: str, force: bool = False) -> Response:
-    await instances.remove(ctl, project=project, ref=ref, force=force)
+async def remove_instance(
+    ctl: Ctl, project: str, ref: str, force: bool = False, volumes: bool = False
+) -> Response:
+    await instances.remove(ctl, project=project, ref=ref, force=force, volumes=volumes)
     return Response(status_code=204)
 
 
