@@ -132,7 +132,10 @@ def rm(
 ) -> None:
     """Remove instances."""
     api = context.api(ctx)
-    for_each(refs, lambda ref: api.remove_instance(ref, force=force, volumes=volumes))
+    if volumes:
+        for_each(refs, lambda ref: api.remove_instance(ref, force=force, volumes=True))
+    else:
+        for_each(refs, lambda ref: api.remove_instance(ref, force=force))
 
 
 @app.command()

@@ -172,7 +172,10 @@ def test_foreground_rm_removes_after_the_exit(cli: Invoke, ready: MagicMock) -> 
     # Removal is the client's job in the foreground, so the server must not race it to the exit code.
     assert sent(ready).auto_remove is False
     calls = [c for c in ready.method_calls if c != call.close()]
-    assert calls[-2:] == [call.wait_instance(INSTANCE_ID), call.remove_instance(INSTANCE_ID, force=True)]
+    assert calls[-2:] == [
+        call.wait_instance(INSTANCE_ID),
+        call.remove_instance(INSTANCE_ID, force=True, volumes=True),
+    ]
 
 
 def test_detached_rm_is_left_to_the_server(cli: Invoke, ready: MagicMock) -> None:
@@ -193,7 +196,7 @@ def test_start_failure_with_rm_removes_the_instance(cli: Invoke, ready: MagicMoc
     result = cli("run", "--rm", "alpine")
     assert result.exit_code == 125
     assert "exec format error" in result.stderr
-    ready.remove_instance.assert_called_once_with(INSTANCE_ID, force=True)
+    ready.remove_instance.assert_called_once_with(INSTANCE_ID, force=True, volumes=True)
 
 
 def test_unreachable_api(cli: Invoke, api: MagicMock) -> None:
