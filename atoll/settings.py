@@ -53,6 +53,17 @@ class Settings:
     registry_ca_dir: Path = field(default_factory=lambda: Path(_env("REGISTRY_CA_DIR", "/etc/atoll/certs.d")))
     """``<dir>/<host:port>/*.crt`` are CAs trusted for that registry, as in Docker's certs.d."""
 
+    docker_socket: str = field(default_factory=lambda: _env("DOCKER_SOCKET", "/run/atoll/docker.sock"))
+    """The Docker API's unix socket (``DOCKER_HOST=unix://...``); empty: none."""
+
+    docker_tcp: str = field(default_factory=lambda: _env("DOCKER_TCP", "127.0.0.1:2375"))
+    """The Docker API's TCP ``host:port``, loopback by default (no authentication yet); empty: none."""
+
+    @property
+    def docker_addresses(self) -> list[str]:
+        out = [f"unix://{self.docker_socket}"] if self.docker_socket else []
+        return out + ([f"tcp://{self.docker_tcp}"] if self.docker_tcp else [])
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'atoll.db'}"
