@@ -16,8 +16,8 @@ import contextlib
 import json
 import logging
 import os
-from http import HTTPStatus
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from pathlib import Path
 
 import h11
