@@ -267,3 +267,12 @@ class FakeAgent:
         proc = FakeExec(spec)
         self.execs.append(proc)
         return proc
+
+    async def write_stdin(self, instance_id: str, data: bytes) -> None:
+        self._call("write_stdin", (instance_id, data))
+
+    async def close_stdin(self, instance_id: str) -> None:
+        self._call("close_stdin", instance_id)
+
+    async def resize_tty(self, instance_id: str, rows: int, cols: int) -> None:
+        self._call("resize_tty", (instance_id, rows, cols))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from atoll.api.docker.attach import Output
+from atoll.api.docker.containers import Containers
+from atoll.api.docker.execs import Execs
 from atoll.api.docker.http import DockerError
 from atoll.api.docker.router import Router
 from atoll.api.docker.server import DockerServer
@@ -19,5 +22,11 @@ def map_error(error: BaseException) -> DockerError | None:
 
 
 def create_docker_server(ctl: Controller) -> DockerServer:
-    routes = [*System(ctl).routes()]
+    containers = Containers(ctl)
+    routes = [
+        *System(ctl).routes(),
+        *containers.routes(),
+        *Output(containers).routes(),
+        *Execs(containers).routes(),
+    ]
     return DockerServer(Router(routes), map_error)
