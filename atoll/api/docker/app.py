@@ -6,6 +6,7 @@ from atoll.api.docker.attach import Output
 from atoll.api.docker.containers import Containers
 from atoll.api.docker.execs import Execs
 from atoll.api.docker.http import DockerError
+from atoll.api.docker.images import Images
 from atoll.api.docker.router import Router
 from atoll.api.docker.server import DockerServer
 from atoll.api.docker.system import System
@@ -28,5 +29,6 @@ def create_docker_server(ctl: Controller) -> DockerServer:
         *containers.routes(),
         *Output(containers).routes(),
         *Execs(containers).routes(),
+        *Images(ctl).routes(),
     ]
     return DockerServer(Router(routes), map_error)
