@@ -19,6 +19,7 @@ from atoll.agent.agent import Agent, AgentConfig
 from atoll.agent.images.starter import busybox_rootfs_tar
 from atoll.agent.registry.options import RegistryOptions, parse_insecure, parse_mirrors
 from atoll.api.app import create_app
+from atoll.api.docker.app import create_docker_server
 from atoll.model.errors import NotFound
 from atoll.model.image import ImageConfig
 from atoll.services import image_gc, images
@@ -127,6 +128,9 @@ async def serve(settings: Settings) -> None:
             ws_ping_interval=None,
         )
     )
+    docker = create_docker_server(ctl)
+    for address in settings.docker_addresses:
+        await docker.listen(address)
     print(
         f"Atoll is up: API {settings.api_url}/v1 (docs at {settings.api_url}/v1/docs), "
         f"runtime {agent.runtime_name}, cgroup v{agent.cgroup_version}, data in {settings.data_dir}\n"
@@ -141,6 +145,7 @@ async def serve(settings: Settings) -> None:
         await server.serve()
     finally:
         gc.cancel()
+        await docker.close()
         await agent.close()
         unregister_host(ctl, host_id=agent.host_id)
 

@@ -254,6 +254,8 @@ class InstanceCreate(Wire):
     labels: dict[str, str] = {}
     readonly_rootfs: bool = False
     tty: bool = False
+    stdin: bool = False
+    """Keep the main process's stdin open for writers (``docker run -i``); see docs/runtime.md."""
     resources: ResourcesWire = ResourcesWire()
     restart_policy: RestartPolicyWire = RestartPolicyWire()
     stop_signal: str | None = None
@@ -271,6 +273,7 @@ class ProcessWire(Wire):
     cwd: str
     user: str
     tty: bool
+    stdin: bool = False
 
 
 class Instance(Wire):

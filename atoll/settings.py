@@ -75,6 +75,17 @@ class Settings:
     """``allow``, ``deny``, or host directories (comma-separated) that bind sources must lie under.
     ``allow`` suits a single-node cloud whose users own the host; see docs/volumes.md for tenants."""
 
+    docker_socket: str = field(default_factory=lambda: _env("DOCKER_SOCKET", "/run/atoll/docker.sock"))
+    """The Docker API's unix socket (``DOCKER_HOST=unix://...``); empty: none."""
+
+    docker_tcp: str = field(default_factory=lambda: _env("DOCKER_TCP", "127.0.0.1:2375"))
+    """The Docker API's TCP ``host:port``, loopback by default (no authentication yet); empty: none."""
+
+    @property
+    def docker_addresses(self) -> list[str]:
+        out = [f"unix://{self.docker_socket}"] if self.docker_socket else []
+        return out + ([f"tcp://{self.docker_tcp}"] if self.docker_tcp else [])
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'atoll.db'}"

@@ -43,6 +43,7 @@ from atoll.agent.runtime.logs import follow_log, log_size, read_log
 from atoll.agent.runtime.oci import build_config, build_exec_process, instance_mounts
 from atoll.agent.runtime.oci_runtime import OciRuntime, select_runtime
 from atoll.agent.runtime.rootpath import find_executable
+from atoll.agent.runtime.stdinfifo import close_stdin, make_fifo, resize_tty, write_stdin
 from atoll.agent.runtime.users import resolve_user
 from atoll.agent.volumes.local import LocalVolumes
 from atoll.agent.volumes.prepare import populate, prepare
@@ -249,7 +250,7 @@ class Agent:
         layout = self._layout(spec.id)
         if not is_mounted(layout.rootfs):
             mount_overlay(self._store.layer_dirs(spec.layers), layout.upper, layout.work, layout.rootfs)
-        log_fd = exit_fd = -1
+        log_fd = exit_fd = stdin_fd = -1
         try:
             user = resolve_user(layout.rootfs, spec.process.user)
             self._check_executable(layout.rootfs, spec.process.args[0], spec.process.env)
@@ -273,9 +274,16 @@ class Agent:
             layout.config.write_text(json.dumps(config))
             log_fd = os.open(layout.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             exit_fd = os.open(layout.exit_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+            stdin_fd = make_fifo(layout.stdin) if spec.process.stdin or spec.process.tty else -1
+            passed = stdin_fd if stdin_fd >= 0 else None
             try:
                 return await self._runtime.run_detached(
-                    spec.id, layout.bundle, log_fd=log_fd, exit_fd=exit_fd, pid_file=layout.pid_file
+                    spec.id,
+                    layout.bundle,
+                    log_fd=log_fd,
+                    exit_fd=exit_fd,
+                    pid_file=layout.pid_file,
+                    stdin_fd=passed,
                 )
             except RuntimeFailure:
                 # A stale record (e.g. left by a crash between exit and delete) blocks the id; clear it once.
@@ -283,13 +291,18 @@ class Agent:
                     raise
                 await self._runtime.delete(spec.id, force=True)
                 return await self._runtime.run_detached(
-                    spec.id, layout.bundle, log_fd=log_fd, exit_fd=exit_fd, pid_file=layout.pid_file
+                    spec.id,
+                    layout.bundle,
+                    log_fd=log_fd,
+                    exit_fd=exit_fd,
+                    pid_file=layout.pid_file,
+                    stdin_fd=passed,
                 )
         except BaseException:
             unmount(layout.rootfs)
             raise
         finally:
-            for fd in (log_fd, exit_fd):
+            for fd in (log_fd, exit_fd, stdin_fd):
                 if fd >= 0:
                     os.close(fd)
 
@@ -458,6 +471,15 @@ class Agent:
 
     async def remove_volume(self, volume_id: str) -> None:
         await asyncio.to_thread(self._volumes.remove, volume_id)
+
+    async def write_stdin(self, instance_id: str, data: bytes) -> None:
+        await write_stdin(self._layout(instance_id).stdin, instance_id, data)
+
+    async def close_stdin(self, instance_id: str) -> None:
+        await close_stdin(self._layout(instance_id).stdin, instance_id)
+
+    async def resize_tty(self, instance_id: str, rows: int, cols: int) -> None:
+        await resize_tty(self._layout(instance_id).stdin, instance_id, rows, cols)
 
     # -- reconciliation ----------------------------------------------------------------------------
 

@@ -48,6 +48,11 @@ class InstanceLayout:
         return self.root / "exit"
 
     @property
+    def stdin(self) -> Path:
+        """The FIFO an instance with stdin reads from, through its init (see docs/runtime.md)."""
+        return self.root / "stdin"
+
+    @property
     def pid_file(self) -> Path:
         return self.root / "init.pid"
 

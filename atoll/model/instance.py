@@ -57,6 +57,8 @@ class ProcessSpec:
         ""  # unresolved: "", "uid", "uid:gid", "name", "name:group"; the host resolves it in the image
     )
     tty: bool = False
+    stdin: bool = False
+    """The process reads a stdin that writers attach to (see docs/runtime.md); else /dev/null."""
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,18 @@ class HostAgent(Protocol):
         """Delete a volume's data on this host, if it has any. Idempotent."""
         ...
 
+    async def write_stdin(self, instance_id: str, data: bytes) -> None:
+        """Feed the main process's stdin (``process.stdin`` instances); waits while it is full."""
+        ...
+
+    async def close_stdin(self, instance_id: str) -> None:
+        """The main process reads end-of-file once what was written before is consumed."""
+        ...
+
+    async def resize_tty(self, instance_id: str, rows: int, cols: int) -> None:
+        """Set the size of the main process's terminal (``tty`` instances)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:

@@ -141,6 +141,7 @@ def merge_config(
         cwd=working_dir(image, request.working_dir),
         user=request.user if request.user is not None else image.user,
         tty=request.tty,
+        stdin=request.stdin,
     )
     return InstanceSpec(
         id=instance_id,

@@ -281,3 +281,12 @@ class FakeAgent:
 
     async def remove_volume(self, volume_id: str) -> None:
         self._call("remove_volume", volume_id)
+
+    async def write_stdin(self, instance_id: str, data: bytes) -> None:
+        self._call("write_stdin", (instance_id, data))
+
+    async def close_stdin(self, instance_id: str) -> None:
+        self._call("close_stdin", instance_id)
+
+    async def resize_tty(self, instance_id: str, rows: int, cols: int) -> None:
+        self._call("resize_tty", (instance_id, rows, cols))

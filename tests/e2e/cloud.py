@@ -39,12 +39,22 @@ class Cloud:
     proc: subprocess.Popen[bytes] | None = None
     net_prefix: str = field(default_factory=lambda: NET_PREFIX + next(_NET_SUFFIXES))
     """This cloud's own link prefix (clouds of one run may be up at the same time)."""
+    docker_port: int = field(default_factory=free_port)
+    """The Docker API's TCP port; its unix socket is ``docker_socket``."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """More settings for `atoll up` and the CLI (registry mirrors, insecure registries...)."""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def docker_socket(self) -> Path:
+        return self.base / "run" / "docker.sock"
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.docker_socket}"
 
     @property
     def data_dir(self) -> Path:
@@ -62,6 +72,8 @@ class Cloud:
             "ATOLL_RECONCILE_INTERVAL": "1",
             "ATOLL_NET_PREFIX": self.net_prefix,
             "ATOLL_NFT_TABLE": self.nft_table,
+            "ATOLL_DOCKER_SOCKET": str(self.docker_socket),
+            "ATOLL_DOCKER_TCP": f"127.0.0.1:{self.docker_port}",
             "TMPDIR": str(self.tmp),  # what the server leaves in its temp dir is checked at teardown
             **self.extra_env,
         }

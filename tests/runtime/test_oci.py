@@ -63,7 +63,7 @@ def test_process() -> None:
 
 def test_tty_env_and_overrides() -> None:
     p = config(ProcessSpec(args=["sh"], env=["PATH=/x", "HOME=/h", "HOSTNAME=mine"], tty=True))["process"]
-    assert p["args"] == [INIT_PATH, "-t", "--", "sh"]
+    assert p["args"] == [INIT_PATH, "-t", "-i", "--", "sh"]  # -i: the FIFO carries resizes
     assert sorted(p["env"]) == ["HOME=/h", "HOSTNAME=mine", "PATH=/x", "TERM=xterm"]
     p = config(ProcessSpec(args=["sh"], env=["TERM=dumb"], tty=True))["process"]
     assert "TERM=dumb" in p["env"] and "TERM=xterm" not in p["env"]

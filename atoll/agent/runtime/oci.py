@@ -253,7 +253,13 @@ def build_config(
         "process": {
             "terminal": False,
             "user": _user(user),
-            "args": [INIT_PATH, *(["-t"] if proc.tty else []), "--", *proc.args],
+            "args": [
+                INIT_PATH,
+                *(["-t"] if proc.tty else []),
+                *(["-i"] if proc.stdin or proc.tty else []),
+                "--",
+                *proc.args,
+            ],
             "env": _with_defaults(proc.env, defaults),
             "cwd": cwd,
             "capabilities": capabilities(),

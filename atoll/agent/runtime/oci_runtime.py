@@ -114,9 +114,19 @@ class OciRuntime:
         return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace").strip()
 
     async def run_detached(
-        self, container_id: str, bundle: Path, *, log_fd: int, exit_fd: int, pid_file: Path
+        self,
+        container_id: str,
+        bundle: Path,
+        *,
+        log_fd: int,
+        exit_fd: int,
+        pid_file: Path,
+        stdin_fd: int | None = None,
     ) -> int:
         """Create and start the container from ``bundle/config.json``; return its init's host pid.
+
+        The log and exit files become the init's fds 3 and 4, and ``stdin_fd`` (the stdin FIFO of an
+        instance with stdin) its fd 5.
 
         A container that already exists under this id is refused, never touched: cleaning up after a
         failed run must not delete somebody else's container.
@@ -141,7 +151,7 @@ class OciRuntime:
             "run",
             "--detach",
             "--preserve-fds",
-            "2",
+            "2" if stdin_fd is None else "3",
             "--pid-file",
             str(pid_file),
             "--bundle",
@@ -149,7 +159,8 @@ class OciRuntime:
             container_id,
         ]
         # Move the two files above any fd the dup2 targets could clobber (they may be 3 or 4 here).
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (log_fd, exit_fd)]
+        passed = (log_fd, exit_fd) if stdin_fd is None else (log_fd, exit_fd, stdin_fd)
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in passed]
         try:
             pid = os.posix_spawn(
                 self.binary,
@@ -159,8 +170,7 @@ class OciRuntime:
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                     (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, high[0], 3),
-                    (os.POSIX_SPAWN_DUP2, high[1], 4),
+                    *((os.POSIX_SPAWN_DUP2, fd, 3 + k) for k, fd in enumerate(high)),
                 ],
                 setsid=True,
             )

@@ -16,10 +16,19 @@
  *     to fd 4 (the exit-status file), then exits with exit_code.
  *
  * The runtime hands fds 3 and 4 over with `--preserve-fds 2`; its own stdio for us is /dev/null.
+ *
+ * With -i (`docker run -i`), fd 5 is a FIFO the agent made (`--preserve-fds 3`), which we hold open for
+ * reading *and* writing, so writers (the agent, on behalf of attached clients) may come and go, and the
+ * agent may die, without the workload seeing end-of-file. Writers send frames: a 4-byte big-endian
+ * length and that many bytes of stdin; a frame of length 0 means end-of-file. The agent writes each
+ * frame with one write of at most PIPE_BUF bytes, so frames of concurrent writers never interleave.
+ * We relay the payload into the child's stdin (a pipe, or the pty), holding back while it is full.
+ * A length with its top bit set marks a control frame: 0x80000004, then rows and columns (16-bit
+ * big-endian each) resize the pty. With -t the FIFO is always there, for resizes.
  * The binary is static so it runs in any image, and it is bind-mounted read-only at /dev/.atoll-init,
  * inside the runtime's /dev tmpfs, so the image's root filesystem never sees it.
  *
- * Usage: atoll-init [-t] -- ARGV...
+ * Usage: atoll-init [-t] [-i] -- ARGV...
  *        atoll-init --probe        (exit 0 at once: lets the agent probe a runtime)
  */
 #define _GNU_SOURCE
@@ -41,6 +50,8 @@
 
 #define LOG_FD 3
 #define EXIT_FD 4
+#define STDIN_FD 5
+#define STDIN_BUF 65536
 #define MAX_LINE 16384 /* longest record content; longer lines are split into P records */
 #define EXIT_INTERNAL 125 /* atoll-init itself failed, as Docker's 125 */
 #define DRAIN_LIMIT (1 << 20) /* after the child's exit, per stream: orphans may write forever */
@@ -173,10 +184,10 @@ static void fail(const char *what)
     _exit(EXIT_INTERNAL);
 }
 
-/* Fds 0-4 must be open before we create pipes, or a pipe could land on fd 3 or 4. */
-static void ensure_fds(void)
+/* Fds 0-4 (0-5 with stdin) must be open before we create pipes, or a pipe could land on one. */
+static void ensure_fds(int last)
 {
-    for (int fd = 0; fd <= EXIT_FD; fd++) {
+    for (int fd = 0; fd <= last; fd++) {
         if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
             continue;
         int nul = open("/dev/null", O_RDWR);
@@ -188,6 +199,97 @@ static void ensure_fds(void)
     /* Neither the log nor the exit file may leak into the workload. */
     fcntl(LOG_FD, F_SETFD, FD_CLOEXEC);
     fcntl(EXIT_FD, F_SETFD, FD_CLOEXEC);
+    if (last >= STDIN_FD)
+        fcntl(STDIN_FD, F_SETFD, FD_CLOEXEC);
+}
+
+/* The stdin relay: frames from the FIFO at STDIN_FD, payload buffered for the child's stdin. */
+struct relay {
+    int in_w;              /* where the child's stdin is written; -1 once closed */
+    int own_w;             /* in_w is ours to close (a pipe; not the pty master) */
+    int eof;               /* an end-of-file frame came: close in_w once buf is written */
+    unsigned char hdr[4];  /* the length of the frame being read */
+    size_t hdr_len;
+    size_t frame_left;     /* payload bytes of the current frame still to come */
+    int control;           /* the current frame is a control frame */
+    unsigned char ctl[4];  /* its payload so far */
+    size_t ctl_len;
+    int pty;               /* the pty master, for resizes; -1 without a tty */
+    size_t len;
+    unsigned char buf[STDIN_BUF];
+};
+
+static struct relay relay = {.in_w = -1, .pty = -1};
+
+static void relay_control(void)
+{
+    if (relay.ctl_len == 4 && relay.pty >= 0) {
+        struct winsize ws = {.ws_row = (unsigned short)((relay.ctl[0] << 8) | relay.ctl[1]),
+                             .ws_col = (unsigned short)((relay.ctl[2] << 8) | relay.ctl[3])};
+        ioctl(relay.pty, TIOCSWINSZ, &ws);
+    }
+    relay.ctl_len = 0;
+}
+
+static void relay_close(void)
+{
+    if (relay.in_w >= 0 && relay.own_w)
+        close(relay.in_w);
+    relay.in_w = -1;
+    relay.len = 0;
+}
+
+/* Read what fits from the FIFO and unframe it into buf. Once the child's stdin is closed, frames are
+ * still read (and dropped) so that writers never block. */
+static void relay_read(void)
+{
+    unsigned char raw[STDIN_BUF];
+    size_t room = sizeof relay.buf - relay.len;
+    ssize_t n = read(STDIN_FD, raw, room < sizeof raw ? room : sizeof raw);
+    if (n <= 0)
+        return;
+    for (ssize_t k = 0; k < n;) {
+        if (relay.frame_left == 0) {
+            relay.hdr[relay.hdr_len++] = raw[k++];
+            if (relay.hdr_len < 4)
+                continue;
+            relay.hdr_len = 0;
+            relay.control = (relay.hdr[0] & 0x80) != 0;
+            relay.frame_left = ((size_t)(relay.hdr[0] & 0x7f) << 24) | ((size_t)relay.hdr[1] << 16) |
+                               ((size_t)relay.hdr[2] << 8) | relay.hdr[3];
+            if (relay.frame_left == 0 && !relay.control)
+                relay.eof = 1;
+            continue;
+        }
+        size_t take = (size_t)(n - k) < relay.frame_left ? (size_t)(n - k) : relay.frame_left;
+        if (relay.control) {
+            for (size_t c = 0; c < take; c++)
+                if (relay.ctl_len < sizeof relay.ctl)
+                    relay.ctl[relay.ctl_len++] = raw[k + (ssize_t)c];
+            if (take == relay.frame_left)
+                relay_control();
+        } else if (relay.in_w >= 0 && !relay.eof) {
+            memcpy(relay.buf + relay.len, raw + k, take);
+            relay.len += take;
+        }
+        relay.frame_left -= take;
+        k += (ssize_t)take;
+    }
+}
+
+static void relay_write(void)
+{
+    if (relay.in_w >= 0 && relay.len > 0) {
+        ssize_t n = write(relay.in_w, relay.buf, relay.len);
+        if (n > 0) {
+            memmove(relay.buf, relay.buf + n, relay.len - (size_t)n);
+            relay.len -= (size_t)n;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            relay_close(); /* the child closed its stdin */
+        }
+    }
+    if (relay.eof && relay.len == 0 && relay.in_w >= 0 && relay.own_w)
+        relay_close();
 }
 
 /* The container needs a working 127.0.0.1; without CAP_NET_ADMIN this fails, and that is fine. */
@@ -214,7 +316,7 @@ static int synchronous(int sig)
 }
 
 static void exec_child(char **argv, sigset_t *orig_mask, int tty, const char *slave_name, int out_w,
-                       int err_w)
+                       int err_w, int in_r)
 {
     for (int sig = 1; sig < NSIG; sig++)
         if (!synchronous(sig))
@@ -232,7 +334,9 @@ static void exec_child(char **argv, sigset_t *orig_mask, int tty, const char *sl
         if (slave > 2)
             close(slave);
     } else {
-        /* stdin stays as inherited: the runtime's /dev/null. */
+        /* Without -i, stdin stays as inherited: the runtime's /dev/null. */
+        if (in_r >= 0)
+            dup2(in_r, 0);
         dup2(out_w, 1);
         dup2(err_w, 2);
     }
@@ -255,21 +359,25 @@ static void set_nonblock(int fd)
 
 int main(int argc, char **argv)
 {
-    int tty = 0, i = 1;
+    int tty = 0, with_stdin = 0, i = 1;
     if (argc == 2 && strcmp(argv[1], "--probe") == 0)
         return 0;
     if (i < argc && strcmp(argv[i], "-t") == 0) {
         tty = 1;
         i++;
     }
+    if (i < argc && strcmp(argv[i], "-i") == 0) {
+        with_stdin = 1;
+        i++;
+    }
     if (i >= argc || strcmp(argv[i], "--") != 0 || i + 1 >= argc) {
-        static const char usage[] = "usage: atoll-init [-t] -- ARGV...\n";
+        static const char usage[] = "usage: atoll-init [-t] [-i] -- ARGV...\n";
         write_all(2, usage, sizeof usage - 1);
         return 2;
     }
     char **child_argv = argv + i + 1;
 
-    ensure_fds();
+    ensure_fds(with_stdin ? STDIN_FD : EXIT_FD);
     loopback_up();
 
     sigset_t all, orig;
@@ -282,7 +390,7 @@ int main(int argc, char **argv)
     if (sfd < 0)
         fail("signalfd");
 
-    int out_w = -1, err_w = -1, slave_keep = -1;
+    int out_w = -1, err_w = -1, slave_keep = -1, in_r = -1;
     char slave_name[128] = "";
     if (tty) {
         int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -304,7 +412,22 @@ int main(int argc, char **argv)
             fail("pipe");
         streams[nstreams++] = (struct stream){.fd = p[0], .name = "stderr"};
         err_w = p[1];
+        if (with_stdin) {
+            if (pipe2(p, O_CLOEXEC) != 0)
+                fail("pipe");
+            in_r = p[0];
+            relay.in_w = p[1];
+            relay.own_w = 1;
+        }
     }
+    if (with_stdin && tty) {
+        relay.in_w = streams[0].fd; /* the pty master: what we write there, the child reads */
+        relay.pty = streams[0].fd;
+    }
+    if (relay.in_w >= 0)
+        set_nonblock(relay.in_w);
+    if (with_stdin)
+        set_nonblock(STDIN_FD);
     for (int k = 0; k < nstreams; k++)
         set_nonblock(streams[k].fd);
 
@@ -312,7 +435,9 @@ int main(int argc, char **argv)
     if (child < 0)
         fail("fork");
     if (child == 0)
-        exec_child(child_argv, &orig, tty, slave_name, out_w, err_w);
+        exec_child(child_argv, &orig, tty, slave_name, out_w, err_w, in_r);
+    if (in_r >= 0)
+        close(in_r);
     if (out_w >= 0)
         close(out_w);
     if (err_w >= 0)
@@ -321,8 +446,8 @@ int main(int argc, char **argv)
 
     int status = 0, exited = 0;
     while (!exited) {
-        struct pollfd pfd[3];
-        int map[3], n = 0;
+        struct pollfd pfd[5];
+        int map[5], n = 0;
         pfd[n] = (struct pollfd){.fd = sfd, .events = POLLIN};
         map[n++] = -1;
         for (int k = 0; k < nstreams; k++) {
@@ -331,14 +456,32 @@ int main(int argc, char **argv)
                 map[n++] = k;
             }
         }
+        /* map -2: the FIFO (read while there is room), -3: the child's stdin (write while buffered). */
+        if (with_stdin && relay.len < sizeof relay.buf) {
+            pfd[n] = (struct pollfd){.fd = STDIN_FD, .events = POLLIN};
+            map[n++] = -2;
+        }
+        if (relay.in_w >= 0 && relay.len > 0) {
+            pfd[n] = (struct pollfd){.fd = relay.in_w, .events = POLLOUT};
+            map[n++] = -3;
+        }
         if (poll(pfd, (nfds_t)n, -1) < 0) {
             if (errno == EINTR)
                 continue;
             fail("poll");
         }
-        for (int j = 1; j < n; j++)
-            if (pfd[j].revents)
+        for (int j = 1; j < n; j++) {
+            if (!pfd[j].revents)
+                continue;
+            if (map[j] == -2)
+                relay_read();
+            else if (map[j] == -3)
+                relay_write();
+            else
                 read_stream(&streams[map[j]]);
+        }
+        if (with_stdin)
+            relay_write();
         if (!pfd[0].revents)
             continue;
         struct signalfd_siginfo si;

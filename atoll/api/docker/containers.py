@@ -1,0 +1,244 @@
+"""Container endpoints: create, inspect, list, the lifecycle verbs, rename, prune.
+
+Each handler resolves the container first, so a bad reference is Docker's 404 "No such container",
+then calls one native service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator
+
+from atoll.api.docker.create import docker_field_names, instance_create
+from atoll.api.docker.http import DockerError, Empty, Json, Request, Stream, bad_request
+from atoll.api.docker.router import Route
+from atoll.api.docker.views import inspect, summary, unix_time
+from atoll.model.errors import InvalidInput, NotFound
+from atoll.schemas import Instance
+from atoll.services import images, instances, lifecycle, rename
+from atoll.services.context import Controller
+from atoll.services.lifecycle import WaitCondition
+
+PROJECT = "default"
+LIST_FILTERS = {"label", "name", "status", "id", "ancestor", "exited"}
+DOCKER_STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+
+
+class Containers:
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+
+    def get(self, ref: str) -> Instance:
+        try:
+            return instances.get(self.ctl, project=PROJECT, ref=ref)
+        except NotFound:
+            raise DockerError(404, f"No such container: {ref}") from None
+
+    # -- create, inspect, list -----------------------------------------------------------------
+
+    async def create(self, req: Request) -> Json:
+        body = req.json_object()
+        request = instance_create(body, req.arg("name"))
+        platform = req.arg("platform")
+        if platform and platform not in ("linux", "linux/amd64", "linux/x86_64"):
+            raise bad_request(f"platform: {platform!r} is not supported")
+        try:
+            images.get_image(self.ctl, project=PROJECT, ref=request.image)
+        except NotFound:
+            raise DockerError(404, f"No such image: {request.image}") from None
+        try:
+            inst = await instances.create(self.ctl, project=PROJECT, request=request)
+        except InvalidInput as e:
+            raise bad_request(docker_field_names(e.message)) from None
+        return Json({"Id": inst.id, "Warnings": []}, status=201)
+
+    async def inspect(self, req: Request) -> Json:
+        return Json(inspect(self.get(req.params["id"])))
+
+    async def list_(self, req: Request) -> Json:
+        filters = req.filters()
+        unknown = set(filters) - LIST_FILTERS
+        if unknown:
+            raise bad_request(f"invalid filter '{sorted(unknown)[0]}'")
+        for status in filters.get("status", []):
+            if status not in DOCKER_STATUSES:
+                raise bad_request(f"invalid filter 'status={status}'")
+        limit = req.int_arg("limit", -1) or -1
+        show_all = req.flag("all") or limit > 0 or bool(filters.get("status")) or bool(filters.get("exited"))
+        listed = instances.list_instances(self.ctl, project=PROJECT, all=True, label=filters.get("label"))
+        rows = [
+            i
+            for i in listed
+            if (show_all or i.status in ("running", "restarting")) and self._match(i, filters)
+        ]
+        if limit > 0:
+            rows = rows[:limit]
+        return Json([summary(i) for i in rows])
+
+    def _match(self, inst: Instance, filters: dict[str, list[str]]) -> bool:
+        if "status" in filters and inst.status not in filters["status"]:
+            return False
+        if "id" in filters and not any(inst.id.startswith(v) for v in filters["id"]):
+            return False
+        if "name" in filters and not any(_name_match(v, inst.name) for v in filters["name"]):
+            return False
+        if "exited" in filters:
+            codes = {_int_filter(v, "exited") for v in filters["exited"]}
+            if inst.status != "exited" or inst.exit_code not in codes:
+                return False
+        return not ("ancestor" in filters and not any(self._ancestor(inst, v) for v in filters["ancestor"]))
+
+    def _ancestor(self, inst: Instance, ref: str) -> bool:
+        if inst.image == ref or inst.image_id == ref or inst.image_id.removeprefix("sha256:").startswith(ref):
+            return True
+        try:
+            return images.get_image(self.ctl, project=PROJECT, ref=ref).id == inst.image_id
+        except NotFound:
+            return False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, req: Request) -> Empty:
+        inst = self.get(req.params["id"])
+        if inst.status == "running":
+            return Empty(304)
+        try:
+            await lifecycle.start(self.ctl, project=PROJECT, ref=inst.id)
+        except Exception:
+            # As dockerd: a container that was to be removed on exit is removed when it cannot start
+            # (the CLI waits for that removal before it reports the error).
+            if inst.auto_remove:
+                with contextlib.suppress(Exception):
+                    await instances.remove(self.ctl, project=PROJECT, ref=inst.id, force=True)
+            raise
+        return Empty(204)
+
+    def _timeout(self, req: Request) -> float | None:
+        t = req.int_arg("t") if "t" in req.query else req.int_arg("timeout")
+        return None if t is None else (max(t, 0) if t >= 0 else 3600.0 * 24)
+
+    async def stop(self, req: Request) -> Empty:
+        inst = self.get(req.params["id"])
+        if inst.status not in ("running", "restarting"):
+            return Empty(304)
+        await lifecycle.stop(self.ctl, project=PROJECT, ref=inst.id, timeout=self._timeout(req))
+        return Empty(204)
+
+    async def restart(self, req: Request) -> Empty:
+        inst = self.get(req.params["id"])
+        await lifecycle.restart(self.ctl, project=PROJECT, ref=inst.id, timeout=self._timeout(req))
+        return Empty(204)
+
+    async def kill(self, req: Request) -> Empty:
+        inst = self.get(req.params["id"])
+        if inst.status != "running":
+            raise DockerError(
+                409, f"Cannot kill container: {req.params['id']}: container {inst.id} is not running"
+            )
+        await lifecycle.kill(self.ctl, project=PROJECT, ref=inst.id, signal=req.arg("signal") or "SIGKILL")
+        return Empty(204)
+
+    async def wait(self, req: Request) -> Stream:
+        """Headers go out at once, the body when the condition is met: the CLI sends this before it
+        starts the container and blocks on the headers, so the wait must be registered first."""
+        inst = self.get(req.params["id"])
+        condition = req.arg("condition") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise bad_request(f"condition: invalid condition {condition!r}")
+        cond: WaitCondition = condition  # type: ignore[assignment]
+        task = asyncio.ensure_future(lifecycle.wait(self.ctl, project=PROJECT, ref=inst.id, condition=cond))
+        await asyncio.sleep(0)  # let it subscribe before the client hears back
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                result = await task
+            except NotFound:
+                yield json.dumps({"StatusCode": 0, "Error": None}).encode() + b"\n"
+                return
+            finally:
+                task.cancel()
+            error = {"Message": result.error} if result.error else None
+            yield json.dumps({"StatusCode": result.exit_code, "Error": error}).encode() + b"\n"
+
+        return Stream(body())
+
+    async def remove(self, req: Request) -> Empty:
+        inst = self.get(req.params["id"])
+        if req.flag("link"):
+            raise bad_request("link: links are not supported by Atoll")
+        force = req.flag("force")
+        if inst.status in ("running", "restarting") and not force:
+            raise DockerError(
+                409,
+                f'cannot remove container "/{inst.name}": container is running: '
+                "stop the container before removing or force remove",
+            )
+        await instances.remove(self.ctl, project=PROJECT, ref=inst.id, force=force)
+        return Empty(204)
+
+    async def rename(self, req: Request) -> Empty:
+        inst = self.get(req.params["id"])
+        name = req.arg("name").removeprefix("/")
+        if not name:
+            raise bad_request("name: a new name is required")
+        rename.rename(self.ctl, project=PROJECT, ref=inst.id, name=name)
+        return Empty(204)
+
+    async def prune(self, req: Request) -> Json:
+        filters = req.filters()
+        unknown = set(filters) - {"label", "until"}
+        if unknown:
+            raise bad_request(f"invalid filter '{sorted(unknown)[0]}'")
+        until = [_until(v) for v in filters.get("until", [])]
+        deleted = []
+        for inst in instances.list_instances(self.ctl, project=PROJECT, all=True, label=filters.get("label")):
+            if inst.status not in ("exited", "created", "dead"):
+                continue
+            if until and unix_time(inst.created_at) >= min(until):
+                continue
+            try:
+                await instances.remove(self.ctl, project=PROJECT, ref=inst.id)
+            except NotFound:
+                continue
+            deleted.append(inst.id)
+        return Json({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("POST", "/containers/create", self.create),
+            Route("GET", "/containers/json", self.list_),
+            Route("POST", "/containers/prune", self.prune),
+            Route("GET", "/containers/{id}/json", self.inspect),
+            Route("POST", "/containers/{id}/start", self.start),
+            Route("POST", "/containers/{id}/stop", self.stop),
+            Route("POST", "/containers/{id}/restart", self.restart),
+            Route("POST", "/containers/{id}/kill", self.kill),
+            Route("POST", "/containers/{id}/wait", self.wait),
+            Route("POST", "/containers/{id}/rename", self.rename),
+            Route("DELETE", "/containers/{id}", self.remove),
+        ]
+
+
+def _name_match(pattern: str, name: str) -> bool:
+    """Docker matches name filters as regular expressions against "/name"."""
+    try:
+        return re.search(pattern, "/" + name) is not None
+    except re.error:
+        raise bad_request(f"invalid filter 'name={pattern}': not a regular expression") from None
+
+
+def _int_filter(value: str, key: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise bad_request(f"invalid filter '{key}={value}'") from None
+
+
+def _until(value: str) -> int:
+    try:
+        return int(float(value))
+    except ValueError:
+        raise bad_request(f"invalid filter 'until={value}': expected a unix timestamp") from None

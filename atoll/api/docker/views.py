@@ -1,0 +1,206 @@
+"""Native instances as Docker sees containers: ``docker inspect`` and ``docker ps`` shapes.
+
+Docker keeps the request's Cmd and Entrypoint apart; Atoll keeps the merged argv, so ``Config.Cmd``
+is the whole argv and ``Config.Entrypoint`` is empty (exact for images without an entrypoint).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from atoll.schemas import Instance
+from atoll.services.clock import parse_iso
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def docker_time(value: str) -> str:
+    return value or ZERO_TIME
+
+
+def unix_time(value: str) -> int:
+    parsed = parse_iso(value)
+    return int(parsed.timestamp()) if parsed else 0
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's go-units HumanDuration, which ``docker ps`` shows in its STATUS column."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def _since(value: str) -> float:
+    parsed = parse_iso(value)
+    return (datetime.now(UTC) - parsed).total_seconds() if parsed else 0.0
+
+
+def state_name(inst: Instance, paused: bool = False) -> str:
+    return "paused" if paused and inst.status == "running" else inst.status
+
+
+def status_text(inst: Instance, paused: bool = False) -> str:
+    if inst.status == "running":
+        return f"Up {human_duration(_since(inst.started_at))}" + (" (Paused)" if paused else "")
+    if inst.status == "restarting":
+        return f"Restarting ({inst.exit_code or 0}) {human_duration(_since(inst.finished_at))} ago"
+    if inst.status == "exited":
+        return f"Exited ({inst.exit_code or 0}) {human_duration(_since(inst.finished_at))} ago"
+    if inst.status == "dead":
+        return "Dead"
+    return "Created"
+
+
+def _host_config(inst: Instance) -> dict[str, Any]:
+    r = inst.resources
+    cpus = r.cpus
+    return {
+        "NetworkMode": "default",
+        "RestartPolicy": {
+            "Name": inst.restart_policy.name,
+            "MaximumRetryCount": inst.restart_policy.max_retries,
+        },
+        "AutoRemove": inst.auto_remove,
+        "ReadonlyRootfs": inst.readonly_rootfs,
+        "Memory": r.memory or 0,
+        "MemorySwap": r.memory_swap or 0,
+        "NanoCpus": int(cpus * 1e9) if cpus else 0,
+        "CpuShares": r.cpu_shares or 0,
+        "CpuQuota": r.cpu_quota if r.cpu_quota and not cpus else 0,
+        "CpuPeriod": r.cpu_period if r.cpu_period and not cpus else 0,
+        "PidsLimit": r.pids_limit,
+        "Init": True,
+        "LogConfig": {"Type": "atoll", "Config": {}},
+        "Binds": None,
+        "PortBindings": {},
+        "Privileged": False,
+        "CapAdd": None,
+        "CapDrop": None,
+        "Dns": [],
+        "ExtraHosts": None,
+        "Isolation": "",
+        "ConsoleSize": [0, 0],
+        "OomKillDisable": False,
+    }
+
+
+def inspect(inst: Instance, paused: bool = False) -> dict[str, Any]:
+    args = inst.process.args
+    running = inst.status == "running"
+    return {
+        "Id": inst.id,
+        "Created": inst.created_at,
+        "Path": args[0] if args else "",
+        "Args": args[1:],
+        "State": {
+            "Status": state_name(inst, paused),
+            "Running": running,
+            "Paused": paused and running,
+            "Restarting": inst.status == "restarting",
+            "OOMKilled": inst.oom_killed,
+            "Dead": inst.status == "dead",
+            "Pid": inst.pid if running else 0,
+            "ExitCode": inst.exit_code or 0,
+            "Error": inst.error,
+            "StartedAt": docker_time(inst.started_at),
+            "FinishedAt": docker_time(inst.finished_at),
+        },
+        "Image": inst.image_id,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": "",
+        "Name": "/" + inst.name,
+        "RestartCount": inst.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": _host_config(inst),
+        "GraphDriver": {"Name": "overlay2", "Data": None},
+        "Mounts": [],
+        "Config": {
+            "Hostname": inst.hostname,
+            "Domainname": "",
+            "User": inst.process.user,
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "Tty": inst.process.tty,
+            "OpenStdin": inst.process.stdin,
+            "StdinOnce": inst.process.stdin,
+            "Env": inst.process.env,
+            "Cmd": args,
+            "Image": inst.image,
+            "Volumes": None,
+            "WorkingDir": inst.process.cwd,
+            "Entrypoint": None,
+            "OnBuild": None,
+            "Labels": inst.labels,
+            "StopSignal": inst.stop_signal,
+            "StopTimeout": int(inst.stop_timeout),
+        },
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "SandboxKey": "",
+            "Ports": {},
+            "HairpinMode": False,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None,
+            "EndpointID": "",
+            "Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "IPv6Gateway": "",
+            "MacAddress": "",
+            "Networks": {},
+        },
+    }
+
+
+def summary(inst: Instance, paused: bool = False) -> dict[str, Any]:
+    """One row of ``GET /containers/json``."""
+    return {
+        "Id": inst.id,
+        "Names": ["/" + inst.name],
+        "Image": inst.image,
+        "ImageID": inst.image_id,
+        "Command": " ".join(inst.process.args),
+        "Created": unix_time(inst.created_at),
+        "Ports": [],
+        "Labels": inst.labels,
+        "State": state_name(inst, paused),
+        "Status": status_text(inst, paused),
+        "HostConfig": {"NetworkMode": "default"},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    }

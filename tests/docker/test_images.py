@@ -1,0 +1,99 @@
+"""Images through the Docker API: ls (filters), inspect, tag, rmi, pull from a loopback registry, build."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from tests.docker.conftest import DOCKER, DockerCLI
+from tests.e2e.cloud import Cloud
+from tests.e2e.test_images import busybox_layer
+from tests.images import factory
+from tests.registry.server import Registry, need_registry, running_registry, upload
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    need_registry()
+    with running_registry(tmp_path_factory.mktemp("docker-registry")) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iterator[Cloud]:
+    if not os.path.exists(DOCKER):
+        pytest.skip(f"the Docker CLI is not installed at {DOCKER}")
+    env = {"ATOLL_INSECURE_REGISTRIES": registry.host}
+    c = Cloud(base=tmp_path_factory.mktemp("atoll-test-docker-images"), extra_env=env)
+    c.start()
+    try:
+        yield c
+    finally:
+        c.teardown()
+
+
+def test_images_ls_inspect_tag_rmi(cli: DockerCLI) -> None:
+    assert "busybox:latest" in cli.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    cli.ok("tag", "busybox", "team/box:1")
+    listed = cli.ok("images", "--filter", "reference=team/*", "--format", "{{.Repository}}:{{.Tag}}")
+    assert listed.split() == ["team/box:1"]
+    [image] = json.loads(cli.ok("image", "inspect", "team/box:1"))
+    assert image["Id"].startswith("sha256:")
+    assert set(image["RepoTags"]) >= {"busybox:latest", "team/box:1"}
+    assert image["Os"] == "linux" and image["Architecture"] == "amd64"
+    assert image["Config"]["Cmd"] == ["sh"]
+    assert image["RootFS"]["Type"] == "layers" and image["RootFS"]["Layers"]
+    assert image["Size"] > 0 and image["Created"]
+    assert cli.ok("rmi", "team/box:1").strip() == "Untagged: team/box:1"
+    assert "team/box" not in cli.ok("images")
+    missing = cli.run("image", "inspect", "no/such:image")
+    assert missing.returncode == 1 and "No such image" in missing.stderr
+
+
+def test_rmi_of_an_image_in_use_is_a_conflict(cli: DockerCLI) -> None:
+    cli.ok("tag", "busybox", "inuse:1")
+    cli.ok("create", "--name", "user-of-inuse", "inuse:1", "true")
+    try:
+        cli.ok("rmi", "busybox")  # another tag remains: only untagged
+        proc = cli.run("rmi", "inuse:1")
+        assert proc.returncode == 1 and "conflict" in proc.stderr
+    finally:
+        cli.run("rm", "-f", "user-of-inuse")
+        cli.run("tag", "inuse:1", "busybox:latest")
+        cli.run("rmi", "inuse:1")
+
+
+def test_pull_from_a_loopback_registry_then_run(cli: DockerCLI, registry: Registry) -> None:
+    image = factory.Image(
+        layers=[busybox_layer(), factory.layer(factory.file("hello.txt", b"pulled through docker\n"))],
+        cmd=["cat", "/hello.txt"],
+        env=["PATH=/bin"],
+    )
+    upload(registry, "e2e/hello", "1", image)
+    ref = f"{registry.host}/e2e/hello:1"
+    pulled = cli.run("pull", ref)
+    assert pulled.returncode == 0, pulled.stderr
+    assert "Status: Downloaded" in pulled.stdout or "Pull complete" in pulled.stdout
+    assert cli.ok("run", "--rm", ref) == "pulled through docker\n"
+    absent = cli.run("pull", f"{registry.host}/e2e/absent:1")
+    assert absent.returncode == 1
+    cli.ok("rmi", ref)
+
+
+def test_docker_py_pulls_and_lists(dockerpy: docker.DockerClient, registry: Registry) -> None:
+    image = factory.Image(layers=[busybox_layer()], cmd=["true"], env=["PATH=/bin"])
+    upload(registry, "e2e/py", "2", image)
+    pulled = dockerpy.images.pull(f"{registry.host}/e2e/py", tag="2")
+    assert f"{registry.host}/e2e/py:2" in pulled.tags
+    assert any(f"{registry.host}/e2e/py:2" in i.tags for i in dockerpy.images.list())
+    dockerpy.images.remove(f"{registry.host}/e2e/py:2")
+
+
+def test_build_is_refused_clearly(cli: DockerCLI) -> None:
+    proc = cli.run("build", "-t", "x", "-", input=b"FROM busybox\n")
+    assert proc.returncode != 0
+    assert "not supported by Atoll yet" in proc.stderr
