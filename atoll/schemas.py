@@ -175,6 +175,9 @@ class NetworkCreate(Wire):
     mtu: int = Field(default=1500, ge=576, le=9000)
     labels: dict[str, str] = {}
     subnets: list[SubnetSpec] = []
+    uplink: str | None = Field(
+        default=None, description="external networks: the host interface that their bridge enslaves"
+    )
 
 
 class Network(Wire):
@@ -186,6 +189,7 @@ class Network(Wire):
     labels: dict[str, str]
     subnets: list[Subnet]
     created_at: str
+    uplink: str = ""
 
 
 class FixedIp(Wire):

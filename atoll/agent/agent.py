@@ -108,6 +108,8 @@ class Agent:
         self._loop_task: asyncio.Task[None] | None = None
         names = Names(config.net_prefix, config.nft_table)
         self._net = HostNetwork(NetConfig(names=names, netns_dir=config.run_dir / "netns"))
+        self._routing_lock = asyncio.Lock()
+        """Fetch-and-apply of routers, one at a time, so an older answer never lands after a newer one."""
 
     @classmethod
     async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:
@@ -420,6 +422,10 @@ class Agent:
         process = build_exec_process(spec, base_env=base_env, user=user, default_cwd=inst.process.cwd)
         return await self._runtime.exec(instance_id, process, stdin=spec.stdin)
 
+    async def routing_changed(self) -> None:
+        async with self._routing_lock:
+            await self._net.route(await self._control.routers(self.host_id))
+
     # -- reconciliation ----------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
@@ -448,7 +454,9 @@ class Agent:
             async with self._lock(instance_id):
                 await self._purge(instance_id)
         try:
-            await self._net.sync(a.spec for a in assignments.values())
+            async with self._routing_lock:
+                routers = await self._control.routers(self.host_id)
+                await self._net.sync((a.spec for a in assignments.values()), routers=routers)
         except Exception:
             log.exception("could not converge the network dataplane; retrying at the next reconcile")
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
 from atoll.model.registry import Credential, PullEvent, PushEvent
+from atoll.model.routing import RouterSpec
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,11 @@ class HostAgent(Protocol):
 
     async def exec(self, instance_id: str, spec: ExecSpec) -> ExecProcess: ...
 
+    async def routing_changed(self) -> None:
+        """Routers or floating IPs changed: fetch this host's routers (``ControlPlane.routers``) and
+        converge them now rather than at the next reconcile."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -116,4 +122,8 @@ class ControlPlane(Protocol):
 
     async def instance_exited(self, host_id: str, instance_id: str, exit: ExitInfo) -> float | None:
         """Record an exit. Returns the back-off in seconds if the restart policy restarts it, else None."""
+        ...
+
+    async def routers(self, host_id: str) -> list[RouterSpec]:
+        """The routers ``host_id`` realises, with their legs, routes and floating IPs."""
         ...

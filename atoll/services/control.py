@@ -10,9 +10,11 @@ from sqlalchemy import select
 
 from atoll.model.instance import ExitInfo, InstanceStatus, RuntimeState
 from atoll.model.ports import Assignment
+from atoll.model.routing import RouterSpec
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING, record_exit, record_started
+from atoll.services.routerviews import all_router_specs
 from atoll.services.views import instance_spec
 from atoll.store.models import HostRow, InstanceRow
 
@@ -52,3 +54,9 @@ class LocalControlPlane:
 
     async def instance_exited(self, host_id: str, instance_id: str, exit: ExitInfo) -> float | None:
         return await record_exit(self._ctl, host_id, instance_id, exit)
+
+    async def routers(self, host_id: str) -> list[RouterSpec]:
+        """Every router, on every host: one host under ``atoll up``. (With several hosts, a router will be
+        bound to one of them, a network node, as its gateway addresses must exist once.)"""
+        with self._ctl.sessions() as s:
+            return all_router_specs(s)

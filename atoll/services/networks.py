@@ -21,13 +21,15 @@ from atoll.schemas import Network, NetworkCreate, Subnet, SubnetCreate, SubnetSp
 from atoll.services import ipam
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
+from atoll.services.external import check_external
 from atoll.services.ids import is_hex, new_id
 from atoll.services.netviews import network_view, subnet_plan, subnet_view
 from atoll.services.projects import require_project
+from atoll.services.routeruse import refuse_routed_network, refuse_routed_subnet
 from atoll.store.models import IpAllocationRow, NetworkRow, PortRow, SubnetRow
 
 R = TypeVar("R", NetworkRow, SubnetRow)
-SUPPORTED_TYPES = (NetworkType.BRIDGE,)
+SUPPORTED_TYPES = (NetworkType.BRIDGE, NetworkType.EXTERNAL)
 MIN_PREFIX_REF = 4
 """Shortest id prefix that names a network or subnet, so a short name is not taken for an id."""
 
@@ -39,7 +41,9 @@ def check_type(text: str) -> NetworkType:
         known = ", ".join(t.value for t in NetworkType)
         raise InvalidInput(f"type: unknown network type {text!r}; one of {known}") from None
     if kind not in SUPPORTED_TYPES:
-        raise InvalidInput(f"type: {kind.value!r} networks are not supported yet; only 'bridge' for now")
+        raise InvalidInput(
+            f"type: {kind.value!r} networks are not supported yet; only 'bridge' and 'external' for now"
+        )
     return kind
 
 
@@ -121,8 +125,11 @@ def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> 
             if plans[i].cidr.overlaps(plan.cidr):
                 raise InvalidInput(f"subnets[{j}].cidr: {plan.cidr} overlaps subnets[{i}] ({plans[i].cidr})")
     now = now_iso()
+    if kind != NetworkType.EXTERNAL and request.uplink:
+        raise InvalidInput("uplink: only external networks have an uplink")
     with ctl.sessions.begin() as s:
         require_project(s, project)
+        uplink = check_external(s, project=project, request=request) if kind == NetworkType.EXTERNAL else ""
         taken = s.scalar(
             select(NetworkRow.id).where(NetworkRow.project == project, NetworkRow.name == request.name)
         )
@@ -136,6 +143,7 @@ def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> 
             mtu=request.mtu,
             labels=dict(request.labels),
             created_at=now,
+            uplink=uplink,
         )
         s.add(row)
         try:
@@ -176,6 +184,7 @@ def remove_network(ctl: Controller, *, project: str, ref: str) -> None:
     with ctl.sessions.begin() as s:
         require_project(s, project)
         row = resolve_network(s, project, ref)
+        refuse_routed_network(s, row)
         users = _users(s, row.id)
         if users:
             raise Conflict(
@@ -221,6 +230,7 @@ def remove_subnet(ctl: Controller, *, project: str, ref: str) -> None:
     with ctl.sessions.begin() as s:
         require_project(s, project)
         row = resolve_subnet(s, project, ref)
+        refuse_routed_subnet(s, row)
         used = s.scalar(
             select(func.count()).select_from(IpAllocationRow).where(IpAllocationRow.subnet_id == row.id)
         )

@@ -172,6 +172,8 @@ class NetworkRow(Base):
     mtu: Mapped[int] = mapped_column(Integer)
     labels: Mapped[dict[str, str]] = mapped_column(JSON)
     created_at: Mapped[str] = mapped_column(String(40))
+    uplink: Mapped[str] = mapped_column(String(15), default="", server_default="")
+    """For an ``external`` network: the host interface its bridge enslaves; else empty."""
 
     __table_args__ = (UniqueConstraint("project", "name", name="uq_networks_project_name"),)
 
@@ -233,3 +235,6 @@ class IpAllocationRow(Base):
     port_id: Mapped[str] = mapped_column(String(64), ForeignKey("ports.id", ondelete="CASCADE"))
 
     __table_args__ = (Index("ix_ip_allocations_port", "port_id"),)
+
+
+from atoll.store import routing as _routing  # noqa: E402, F401  (routers' tables, on the same Base)

@@ -21,6 +21,7 @@ from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, RuntimeState
 from atoll.model.ports import ControlPlane, ExecSpec
 from atoll.model.registry import Credential, Pulled, PullEvent, Pushed, PushEvent, TransferEvent
+from atoll.model.routing import RouterSpec
 
 TERMINATING = {"SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP"}
 
@@ -130,6 +131,8 @@ class FakeAgent:
     next_pid: int = 1000
     pullable: dict[str, ImageRecord] = field(default_factory=dict)
     """Reference as given to pull_image -> the image a pull of it yields."""
+    routers: list[RouterSpec] = field(default_factory=list)
+    """What the last ``routing_changed`` fetched."""
 
     @property
     def host_id(self) -> str:
@@ -267,3 +270,9 @@ class FakeAgent:
         proc = FakeExec(spec)
         self.execs.append(proc)
         return proc
+
+    async def routing_changed(self) -> None:
+        """As the real agent: fetch this host's routers from the control plane (kept in ``routers``)."""
+        self._call("routing_changed")
+        assert self.control is not None
+        self.routers = await self.control.routers(self.host)
