@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from atoll import __version__
-from atoll.cli import execute, images, instances, networks, projects, registry, run, up
+from atoll.cli import execute, images, instances, networks, projects, registry, routers, run, up
 from atoll.cli.context import CliState
 from atoll.cli.output import AtollGroup
 from atoll.client import DEFAULT_PROJECT, DEFAULT_URL, AtollAPI
@@ -28,6 +28,8 @@ GROUPS = {
     "network": networks.networks,
     "subnet": networks.subnets,
     "port": networks.ports,
+    "router": routers.routers,
+    "fip": routers.fips,
 }
 
 for sub in TOP_LEVEL:
