@@ -210,3 +210,15 @@ def test_restarted_agent_keeps_routing_and_removes_stale_routers(
     assert dataplane.names.bridge(EXT) not in host.links()
     assert "master" not in host.run("ip", "link", "show", UPLINK).stdout
     asyncio.run(fresh.route([]))
+
+
+def test_a_missing_uplink_fails_only_its_router(dataplane: HostNetwork) -> None:
+    a = instance(port(NET_A, "10.1.0.2", gateway="10.1.0.1"))
+    b = instance(port(NET_B, "10.2.0.2", gateway="10.2.0.1"))
+    asyncio.run(dataplane.attach(a))
+    good = RouterSpec(id=new_id(), interfaces=[leg(NET_A, "10.1.0.1"), leg(NET_B, "10.2.0.1")])
+    bad = gateway_router(new_id(), leg(NET_B, "10.2.0.254"), leg(EXT, "203.0.113.5", uplink="nosuchlink0"))
+    asyncio.run(dataplane.route([bad, good]))
+    asyncio.run(dataplane.attach(b))  # instances still attach
+    assert ping(dataplane.netns_path(a.id), "10.2.0.2")
+    asyncio.run(dataplane.route([]))

@@ -60,6 +60,7 @@ class Bridge:
     network_id: str
     mtu: int
     uplink: str = ""
+    """Enslaved by the router plane (a missing uplink then fails that router only, not the host)."""
 
 
 def bridge_mac(network_id: str) -> str:
@@ -159,7 +160,7 @@ class HostNetwork:
     def _wire_routers(self) -> None:
         self._wire({})
         with netlink.netlink() as ipr:
-            self._routers.converge(ipr, self._routing, each_apart=False)
+            self._routers.converge(ipr, self._routing, each_apart=True)
             wanted = self._desired_bridges(self._attached)
             for name in netlink.links(ipr):
                 if self.names.kind_of(name) == BRIDGE and name not in wanted:
@@ -199,20 +200,6 @@ class HostNetwork:
                 ipr, name, mac=bridge_mac(port.network_id), mtu=port.mtu, alias=bridge_alias(port.network_id)
             )
             self._quiet_ipv6(name)
-        if port.uplink:
-            self._enslave_uplink(ipr, link, port.uplink)
-
-    @staticmethod
-    def _enslave_uplink(ipr: netlink.Netlink, bridge: netlink.Link, uplink: str) -> None:
-        """The external network's bridge takes the host interface (never ours: it is not deleted with
-        the bridge, only released). One already enslaved elsewhere is left alone, with an error."""
-        link = netlink.link(ipr, uplink)
-        if link is None:
-            raise RuntimeFailure(f"uplink {uplink} of bridge {bridge.name} does not exist on this host")
-        if link.master not in (0, bridge.index):
-            raise RuntimeFailure(f"uplink {uplink} is already enslaved to another device")
-        if link.master != bridge.index or not link.up:
-            netlink.attach(ipr, link, bridge, link.mtu)
 
     def _wire_instance(self, ipr: netlink.Netlink, instance_id: str, ports: list[PortSpec]) -> None:
         path = self.netns_path(instance_id)

@@ -92,6 +92,8 @@ class RouterPlane:
                 netlink.write_sysctl(f"net/ipv6/conf/{host}/disable_ipv6", "1")
         if link.master != bridge.index or not link.up:
             netlink.attach(ipr, link, bridge, leg.mtu)
+        if leg.uplink:
+            _enslave_uplink(ipr, bridge, leg.uplink)
         return new
 
     def _sweep(self, ipr: netlink.Netlink, routers: Sequence[RouterSpec]) -> None:
@@ -107,6 +109,18 @@ class RouterPlane:
                 if entry.name not in ids:
                     log.info("removing the namespace of router %s: no longer wanted here", entry.name)
                     netns.remove(entry)
+
+
+def _enslave_uplink(ipr: netlink.Netlink, bridge: netlink.Link, uplink: str) -> None:
+    """The external network's bridge takes the host interface. It is not ours: it is never deleted,
+    only released when the bridge goes; one already enslaved elsewhere is left alone, with an error."""
+    link = netlink.link(ipr, uplink)
+    if link is None:
+        raise RuntimeFailure(f"uplink {uplink} of bridge {bridge.name} does not exist on this host")
+    if link.master not in (0, bridge.index):
+        raise RuntimeFailure(f"uplink {uplink} is already enslaved to another device")
+    if link.master != bridge.index or not link.up:
+        netlink.attach(ipr, link, bridge, link.mtu)
 
 
 def _router_sysctls() -> None:
