@@ -8,9 +8,11 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
+from pyroute2 import Conntrack
 
 from atoll.agent.net import netns
 from atoll.agent.net.dataplane import HostNetwork
@@ -68,6 +70,16 @@ def source_seen_outside(outside: Host, sender: Path) -> str:
         if listener.poll() is None:
             listener.kill()
             listener.wait()
+
+
+def tracked(router: Path, address: str) -> bool:
+    """Whether the router's conntrack table has a flow to ``address``."""
+
+    def look() -> bool:
+        with closing(Conntrack()) as ct:
+            return any(e.tuple_orig.daddr == address for e in ct.dump_entries())
+
+    return netns.run_in(router, look)
 
 
 def test_networks_talk_only_through_a_router(dataplane: HostNetwork, host: Host) -> None:
@@ -177,8 +189,10 @@ def test_floating_ip_follows_its_port(dataplane: HostNetwork, host: Host, outsid
     outside.run("ip", "route", "add", "10.1.0.0/24", "via", "203.0.113.5")
     assert not ping(out_path, "10.1.0.3")
 
+    assert tracked(dataplane.router_path(router_id), fip)  # the outside's pings, tracked and DNATed
     moved = gateway_router(router_id, inner, ext, floating=[FloatingMapping(fip, "10.1.0.3")])
     asyncio.run(dataplane.route([moved]))
+    assert not tracked(dataplane.router_path(router_id), fip)  # flows to the old port are forgotten
     asyncio.run(dataplane.release(a.id, a.ports))  # only c can answer now
     assert ping(out_path, fip)
     assert source_seen_outside(outside, dataplane.netns_path(c.id)) == fip

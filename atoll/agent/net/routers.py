@@ -18,7 +18,11 @@ import logging
 import os
 import subprocess
 from collections.abc import Callable, Sequence
+from contextlib import closing, suppress
 from pathlib import Path
+
+from pyroute2 import Conntrack
+from pyroute2.netlink.exceptions import NetlinkError
 
 from atoll.agent.net import netlink, netns, nft, routernat
 from atoll.agent.net.names import ROUTER, Names, alias_id, router_leg_alias
@@ -37,6 +41,8 @@ class RouterPlane:
     def __init__(self, names: Names, routers_dir: Path) -> None:
         self.names = names
         self.routers_dir = routers_dir
+        self._floating: dict[str, dict[str, str]] = {}
+        """Per router, the floating IP -> fixed IP mappings last applied (unknown after a restart)."""
 
     def path(self, router_id: str) -> Path:
         return self.routers_dir / router_id
@@ -61,7 +67,11 @@ class RouterPlane:
             external = router.gateway is not None and leg is router.gateway.leg
             if self._leg(ipr, router.id, path, leg, external=external):
                 new.append(self.names.router_leg(leg.port_id))
-        added = netns.run_in(path, _configure_inside(router, self.names.table))
+        mapped = {m.floating_ip: m.fixed_ip for m in router.gateway.floating} if router.gateway else {}
+        old = self._floating.get(router.id)
+        moved = {f for f in {*old, *mapped} if old.get(f) != mapped.get(f)} if old is not None else set()
+        added = netns.run_in(path, _configure_inside(router, self.names.table, forget=moved))
+        self._floating[router.id] = mapped
         netlink.wait_running(ipr, new)  # so the router routes once this returns
         if added:
             netns.run_in(path, lambda: _announce(added))
@@ -104,6 +114,7 @@ class RouterPlane:
                 log.info("removing router leg %s: no longer wanted on this host", name)
                 netlink.delete(ipr, name)
         ids = {r.id for r in routers}
+        self._floating = {k: v for k, v in self._floating.items() if k in ids}
         if self.routers_dir.is_dir():
             for entry in self.routers_dir.iterdir():
                 if entry.name not in ids:
@@ -130,8 +141,11 @@ def _router_sysctls() -> None:
             netlink.write_sysctl(f"net/ipv6/conf/{scope}/disable_ipv6", "1")
 
 
-def _configure_inside(router: RouterSpec, table: str) -> Callable[[], list[tuple[str, str]]]:
-    """Returns the (device, address) pairs it added, to be announced."""
+def _configure_inside(
+    router: RouterSpec, table: str, *, forget: set[str]
+) -> Callable[[], list[tuple[str, str]]]:
+    """Returns the (device, address) pairs it added, to be announced. ``forget``: floating IPs whose
+    mapping changed, whose tracked connections must go so that their next packets follow the new one."""
 
     def configure() -> list[tuple[str, str]]:
         gw = router.gateway
@@ -155,9 +169,21 @@ def _configure_inside(router: RouterSpec, table: str) -> Callable[[], list[tuple
             _default_route(ipr, gw.nexthop if gw is not None else "")
             _static_routes(ipr, {(r.destination, r.nexthop) for r in router.routes})
         nft.apply(routernat.render(table, router))
+        if forget:
+            _forget_flows(forget)
         return added
 
     return configure
+
+
+def _forget_flows(addresses: set[str]) -> None:
+    """Delete the conntrack entries of flows to or from these addresses (in the calling thread's
+    namespace): NAT is decided once per flow, so without this an open flow would keep the old mapping."""
+    with closing(Conntrack()) as ct:
+        for entry in list(ct.dump_entries()):
+            if entry.tuple_orig.daddr in addresses or entry.tuple_reply.daddr in addresses:
+                with suppress(NetlinkError):  # it may have ended meanwhile
+                    ct.delete(entry)
 
 
 def _announce(added: list[tuple[str, str]]) -> None:
