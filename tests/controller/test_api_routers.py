@@ -232,6 +232,7 @@ async def test_floating_ips(client: httpx.AsyncClient, agent: FakeAgent, ctl: Co
     # Removing the instance disassociates it.
     assert (await client.delete(f"{P}/instances/two", params={"force": "true"})).status_code == 204
     assert (await client.get(f"{P}/floatingips/203.0.113.50")).json()["port"] is None
+    assert agent.routers[0].gateway and agent.routers[0].gateway.floating == []  # the host was told
     await client.post(f"{P}/floatingips/203.0.113.50/disassociate")
     assert (await client.delete(f"{P}/floatingips/203.0.113.50")).status_code == 204
     assert (await client.delete(f"/v1/projects/blue/floatingips/{theirs['id']}")).status_code == 204
