@@ -42,6 +42,9 @@ class RouterPlane:
         self.names = names
         self.routers_dir = routers_dir
         self._floating: dict[str, dict[str, str]] = {}
+        self._rules: dict[str, str] = {}
+        """Per router, the nft script last applied: the namespace is ours alone, so it only changes
+        when we change it (and a re-made namespace starts without it)."""
         """Per router, the floating IP -> fixed IP mappings last applied (unknown after a restart)."""
 
     def path(self, router_id: str) -> Path:
@@ -61,6 +64,8 @@ class RouterPlane:
 
     def _router(self, ipr: netlink.Netlink, router: RouterSpec) -> None:
         path = self.path(router.id)
+        if not netns.is_netns(path):
+            self._rules.pop(router.id, None)  # a new namespace has no rules yet, whatever we applied before
         netns.create(path, setup=_router_sysctls)
         new: list[str] = []
         for leg in router.legs:
@@ -70,7 +75,10 @@ class RouterPlane:
         mapped = {m.floating_ip: m.fixed_ip for m in router.gateway.floating} if router.gateway else {}
         old = self._floating.get(router.id)
         moved = {f for f in {*old, *mapped} if old.get(f) != mapped.get(f)} if old is not None else set()
-        added = netns.run_in(path, _configure_inside(router, self.names.table, forget=moved))
+        script = routernat.render(self.names.table, router)
+        rules = script if self._rules.get(router.id) != script else None
+        added = netns.run_in(path, _configure_inside(router, rules, forget=moved))
+        self._rules[router.id] = script
         self._floating[router.id] = mapped
         netlink.wait_running(ipr, new)  # so the router routes once this returns
         if added:
@@ -115,6 +123,7 @@ class RouterPlane:
                 netlink.delete(ipr, name)
         ids = {r.id for r in routers}
         self._floating = {k: v for k, v in self._floating.items() if k in ids}
+        self._rules = {k: v for k, v in self._rules.items() if k in ids}
         if self.routers_dir.is_dir():
             for entry in self.routers_dir.iterdir():
                 if entry.name not in ids:
@@ -142,9 +151,10 @@ def _router_sysctls() -> None:
 
 
 def _configure_inside(
-    router: RouterSpec, table: str, *, forget: set[str]
+    router: RouterSpec, rules: str | None, *, forget: set[str]
 ) -> Callable[[], list[tuple[str, str]]]:
-    """Returns the (device, address) pairs it added, to be announced. ``forget``: floating IPs whose
+    """Returns the (device, address) pairs it added, to be announced. ``rules``: the nft script, None when
+    it is in place already. ``forget``: floating IPs whose
     mapping changed, whose tracked connections must go so that their next packets follow the new one."""
 
     def configure() -> list[tuple[str, str]]:
@@ -168,7 +178,8 @@ def _configure_inside(
                 added += [(name, a) for a in netlink.set_addresses(ipr, name, addrs, mtu=leg.mtu)]
             _default_route(ipr, gw.nexthop if gw is not None else "")
             _static_routes(ipr, {(r.destination, r.nexthop) for r in router.routes})
-        nft.apply(routernat.render(table, router))
+        if rules is not None:
+            nft.apply(rules)
         if forget:
             _forget_flows(forget)
         return added
