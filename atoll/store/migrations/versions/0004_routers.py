@@ -16,8 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("networks") as batch:
-        batch.add_column(sa.Column("uplink", sa.String(15), nullable=False, server_default=""))
+    op.add_column("networks", sa.Column("uplink", sa.String(15), nullable=False, server_default=""))
     op.create_table(
         "routers",
         sa.Column("id", sa.String(64), primary_key=True),
@@ -68,5 +67,6 @@ def downgrade() -> None:
     op.drop_table("floating_ips")
     op.drop_table("router_interfaces")
     op.drop_table("routers")
-    with op.batch_alter_table("networks") as batch:
-        batch.drop_column("uplink")
+    # A plain ALTER (SQLite 3.35+): batch mode would re-create ``networks``, and dropping the old table
+    # would cascade to its subnets.
+    op.drop_column("networks", "uplink")
