@@ -190,6 +190,9 @@ class NetworkCreate(Wire):
     )
     labels: dict[str, str] = {}
     subnets: list[SubnetSpec] = []
+    uplink: str | None = Field(
+        default=None, description="external networks: the host interface that their bridge enslaves"
+    )
 
 
 class Network(Wire):
@@ -201,6 +204,7 @@ class Network(Wire):
     labels: dict[str, str]
     subnets: list[Subnet]
     created_at: str
+    uplink: str = ""
 
 
 class FixedIp(Wire):

@@ -129,6 +129,8 @@ class Agent:
             host_netns=config.host_netns,
         )
         self._volumes = LocalVolumes(config.data_dir / "volumes")
+        self._routing_lock = asyncio.Lock()
+        """Fetch-and-apply of routers, one at a time, so an older answer never lands after a newer one."""
 
     @classmethod
     async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:
@@ -481,6 +483,10 @@ class Agent:
     async def resize_tty(self, instance_id: str, rows: int, cols: int) -> None:
         await resize_tty(self._layout(instance_id).stdin, instance_id, rows, cols)
 
+    async def routing_changed(self) -> None:
+        async with self._routing_lock:
+            await self._net.route(await self._control.routers(self.host_id))
+
     # -- reconciliation ----------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
@@ -509,7 +515,9 @@ class Agent:
             async with self._lock(instance_id):
                 await self._purge(instance_id)
         try:
-            await self._net.sync(a.spec for a in assignments.values())
+            async with self._routing_lock:
+                routers = await self._control.routers(self.host_id)
+                await self._net.sync((a.spec for a in assignments.values()), routers=routers)
         except Exception:
             log.exception("could not converge the network dataplane; retrying at the next reconcile")
         await self._overlay.reconcile()

@@ -63,9 +63,17 @@ def network_create(
         typer.Option("--mtu", help="Default: 1500 for bridge, the underlay's minus 50 for overlay."),
     ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE label.")] = None,
+    external: Annotated[
+        bool, typer.Option("--external", help="An external network (admin): needs --uplink and --subnet.")
+    ] = False,
+    uplink: Annotated[
+        str | None, typer.Option("--uplink", help="Host interface of an external network.")
+    ] = None,
 ) -> None:
     """Create a network, with a first subnet if --subnet is given."""
-    fields: dict[str, object] = {"name": name, "type": type}
+    fields: dict[str, object] = {"name": name, "type": "external" if external else type}
+    if uplink is not None:
+        fields["uplink"] = uplink
     if mtu is not None:
         fields["mtu"] = mtu
     if label:

@@ -15,6 +15,7 @@ from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.registry import Credential, PullEvent, PushEvent
+from atoll.model.routing import RouterSpec
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,11 @@ class HostAgent(Protocol):
         """Set the size of the main process's terminal (``tty`` instances)."""
         ...
 
+    async def routing_changed(self) -> None:
+        """Routers or floating IPs changed: fetch this host's routers (``ControlPlane.routers``) and
+        converge them now rather than at the next reconcile."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -149,4 +155,8 @@ class ControlPlane(Protocol):
 
     async def report_host_network(self, host_id: str, report: HostNetworkReport) -> None:
         """The host's underlay address and MTU and its own networks (replaces the previous report)."""
+        ...
+
+    async def routers(self, host_id: str) -> list[RouterSpec]:
+        """The routers ``host_id`` realises, with their legs, routes and floating IPs."""
         ...

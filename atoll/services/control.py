@@ -11,10 +11,12 @@ from sqlalchemy import select
 from atoll.model.instance import ExitInfo, InstanceStatus, RuntimeState
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.ports import Assignment
+from atoll.model.routing import RouterSpec
 from atoll.services import hostnets, overlay
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING, record_exit, record_started
+from atoll.services.routerviews import all_router_specs
 from atoll.services.views import instance_spec
 from atoll.store.models import HostRow, InstanceRow
 
@@ -60,3 +62,9 @@ class LocalControlPlane:
 
     async def report_host_network(self, host_id: str, report: HostNetworkReport) -> None:
         hostnets.record_report(self._ctl, host_id, report)
+
+    async def routers(self, host_id: str) -> list[RouterSpec]:
+        """Every router, on every host: one host under ``atoll up``. (With several hosts, a router will be
+        bound to one of them, a network node, as its gateway addresses must exist once.)"""
+        with self._ctl.sessions() as s:
+            return all_router_specs(s)

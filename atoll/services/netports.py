@@ -31,6 +31,7 @@ from atoll.services.ids import is_hex, new_id
 from atoll.services.netviews import port_view, subnet_plan
 from atoll.services.networks import network_subnets, resolve_network
 from atoll.services.projects import require_project
+from atoll.services.routeruse import refuse_external
 from atoll.store.models import InstanceRow, IpAllocationRow, NetworkRow, PortRow, SubnetRow
 
 MAC_PREFIX = "02:a7"
@@ -102,6 +103,7 @@ def attach(
             network = resolve_network(s, project, request.network)
         except NotFound as e:
             raise InvalidInput(f"{field}.network: {e.message}") from e
+        refuse_external(network, f"{field}.network")
         if network.id in seen:
             raise InvalidInput(f"{field}.network: {network.name} is already networks[{seen[network.id]}]")
         seen[network.id] = i

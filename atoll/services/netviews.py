@@ -45,6 +45,7 @@ def network_view(row: NetworkRow, subnets: list[SubnetRow]) -> Network:
         labels=dict(row.labels),
         subnets=[subnet_view(s) for s in subnets],
         created_at=row.created_at,
+        uplink=row.uplink,
     )
 
 

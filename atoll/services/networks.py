@@ -21,13 +21,15 @@ from atoll.schemas import Network, NetworkCreate, Subnet, SubnetCreate, SubnetSp
 from atoll.services import hostnets, ipam, overlay
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
+from atoll.services.external import check_external
 from atoll.services.ids import is_hex, new_id
 from atoll.services.netviews import network_view, subnet_plan, subnet_view
 from atoll.services.projects import require_project
+from atoll.services.routeruse import refuse_routed_network, refuse_routed_subnet
 from atoll.store.models import IpAllocationRow, NetworkRow, PortRow, SubnetRow
 
 R = TypeVar("R", NetworkRow, SubnetRow)
-SUPPORTED_TYPES = (NetworkType.BRIDGE, NetworkType.OVERLAY)
+SUPPORTED_TYPES = (NetworkType.BRIDGE, NetworkType.OVERLAY, NetworkType.EXTERNAL)
 MIN_PREFIX_REF = 4
 """Shortest id prefix that names a network or subnet, so a short name is not taken for an id."""
 
@@ -39,9 +41,7 @@ def check_type(text: str) -> NetworkType:
         known = ", ".join(t.value for t in NetworkType)
         raise InvalidInput(f"type: unknown network type {text!r}; one of {known}") from None
     if kind not in SUPPORTED_TYPES:
-        raise InvalidInput(
-            f"type: {kind.value!r} networks are not supported yet; only 'overlay' and 'bridge' for now"
-        )
+        raise InvalidInput(f"type: {kind.value!r} networks are not supported yet (use 'external' with an uplink)")
     return kind
 
 
@@ -123,9 +123,13 @@ def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> 
             if plans[i].cidr.overlaps(plan.cidr):
                 raise InvalidInput(f"subnets[{j}].cidr: {plan.cidr} overlaps subnets[{i}] ({plans[i].cidr})")
     now = now_iso()
+    if kind != NetworkType.EXTERNAL and request.uplink:
+        raise InvalidInput("uplink: only external networks have an uplink")
     with ctl.sessions.begin() as s:
         require_project(s, project)
-        hostnets.check_free(s, ((f"subnets[{i}].cidr", plan.cidr) for i, plan in enumerate(plans)))
+        if kind != NetworkType.EXTERNAL:  # an external network may well be a network the host is on
+            hostnets.check_free(s, ((f"subnets[{i}].cidr", plan.cidr) for i, plan in enumerate(plans)))
+        uplink = check_external(s, project=project, request=request) if kind == NetworkType.EXTERNAL else ""
         taken = s.scalar(
             select(NetworkRow.id).where(NetworkRow.project == project, NetworkRow.name == request.name)
         )
@@ -139,6 +143,7 @@ def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> 
             mtu=overlay.network_mtu(s, kind, request.mtu),
             labels=dict(request.labels),
             created_at=now,
+            uplink=uplink,
         )
         s.add(row)
         try:
@@ -181,6 +186,7 @@ def remove_network(ctl: Controller, *, project: str, ref: str) -> None:
     with ctl.sessions.begin() as s:
         require_project(s, project)
         row = resolve_network(s, project, ref)
+        refuse_routed_network(s, row)
         users = _users(s, row.id)
         if users:
             raise Conflict(
@@ -202,7 +208,8 @@ def create_subnet(ctl: Controller, *, project: str, request: SubnetCreate) -> Su
                 raise InvalidInput(
                     f"cidr: {plan.cidr} overlaps subnet {other.name} ({other.cidr}) of network {network.name}"
                 )
-        hostnets.check_free(s, [("cidr", plan.cidr)])
+        if network.type != NetworkType.EXTERNAL.value:
+            hostnets.check_free(s, [("cidr", plan.cidr)])
         row = _subnet_row(project, network.id, request, plan, now_iso())
         s.add(row)
         return subnet_view(row)
@@ -227,6 +234,7 @@ def remove_subnet(ctl: Controller, *, project: str, ref: str) -> None:
     with ctl.sessions.begin() as s:
         require_project(s, project)
         row = resolve_subnet(s, project, ref)
+        refuse_routed_subnet(s, row)
         used = s.scalar(
             select(func.count()).select_from(IpAllocationRow).where(IpAllocationRow.subnet_id == row.id)
         )

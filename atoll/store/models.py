@@ -174,6 +174,8 @@ class NetworkRow(Base):
     mtu: Mapped[int] = mapped_column(Integer)
     labels: Mapped[dict[str, str]] = mapped_column(JSON)
     created_at: Mapped[str] = mapped_column(String(40))
+    uplink: Mapped[str] = mapped_column(String(15), default="", server_default="")
+    """For an ``external`` network: the host interface its bridge enslaves; else empty."""
 
     __table_args__ = (UniqueConstraint("project", "name", name="uq_networks_project_name"),)
 
@@ -258,3 +260,4 @@ class ImageDigestRow(Base):
 
 # Tables of features kept in modules of their own; imported here so ``Base.metadata`` holds every table.
 from atoll.store import overlaynet as _overlaynet  # noqa: E402, F401
+from atoll.store import routing as _routing  # noqa: E402, F401  (routers' tables, on the same Base)

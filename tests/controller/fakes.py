@@ -21,6 +21,7 @@ from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, RuntimeState
 from atoll.model.ports import ControlPlane, ExecSpec
 from atoll.model.registry import Credential, Pulled, PullEvent, Pushed, PushEvent, TransferEvent
+from atoll.model.routing import RouterSpec
 
 TERMINATING = {"SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP"}
 
@@ -133,6 +134,8 @@ class FakeAgent:
     disk_total: int = 1 << 40
     disk_other: int = 0
     """Bytes of the image filesystem taken by other things than images."""
+    routers: list[RouterSpec] = field(default_factory=list)
+    """What the last ``routing_changed`` fetched."""
 
     @property
     def host_id(self) -> str:
@@ -290,3 +293,9 @@ class FakeAgent:
 
     async def resize_tty(self, instance_id: str, rows: int, cols: int) -> None:
         self._call("resize_tty", (instance_id, rows, cols))
+
+    async def routing_changed(self) -> None:
+        """As the real agent: fetch this host's routers from the control plane (kept in ``routers``)."""
+        self._call("routing_changed")
+        assert self.control is not None
+        self.routers = await self.control.routers(self.host)

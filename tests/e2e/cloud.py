@@ -167,8 +167,9 @@ class Cloud:
             ):
                 left.append(f"nft table {family} {self.nft_table}")
                 subprocess.run(["nft", "delete", "table", family, self.nft_table], check=False)
-        netns_dir = self.base / "run" / "netns"
-        for path in sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []:
-            left.append(f"netns {path.name}")
-            subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+        for kind in ("netns", "routers"):
+            netns_dir = self.base / "run" / kind
+            for path in sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []:
+                left.append(f"{kind} {path.name}")
+                subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
         return left

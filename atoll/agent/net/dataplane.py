@@ -33,9 +33,11 @@ from pathlib import Path
 
 from atoll.agent.net import netlink, netns, nft
 from atoll.agent.net.names import BRIDGE, VETH, Names, alias_id, bridge_alias, veth_alias
+from atoll.agent.net.routers import RouterPlane
 from atoll.model.errors import RuntimeFailure
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
+from atoll.model.routing import RouterSpec
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,18 @@ class NetConfig:
     """Where instance namespaces are bind-mounted: ``<run_dir>/netns``, on tmpfs like /run/netns."""
     host_netns: Path | None = None
     """The namespace that plays the host; None is the agent's own. Tests run whole hosts in namespaces."""
+    routers_dir: Path | None = None
+    """Where router namespaces are bind-mounted; default: ``routers`` next to ``netns_dir``."""
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A bridge this host needs: for instance ports, or for router legs (and then maybe an uplink)."""
+
+    network_id: str
+    mtu: int
+    uplink: str = ""
+    """Enslaved by the router plane (a missing uplink then fails that router only, not the host)."""
 
 
 def bridge_mac(network_id: str) -> str:
@@ -68,6 +82,12 @@ class HostNetwork:
         """The script last applied, to skip re-applying an unchanged rule set."""
         self._swept = False
         """Whether a sync looked for tables an earlier agent left (once is enough: later ones are ours)."""
+        self._routing: list[RouterSpec] = []
+        """The routers wanted on this host, as the last ``route`` or ``sync`` gave them."""
+        self._routers = RouterPlane(config.names, config.routers_dir or config.netns_dir.with_name("routers"))
+
+    def router_path(self, router_id: str) -> Path:
+        return self._routers.path(router_id)
 
     def netns_path(self, instance_id: str) -> Path:
         return self.config.netns_dir / instance_id
@@ -97,10 +117,19 @@ class HostNetwork:
             gone = list(known if known is not None else ports)
             await asyncio.to_thread(self._in_host, lambda: self._unwire(instance_id, gone))
 
-    async def sync(self, specs: Iterable[InstanceSpec]) -> None:
-        """Converge the whole host to ``specs`` (every instance assigned here) and remove the rest."""
+    async def route(self, routers: Iterable[RouterSpec]) -> None:
+        """Converge the routers of this host (and the bridges they need) to ``routers``; remove the rest."""
+        async with self._lock:
+            self._routing = list(routers)
+            await asyncio.to_thread(self._in_host, self._wire_routers)
+
+    async def sync(self, specs: Iterable[InstanceSpec], routers: Iterable[RouterSpec] | None = None) -> None:
+        """Converge the whole host to ``specs`` (every instance assigned here) and, when given, to
+        ``routers``, and remove the rest."""
         given = {s.id: list(s.ports) for s in specs if s.ports}
         async with self._lock:
+            if routers is not None:
+                self._routing = list(routers)
             self._released &= set(given)  # a tombstone is needed only while stale lists name it
             for instance_id in self._released:
                 given.pop(instance_id, None)
@@ -115,8 +144,28 @@ class HostNetwork:
     def _in_host(self, fn: Callable[[], None]) -> None:
         netns.run_in(self.config.host_netns, fn)
 
-    def _desired_bridges(self, desired: Mapping[str, list[PortSpec]]) -> dict[str, PortSpec]:
-        return {self.names.bridge(p.network_id): p for ports in desired.values() for p in ports}
+    def _desired_bridges(self, desired: Mapping[str, list[PortSpec]]) -> dict[str, Bridge]:
+        bridges = {
+            self.names.bridge(p.network_id): Bridge(p.network_id, p.mtu)
+            for ports in desired.values()
+            for p in ports
+        }
+        for router in self._routing:
+            for leg in router.legs:
+                name = self.names.bridge(leg.network_id)
+                if name not in bridges or leg.uplink:
+                    bridges[name] = Bridge(leg.network_id, leg.mtu, leg.uplink)
+        return bridges
+
+    def _wire_routers(self) -> None:
+        self._wire({})
+        with netlink.netlink() as ipr:
+            self._routers.converge(ipr, self._routing, each_apart=True)
+            wanted = self._desired_bridges(self._attached)
+            for name in netlink.links(ipr):
+                if self.names.kind_of(name) == BRIDGE and name not in wanted:
+                    netlink.delete(ipr, name)
+        self._apply_rules(self._desired_bridges(self._attached))
 
     def _wire(self, instances: Mapping[str, list[PortSpec]], *, each_apart: bool = False) -> None:
         """Bridges (and rules) first, so traffic flows the moment a veth joins its bridge. With
@@ -136,21 +185,21 @@ class HostNetwork:
                     log.exception("could not wire the network of instance %s", instance_id)
 
     def _ensure_bridge(
-        self, ipr: netlink.Netlink, have: dict[str, netlink.Link], name: str, port: PortSpec
+        self, ipr: netlink.Netlink, have: dict[str, netlink.Link], name: str, port: Bridge
     ) -> None:
         link = have.get(name)
         if link is not None and link.kind == "bridge" and alias_id(link.alias) == port.network_id:
             if not link.up:
                 netlink.set_up(ipr, link)
-            return
-        if link is not None:
+        elif link is not None:
             raise RuntimeFailure(
                 f"a link named {name} exists and is not the bridge of network {port.network_id[:12]}"
             )
-        have[name] = netlink.add_bridge(
-            ipr, name, mac=bridge_mac(port.network_id), mtu=port.mtu, alias=bridge_alias(port.network_id)
-        )
-        self._quiet_ipv6(name)
+        else:
+            link = have[name] = netlink.add_bridge(
+                ipr, name, mac=bridge_mac(port.network_id), mtu=port.mtu, alias=bridge_alias(port.network_id)
+            )
+            self._quiet_ipv6(name)
 
     def _wire_instance(self, ipr: netlink.Netlink, instance_id: str, ports: list[PortSpec]) -> None:
         path = self.netns_path(instance_id)
@@ -196,6 +245,8 @@ class HostNetwork:
         if self._rules is not None and not self._tables_present():
             self._rules = None  # someone removed our tables (a ruleset flush): write them again
         self._wire(desired, each_apart=True)
+        with netlink.netlink() as ipr:
+            self._routers.converge(ipr, self._routing, each_apart=True)
         wanted_veths = {self.names.veth(p.id) for ports in desired.values() for p in ports}
         wanted_bridges = self._desired_bridges(desired)
         with netlink.netlink() as ipr:
@@ -220,7 +271,7 @@ class HostNetwork:
         ours = [(family, self.names.table) in present for family in ("inet", "arp")]
         return any(ours) if any_of else all(ours)
 
-    def _apply_rules(self, bridges: Mapping[str, PortSpec]) -> None:
+    def _apply_rules(self, bridges: Mapping[str, Bridge]) -> None:
         """Our tables for exactly these bridges; none at all without bridges."""
         if not bridges:
             if self._rules is not None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,54 @@ def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except NetlinkError as exc:
         raise RuntimeFailure(f"{what}: {os.strerror(exc.code)}") from exc
+
+
+call = _call
+"""A netlink call whose error becomes a ``RuntimeFailure`` saying ``what`` failed."""
+
+
+def set_addresses(ipr: Netlink, device: str, wanted: set[tuple[str, int]], *, mtu: int) -> set[str]:
+    """``device`` with exactly these IPv4 addresses (address, prefix length), up. Idempotent; returns the
+    addresses it added."""
+    found = ipr.link_lookup(ifname=device)
+    if not found:
+        raise RuntimeFailure(f"{device} is missing")
+    index = found[0]
+    have = {(m.get_attr("IFA_ADDRESS"), int(m["prefixlen"])) for m in ipr.get_addr(index=index, family=2)}
+    for address, prefix_len in sorted(have - wanted):
+        _call(
+            f"remove {address} from {device}",
+            ipr.addr,
+            "del",
+            index=index,
+            address=address,
+            prefixlen=prefix_len,
+        )
+    for address, prefix_len in sorted(wanted - have):
+        _call(
+            f"add {address}/{prefix_len} to {device}",
+            ipr.addr,
+            "add",
+            index=index,
+            address=address,
+            prefixlen=prefix_len,
+        )
+    _call(f"set up {device}", ipr.link, "set", index=index, mtu=mtu, state="up")
+    return {address for address, _ in wanted - have}
+
+
+def wait_running(ipr: Netlink, names: Iterable[str], timeout: float = 3.0) -> None:
+    """Wait until these links have their carrier (a bridge forwards on a new port only then, and the
+    kernel reports a veth's carrier asynchronously, up to a second late). Gives up quietly."""
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        for name in list(pending):
+            found = ipr.link_lookup(ifname=name)
+            if not found or ipr.get_links(found[0])[0].get_attr("IFLA_OPERSTATE") == "UP":
+                pending.discard(name)
+        if pending:
+            time.sleep(0.02)
 
 
 def add_bridge(ipr: Netlink, name: str, *, mac: str, mtu: int, alias: str) -> Link:

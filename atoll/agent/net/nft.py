@@ -29,7 +29,7 @@ import json
 import subprocess
 from collections.abc import Iterable
 
-from atoll.agent.net.names import BRIDGE, VETH, Names
+from atoll.agent.net.names import BRIDGE, ROUTER, VETH, Names
 from atoll.model.errors import RuntimeFailure
 
 PRIORITY = "filter - 10"
@@ -39,7 +39,7 @@ PRIORITY = "filter - 10"
 def render(names: Names, bridges: Iterable[str]) -> str:
     """The ``nft -f`` script that makes our tables exactly this. Bridge names must be ours."""
     t = names.table
-    ours = [names.wildcard(BRIDGE), names.wildcard(VETH)]
+    ours = [names.wildcard(BRIDGE), names.wildcard(VETH), names.wildcard(ROUTER)]
     same = sorted(set(bridges))
     lines = [
         f"table inet {t}",
