@@ -41,7 +41,7 @@ def check_type(text: str) -> NetworkType:
         known = ", ".join(t.value for t in NetworkType)
         raise InvalidInput(f"type: unknown network type {text!r}; one of {known}") from None
     if kind not in SUPPORTED_TYPES:
-        raise InvalidInput(f"type: {kind.value!r} networks are not supported yet (use 'external' with an uplink)")
+        raise InvalidInput(f"type: {kind.value!r} networks are not supported yet: use 'external'")
     return kind
 
 

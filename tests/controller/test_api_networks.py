@@ -84,7 +84,7 @@ async def test_create_inspect_list(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize("kind", ["flat"])
 async def test_later_types_are_refused_for_now(client: httpx.AsyncClient, kind: str) -> None:
     err = error_of(await client.post(f"{P}/networks", json={"name": "n", "type": kind}), 400)
-    assert err["message"] == f"type: '{kind}' networks are not supported yet (use 'external' with an uplink)"
+    assert err["message"] == f"type: '{kind}' networks are not supported yet: use 'external'"
     assert (await client.get(f"{P}/networks")).json() == []
 
 
