@@ -96,6 +96,8 @@ async def serve(settings: Settings) -> None:
             registries=registry_options(settings),
             net_prefix=settings.net_prefix,
             nft_table=settings.nft_table,
+            publish_pool=settings.publish_cidr,
+            ip_forward=settings.ip_forward,
         ),
         LocalControlPlane(ctl),
     )

@@ -24,6 +24,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from atoll.agent.images.store import ImageStore
 from atoll.agent.layout import InstanceLayout, instance_layout
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.names import DEFAULT_PREFIX, DEFAULT_TABLE, Names
+from atoll.agent.net.publish import DEFAULT_POOL
 from atoll.agent.registry.options import RegistryOptions
 from atoll.agent.registry.service import Registries
 from atoll.agent.runtime.cgroups import CgroupReader, cgroup_version, list_cgroups, remove_cgroup
@@ -73,6 +75,10 @@ class AgentConfig:
     net_prefix: str = DEFAULT_PREFIX
     """Starts the name of every link the dataplane makes (``atb-...``); tests use their own."""
     nft_table: str = DEFAULT_TABLE
+    publish_pool: str = DEFAULT_POOL
+    """Addresses of the veths that carry published ports (a /31 per instance)."""
+    ip_forward: bool = True
+    """Turn on ``net.ipv4.ip_forward`` for published ports, as Docker does."""
 
 
 @dataclass
@@ -107,7 +113,14 @@ class Agent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         names = Names(config.net_prefix, config.nft_table)
-        self._net = HostNetwork(NetConfig(names=names, netns_dir=config.run_dir / "netns"))
+        self._net = HostNetwork(
+            NetConfig(
+                names=names,
+                netns_dir=config.run_dir / "netns",
+                publish_pool=IPv4Network(config.publish_pool),
+                ip_forward=config.ip_forward,
+            )
+        )
 
     @classmethod
     async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:
@@ -202,6 +215,8 @@ class Agent:
         for path in (layout.upper, layout.work, layout.rootfs, layout.etc):
             path.mkdir(parents=True, exist_ok=True)
         self._specs[spec.id] = spec
+        if spec.ports:
+            await self._fetch_security()  # its groups, before its veths join their bridges
         await self._net.attach(spec)  # before any start: the namespace keeps its address across runs
 
     async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
@@ -237,7 +252,7 @@ class Agent:
                 user=user,
                 cgroups_path=self._cgroup(spec.id),
                 mounts=mounts,
-                netns=self._net.netns_path(spec.id) if spec.ports else None,
+                netns=self._net.netns_path(spec.id) if spec.ports or spec.published else None,
             )
             layout.config.write_text(json.dumps(config))
             log_fd = os.open(layout.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
@@ -420,6 +435,19 @@ class Agent:
         process = build_exec_process(spec, base_env=base_env, user=user, default_cwd=inst.process.cwd)
         return await self._runtime.exec(instance_id, process, stdin=spec.stdin)
 
+    # -- security groups -------------------------------------------------------------------------
+
+    async def refresh_security(self) -> None:
+        await self._net.set_security(await self._control.security(self.host_id))
+
+    async def _fetch_security(self) -> None:
+        """Like ``refresh_security``, but a failure only logs: ports the last policy does not know
+        drop everything (fail closed) until a later refresh or reconcile succeeds."""
+        try:
+            await self.refresh_security()
+        except Exception:
+            log.exception("could not fetch the security groups of this host")
+
     # -- reconciliation ----------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
@@ -448,6 +476,7 @@ class Agent:
             async with self._lock(instance_id):
                 await self._purge(instance_id)
         try:
+            await self._net.set_security(await self._control.security(self.host_id))
             await self._net.sync(a.spec for a in assignments.values())
         except Exception:
             log.exception("could not converge the network dataplane; retrying at the next reconcile")

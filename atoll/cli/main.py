@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from atoll import __version__
-from atoll.cli import execute, images, instances, networks, projects, registry, run, up
+from atoll.cli import execute, images, instances, networks, projects, registry, run, secgroups, up
 from atoll.cli.context import CliState
 from atoll.cli.output import AtollGroup
 from atoll.client import DEFAULT_PROJECT, DEFAULT_URL, AtollAPI
@@ -28,6 +28,7 @@ GROUPS = {
     "network": networks.networks,
     "subnet": networks.subnets,
     "port": networks.ports,
+    "sg": secgroups.groups,
 }
 
 for sub in TOP_LEVEL:

@@ -18,8 +18,16 @@ from atoll.cli import context
 from atoll.cli.netopts import instance_networks
 from atoll.cli.output import USER_ERRORS, error_message, fail, print_error, write_frames
 from atoll.cli.parsing import parse_env, parse_labels, parse_memory, parse_restart
+from atoll.cli.publishopts import parse_publishes
 from atoll.client import AtollAPI, AtollError
-from atoll.schemas import Instance, InstanceCreate, InstanceNetwork, ResourcesWire, RestartPolicyWire
+from atoll.schemas import (
+    Instance,
+    InstanceCreate,
+    InstanceNetwork,
+    PublishRequest,
+    ResourcesWire,
+    RestartPolicyWire,
+)
 
 EXIT_RUN_FAILED = 125
 EXIT_INTERRUPTED = 130
@@ -56,6 +64,8 @@ def build_spec(
     stop_timeout: int | None = None,
     auto_remove: bool = False,
     networks: list[InstanceNetwork] | None = None,
+    security_groups: list[str] | None = None,
+    publish: list[PublishRequest] | None = None,
 ) -> InstanceCreate:
     """Options to request. Only what the user gave is set, so the server's defaults apply to the rest."""
     fields: dict[str, object] = {"image": image}
@@ -87,6 +97,10 @@ def build_spec(
         fields["auto_remove"] = True
     if networks:
         fields["networks"] = list(networks)
+    if security_groups:
+        fields["security_groups"] = list(security_groups)
+    if publish:
+        fields["publish"] = list(publish)
     return InstanceCreate.model_validate(fields)
 
 
@@ -164,6 +178,14 @@ def run(
     network_alias: Annotated[
         list[str] | None, typer.Option("--network-alias", help="Alias on the first network.")
     ] = None,
+    security_group: Annotated[
+        list[str] | None,
+        typer.Option("--security-group", "--sg", help="Security group of its NICs; repeatable."),
+    ] = None,
+    publish: Annotated[
+        list[str] | None,
+        typer.Option("--publish", "-p", help="[HOST_IP:][HOST_PORT:]PORT[/PROTO]; repeatable."),
+    ] = None,
 ) -> None:
     """Create and start an instance, and follow its output until it exits."""
     if rm and restart is not None and restart.name != "no":
@@ -197,6 +219,8 @@ def run(
             stop_timeout=stop_timeout,
             auto_remove=rm and detach,
             networks=instance_networks(network or [], ip, network_alias),
+            security_groups=security_group,
+            publish=parse_publishes(publish or []),
         )
     except USER_ERRORS as exc:
         fail(exc, EXIT_RUN_FAILED)

@@ -25,6 +25,7 @@ from atoll.client.exec import ExecSession
 from atoll.client.framing import FrameDecoder, FramingError
 from atoll.client.networks import NetworkMethods
 from atoll.client.plumbing import model_of, models_of
+from atoll.client.secgroups import SecurityGroupMethods
 from atoll.client.transfers import RegistryMethods
 from atoll.client.uploads import Progress, UploadSource, body_size, iter_body
 from atoll.schemas import (
@@ -92,7 +93,7 @@ class LogStream:
             self._response.close()
 
 
-class AtollAPI(RegistryMethods, NetworkMethods):
+class AtollAPI(RegistryMethods, NetworkMethods, SecurityGroupMethods):
     """A synchronous client of one Atoll controller, acting in one project (``project`` may be reassigned)."""
 
     def __init__(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from atoll.model.network import PortSpec
+from atoll.model.publish import PublishedPort
 
 
 class InstanceKind(StrEnum):
@@ -77,6 +78,8 @@ class InstanceSpec:
     stop_timeout: float = 10.0
     ports: list[PortSpec] = field(default_factory=list)
     """NICs on tenant networks. Without any, the instance has a network namespace with loopback only."""
+    published: list[PublishedPort] = field(default_factory=list)
+    """Host ports forwarded to the instance (``-p``); the host reaches it through a veth of its own."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Protocol
 from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
 from atoll.model.registry import Credential, PullEvent, PushEvent
+from atoll.model.secgroups import HostSecurity
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,10 @@ class HostAgent(Protocol):
 
     async def exec(self, instance_id: str, spec: ExecSpec) -> ExecProcess: ...
 
+    async def refresh_security(self) -> None:
+        """Fetch this host's security groups (``ControlPlane.security``) again and apply them now."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -116,4 +121,8 @@ class ControlPlane(Protocol):
 
     async def instance_exited(self, host_id: str, instance_id: str, exit: ExitInfo) -> float | None:
         """Record an exit. Returns the back-off in seconds if the restart policy restarts it, else None."""
+        ...
+
+    async def security(self, host_id: str) -> HostSecurity:
+        """The security groups of the ports on ``host_id``, resolved for enforcement."""
         ...

@@ -10,9 +10,11 @@ from sqlalchemy import select
 
 from atoll.model.instance import ExitInfo, InstanceStatus, RuntimeState
 from atoll.model.ports import Assignment
+from atoll.model.secgroups import HostSecurity
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING, record_exit, record_started
+from atoll.services.secgroup_ports import host_security
 from atoll.services.views import instance_spec
 from atoll.store.models import HostRow, InstanceRow
 
@@ -52,3 +54,6 @@ class LocalControlPlane:
 
     async def instance_exited(self, host_id: str, instance_id: str, exit: ExitInfo) -> float | None:
         return await record_exit(self._ctl, host_id, instance_id, exit)
+
+    async def security(self, host_id: str) -> HostSecurity:
+        return host_security(self._ctl, host_id)

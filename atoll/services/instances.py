@@ -21,7 +21,7 @@ from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.instance import InstanceSpec, InstanceStatus, LogEntry, RestartPolicy
 from atoll.model.ports import ExecProcess, ExecSpec, HostAgent
 from atoll.schemas import Instance, InstanceCreate
-from atoll.services import images, netports
+from atoll.services import images, netports, publish, secgroup_ports
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
 from atoll.services.context import Controller
@@ -29,6 +29,7 @@ from atoll.services.exits import ACTIVE, STOPPED, delete_instance_row, wait_resu
 from atoll.services.ids import is_hex, new_id
 from atoll.services.names import random_name
 from atoll.services.projects import require_project
+from atoll.services.secgroup_notify import security_changed
 from atoll.services.views import image_config, instance_view, spec_json
 from atoll.store.models import InstanceRow
 
@@ -90,6 +91,8 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
     except BaseException:
         delete_instance_row(ctl, spec.id, None)
         raise
+    if spec.ports:
+        await security_changed(ctl)  # the new addresses join their groups on every host
     return view
 
 
@@ -145,7 +148,16 @@ def _insert(
             raise Conflict(f"name: {name!r} is already in use") from e
         if request.networks:
             ports = netports.attach(s, project=project, instance_id=instance_id, requests=request.networks)
+            secgroup_ports.bind(s, project=project, ports=ports, groups=request.security_groups)
             spec = replace(spec, ports=ports)
+        elif request.security_groups:
+            raise InvalidInput("security_groups: the instance has no network to apply them to")
+        if request.publish:
+            published = publish.allocate(
+                s, host_id=agent.host_id, instance_id=instance_id, requests=request.publish
+            )
+            spec = replace(spec, published=published)
+        if request.networks or request.publish:
             row.spec = spec_json(spec, request.resources.cpus)
         return instance_view(row), spec, agent
 
@@ -223,6 +235,7 @@ async def remove(ctl: Controller, *, project: str, ref: str, force: bool = False
             if row_after is not None and row_after.exit_code is not None:
                 last = wait_result(row_after)
         delete_instance_row(ctl, instance_id, last)
+    await security_changed(ctl)  # its addresses leave their groups on every host
 
 
 def logs(

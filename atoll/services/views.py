@@ -8,6 +8,7 @@ from typing import Any
 from atoll.model.image import ImageConfig
 from atoll.model.instance import InstanceKind, InstanceSpec, ProcessSpec, Resources
 from atoll.model.network import PortSpec
+from atoll.model.publish import PublishedPort
 from atoll.schemas import (
     Host,
     Image,
@@ -15,6 +16,7 @@ from atoll.schemas import (
     Instance,
     ProcessWire,
     Project,
+    PublishedPortWire,
     ResourcesWire,
     RestartPolicyWire,
 )
@@ -35,6 +37,7 @@ def spec_json(spec: InstanceSpec, cpus: float | None) -> dict[str, Any]:
         "stop_signal": spec.stop_signal,
         "stop_timeout": spec.stop_timeout,
         "ports": [asdict(p) for p in spec.ports],
+        "published": [asdict(p) for p in spec.published],
     }
 
 
@@ -56,6 +59,7 @@ def instance_spec(row: InstanceRow) -> InstanceSpec:
         stop_signal=s["stop_signal"],
         stop_timeout=s["stop_timeout"],
         ports=[PortSpec(**p) for p in s.get("ports", [])],
+        published=[PublishedPort(**p) for p in s.get("published", [])],
     )
 
 
@@ -101,6 +105,16 @@ def instance_view(row: InstanceRow) -> Instance:
         stop_timeout=spec.stop_timeout,
         auto_remove=row.auto_remove,
         networks=[nic_view(p) for p in spec.ports],
+        published=[published_view(p) for p in spec.published],
+    )
+
+
+def published_view(port: PublishedPort) -> PublishedPortWire:
+    return PublishedPortWire(
+        container_port=port.container_port,
+        protocol=port.protocol,
+        host_ip=port.host_ip or "0.0.0.0",
+        host_port=port.host_port,
     )
 
 

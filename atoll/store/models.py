@@ -233,3 +233,7 @@ class IpAllocationRow(Base):
     port_id: Mapped[str] = mapped_column(String(64), ForeignKey("ports.id", ondelete="CASCADE"))
 
     __table_args__ = (Index("ix_ip_allocations_port", "port_id"),)
+
+
+# Tables of other topics, in modules of their own; imported here so Base.metadata holds them all.
+import atoll.store.secgroups  # noqa: E402, F401

@@ -21,6 +21,7 @@ from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, RuntimeState
 from atoll.model.ports import ControlPlane, ExecSpec
 from atoll.model.registry import Credential, Pulled, PullEvent, Pushed, PushEvent, TransferEvent
+from atoll.model.secgroups import HostSecurity
 
 TERMINATING = {"SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP"}
 
@@ -130,6 +131,8 @@ class FakeAgent:
     next_pid: int = 1000
     pullable: dict[str, ImageRecord] = field(default_factory=dict)
     """Reference as given to pull_image -> the image a pull of it yields."""
+    policies: list[HostSecurity] = field(default_factory=list)
+    """Every security policy ``refresh_security`` fetched, oldest first."""
 
     @property
     def host_id(self) -> str:
@@ -267,3 +270,9 @@ class FakeAgent:
         proc = FakeExec(spec)
         self.execs.append(proc)
         return proc
+
+    async def refresh_security(self) -> None:
+        """Fetches the host's policy through the real control plane, as the agent does; kept apart
+        from ``calls`` (every change of membership refreshes)."""
+        if self.control is not None:
+            self.policies.append(await self.control.security(self.host))

@@ -19,7 +19,9 @@ DEFAULT_PREFIX = "at"
 DEFAULT_TABLE = "atoll"
 BRIDGE = "b"
 VETH = "v"
-KINDS = (BRIDGE, VETH)
+PUBLISH = "p"
+"""The host end of an instance's publishing veth (``atoll.agent.net.publish``), named by the instance."""
+KINDS = (BRIDGE, VETH, PUBLISH)
 ID_CHARS = 8
 IFNAMSIZ = 15
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,4}$")
@@ -48,12 +50,16 @@ class Names:
         """The host end of a port's veth pair; the other end is in the instance's namespace."""
         return self._name(VETH, port_id)
 
+    def publish(self, instance_id: str) -> str:
+        """The host end of the veth that carries an instance's published ports."""
+        return self._name(PUBLISH, instance_id)
+
     def wildcard(self, kind: str) -> str:
         """The nftables pattern that matches every name of ``kind``."""
         return f"{self.prefix}{kind}-*"
 
     def kind_of(self, ifname: str) -> str | None:
-        """``BRIDGE`` or ``VETH`` for a name this prefix owns, else None."""
+        """``BRIDGE``, ``VETH`` or ``PUBLISH`` for a name this prefix owns, else None."""
         for kind in KINDS:
             head = f"{self.prefix}{kind}-"
             if ifname.startswith(head) and len(ifname) == len(head) + ID_CHARS:
@@ -67,6 +73,10 @@ def bridge_alias(network_id: str) -> str:
 
 def veth_alias(port_id: str, instance_id: str) -> str:
     return f"atoll port {port_id} instance {instance_id}"
+
+
+def publish_alias(instance_id: str) -> str:
+    return f"atoll publish {instance_id}"
 
 
 def alias_id(alias: str | None) -> str:
