@@ -29,7 +29,7 @@ def sg_create(
     name: Annotated[str, typer.Argument(help="Group name.")],
     description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
 ) -> None:
-    """Create a security group (no rules: it allows nothing yet)."""
+    """Create a security group: all egress allowed, no ingress until rules allow it."""
     spec = SecurityGroupCreate(name=name, description=description)
     typer.echo(context.api(ctx).create_security_group(spec).id)
 

@@ -2,7 +2,8 @@
 
 Neutron's model: a group is a set of allow rules; a port in several groups gets the union; replies of
 allowed connections always pass. Every project has a ``default`` group, made on first need (listing
-groups, or creating an instance), that allows all egress and ingress from its own members.
+groups, or creating an instance), that allows all egress and ingress from its own members. A new
+group starts with one rule, all egress, as in Neutron: ingress is closed until rules open it.
 
 Every rule is validated before the one transaction that writes it, so a bad rule leaves nothing; each
 error names its field. A group still used by a port, or named as the remote group of another group's
@@ -70,24 +71,27 @@ def ensure_default(s: Session, project: str) -> SecurityGroupRow:
     )
     s.add(row)
     s.flush()
-    for direction, remote in ((Direction.EGRESS, None), (Direction.INGRESS, row.id)):
-        s.add(
-            SecurityGroupRuleRow(
-                id=new_id(),
-                project=project,
-                group_id=row.id,
-                direction=direction.value,
-                ethertype="IPv4",
-                protocol=Protocol.ANY.value,
-                port_min=None,
-                port_max=None,
-                remote_cidr="" if remote else "0.0.0.0/0",
-                remote_group_id=remote,
-                created_at=now,
-            )
-        )
+    s.add(_open_rule(row, Direction.EGRESS, None))
+    s.add(_open_rule(row, Direction.INGRESS, row.id))
     s.flush()
     return row
+
+
+def _open_rule(group: SecurityGroupRow, direction: Direction, remote: str | None) -> SecurityGroupRuleRow:
+    """Any protocol, any port, to or from anywhere (or ``remote``'s members)."""
+    return SecurityGroupRuleRow(
+        id=new_id(),
+        project=group.project,
+        group_id=group.id,
+        direction=direction.value,
+        ethertype="IPv4",
+        protocol=Protocol.ANY.value,
+        port_min=None,
+        port_max=None,
+        remote_cidr="" if remote else "0.0.0.0/0",
+        remote_group_id=remote,
+        created_at=group.created_at,
+    )
 
 
 def _rules(s: Session, group_id: str) -> list[SecurityGroupRuleRow]:
@@ -144,6 +148,8 @@ def create_group(ctl: Controller, *, project: str, request: SecurityGroupCreate)
             s.flush()
         except IntegrityError as e:
             raise Conflict(f"name: security group {request.name!r} already exists") from e
+        s.add(_open_rule(row, Direction.EGRESS, None))  # Neutron's rule: new groups allow all egress
+        s.flush()
         return group_view(s, row)
 
 
