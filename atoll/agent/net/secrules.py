@@ -6,8 +6,8 @@ reference machine's answers "Protocol error" to any ``ct`` expression in a bridg
 ``br_netfilter``, packets bridged within a tenant bridge pass the IP hooks, with full conntrack, but
 with the bridge as input and output device, so the port is not known by its device there. It is known
 by its address: within one bridge every port has its own IP, and an anti-spoofing table in the
-``bridge`` family (stateless, per veth) drops frames whose source MAC or IP is not the port's, so the
-source address of a bridged packet is proof of the port that sent it.
+``bridge`` family (stateless: sets of veth . MAC . IP) drops frames whose source MAC or IP is not the
+port's, and anything but IPv4 and ARP, so the source address of a bridged packet proves its port.
 
 So, in the ``inet`` table, for traffic bridged within a tenant bridge (chain ``tenant``):
 
@@ -17,7 +17,8 @@ So, in the ``inet`` table, for traffic bridged within a tenant bridge (chain ``t
 3. ``iifname . ip daddr vmap @sg_ingress``: the receiving port's ingress chain accepts or drops;
 4. what no map names (a router's port, say) passes, as before security groups.
 
-Remote groups are named sets of member addresses (``sgm_<group>``). Every change re-renders the
+Ports in the same groups share one pair of chains (named by a hash of the groups). Remote groups are
+named sets of member addresses (``sgm_<group>``). Every change re-renders the
 whole table and replaces it in one ``nft -f`` transaction, so a rule change, a membership change and
 a port's new groups all take effect atomically. A port on the host that the policy does not (yet)
 know gets chains that drop everything but replies: fail closed.
@@ -25,7 +26,8 @@ know gets chains that drop everything but replies: fail closed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from atoll.agent.net.names import Names
@@ -71,6 +73,11 @@ def _rule(rule: RuleSpec, groups: Mapping[str, GroupPolicy]) -> str | None:
     return " ".join(parts)
 
 
+def _chain_id(groups: Sequence[str]) -> str:
+    """Ports in the same groups share their chains: one pair per set of groups, not per port."""
+    return hashlib.sha256(",".join(sorted(groups)).encode()).hexdigest()[:SHORT]
+
+
 def render(names: Names, policy: HostSecurity, ports: Mapping[str, PortSpec]) -> Rendered:
     """Rules for ``ports`` (those wired on this host, by id) as ``policy`` says."""
     groups = {g.id: g for g in policy.groups}
@@ -83,38 +90,37 @@ def render(names: Names, policy: HostSecurity, ports: Mapping[str, PortSpec]) ->
         inet.append("\t}")
     egress: list[str] = []
     ingress: list[str] = []
-    chains: list[str] = []
-    spoof: list[str] = []
-    bridge_chains: list[str] = []
+    chains: dict[str, list[str]] = {}
+    veths: list[str] = []
+    ip_ok: list[str] = []
+    arp_ok: list[str] = []
     for port_id in sorted(ports):
         port = ports[port_id]
-        short = _short(port_id)
+        member_of = [gid for gid in port_groups.get(port_id, []) if gid in groups]
+        chain = _chain_id(member_of)
         key = f'"{names.bridge(port.network_id)}" . {port.ip}'
-        egress.append(f"{key} : jump sge_{short}")
-        ingress.append(f"{key} : jump sgi_{short}")
-        rules = [r for gid in port_groups.get(port_id, []) if gid in groups for r in groups[gid].rules]
-        for direction, chain, last in ((Direction.EGRESS, "sge", "drop"), (Direction.INGRESS, "sgi", "drop")):
-            chains.append(f"\tchain {chain}_{short} {{")
-            lines = [_rule(r, groups) for r in rules if r.direction == direction]
-            chains += [f"\t\t{line}" for line in dict.fromkeys(line for line in lines if line)]
-            chains += [f"\t\t{last}", "\t}"]
-        veth = names.veth(port_id)
-        spoof.append(f'"{veth}" : jump spoof_{short}')
-        bridge_chains += [
-            f"\tchain spoof_{short} {{",
-            f"\t\tether saddr != {port.mac} drop",
-            f"\t\tether type ip ip saddr != {port.ip} drop",
-            f"\t\tether type arp arp saddr ether != {port.mac} drop",
-            f"\t\tether type arp arp saddr ip != {{ {port.ip}, 0.0.0.0 }} drop",
-            "\t\tether type ip6 drop",
-            "\t}",
-        ]
+        egress.append(f"{key} : jump sge_{chain}")
+        ingress.append(f"{key} : jump sgi_{chain}")
+        if chain not in chains:
+            rules = [r for gid in member_of for r in groups[gid].rules]  # none if unknown: fail closed
+            body = []
+            for direction, prefix in ((Direction.EGRESS, "sge"), (Direction.INGRESS, "sgi")):
+                lines = [_rule(r, groups) for r in rules if r.direction == direction]
+                body += [f"\tchain {prefix}_{chain} {{"]
+                body += [f"\t\t{line}" for line in dict.fromkeys(line for line in lines if line)]
+                body += ["\t\tdrop", "\t}"]
+            chains[chain] = body
+        veth = f'"{names.veth(port_id)}"'
+        veths.append(veth)
+        ip_ok.append(f"{veth} . {port.mac} . {port.ip}")
+        arp_ok += [f"{veth} . {port.mac} . {port.ip}", f"{veth} . {port.mac} . 0.0.0.0"]
     for name, elements in (("sg_egress", egress), ("sg_ingress", ingress)):
         inet += [f"\tmap {name} {{", "\t\ttype ifname . ipv4_addr : verdict"]
         if elements:
             inet.append(f"\t\telements = {{ {', '.join(elements)} }}")
         inet.append("\t}")
-    inet += chains
+    for body in chains.values():
+        inet += body
     tenant = [
         "ct state established,related accept",
         "ct state invalid drop",
@@ -123,8 +129,25 @@ def render(names: Names, policy: HostSecurity, ports: Mapping[str, PortSpec]) ->
         "iifname . ip daddr vmap @sg_ingress",
         "accept",
     ]
-    bridge = ["\tchain prerouting {", "\t\ttype filter hook prerouting priority -200; policy accept;"]
-    if spoof:
-        bridge.append(f"\t\tiifname vmap {{ {', '.join(spoof)} }}")
-    bridge += ["\t}", *bridge_chains]
+    bridge: list[str] = []
+    for name, kind, elements in (
+        ("ports", "ifname", veths),
+        ("ip_ok", "ifname . ether_addr . ipv4_addr", ip_ok),
+        ("arp_ok", "ifname . ether_addr . ipv4_addr", arp_ok),
+    ):
+        bridge += [f"\tset {name} {{", f"\t\ttype {kind}"]
+        if elements:
+            bridge.append(f"\t\telements = {{ {', '.join(elements)} }}")
+        bridge.append("\t}")
+    bridge += [
+        "\tchain prerouting {",
+        "\t\ttype filter hook prerouting priority -200; policy accept;",
+        "\t\tiifname @ports jump spoof",
+        "\t}",
+        "\tchain spoof {",
+        "\t\tether type ip iifname . ether saddr . ip saddr @ip_ok return",
+        "\t\tether type arp iifname . arp saddr ether . arp saddr ip @arp_ok return",
+        "\t\tdrop",
+        "\t}",
+    ]
     return Rendered(inet=inet, tenant=tenant, bridge=bridge)
