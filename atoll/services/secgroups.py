@@ -7,7 +7,7 @@ group starts with one rule, all egress, as in Neutron: ingress is closed until r
 
 Every rule is validated before the one transaction that writes it, so a bad rule leaves nothing; each
 error names its field. A group still used by a port, or named as the remote group of another group's
-rule, cannot be deleted (409). Hosts learn about every change at once (``secgroup_notify``).
+rule, cannot be deleted (409), nor can ``default`` (as in Neutron). Hosts learn about every change at once (``secgroup_notify``).
 """
 
 from __future__ import annotations
@@ -175,6 +175,8 @@ async def remove_group(ctl: Controller, *, project: str, ref: str) -> None:
     with ctl.sessions.begin() as s:
         require_project(s, project)
         row = resolve_group(s, project, ref)
+        if row.name == DEFAULT_GROUP:
+            raise Conflict("the default security group of a project cannot be deleted")
         users = s.scalar(
             select(PortSecurityGroupRow.port_id).where(PortSecurityGroupRow.group_id == row.id).limit(1)
         )
