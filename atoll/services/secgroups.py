@@ -7,7 +7,8 @@ group starts with one rule, all egress, as in Neutron: ingress is closed until r
 
 Every rule is validated before the one transaction that writes it, so a bad rule leaves nothing; each
 error names its field. A group still used by a port, or named as the remote group of another group's
-rule, cannot be deleted (409), nor can ``default`` (as in Neutron). Hosts learn about every change at once (``secgroup_notify``).
+rule, cannot be deleted (409); nor can ``default`` (as in Neutron). Hosts learn about every change
+at once (``secgroup_notify``).
 """
 
 from __future__ import annotations

@@ -118,7 +118,8 @@ async def test_groups_in_use_cannot_be_deleted(client: httpx.AsyncClient) -> Non
     assert (await client.delete(f"{P}/security-groups/{web['id']}")).status_code == 204
     assert (await client.delete(f"{P}/security-groups/clients")).status_code == 204
     assert (await client.delete(f"{P}/security-group-rules/{r.json()['id']}")).status_code == 404
-    assert "cannot be deleted" in error_of(await client.delete(f"{P}/security-groups/default"), 409)["message"]
+    default = await client.delete(f"{P}/security-groups/default")
+    assert "cannot be deleted" in error_of(default, 409)["message"]
 
 
 async def test_groups_of_a_running_instance_change(client: httpx.AsyncClient, agent: FakeAgent) -> None:
