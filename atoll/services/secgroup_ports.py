@@ -110,11 +110,10 @@ def host_security(ctl: Controller, host_id: str) -> HostSecurity:
         ]
         wanted = {g for p in ports for g in p.groups}
         rules: dict[str, list[SecurityGroupRuleRow]] = {}
-        pending = set(wanted)
-        while pending:  # a rule's remote group needs its members, and so its rules are not needed
-            group_id = pending.pop()
+        for group_id in wanted:
             query_rules = select(SecurityGroupRuleRow).where(SecurityGroupRuleRow.group_id == group_id)
             rules[group_id] = list(s.scalars(query_rules.order_by(SecurityGroupRuleRow.id)))
+        # A remote group only needs its members here (its own rules apply to its own ports).
         remotes = {r.remote_group_id for rs in rules.values() for r in rs if r.remote_group_id}
         groups = []
         for group_id in sorted(wanted | remotes):

@@ -95,7 +95,9 @@ def test_a_rule_change_applies_to_running_instances(
     assert not fetch(at(other.id), "http://10.0.0.3:81/")
 
 
-def test_a_spoofed_source_is_dropped(dataplane: HostNetwork, trio: tuple[InstanceSpec, ...]) -> None:
+def test_a_spoofed_source_is_dropped(
+    dataplane: HostNetwork, host: Host, trio: tuple[InstanceSpec, ...]
+) -> None:
     """Rules trust source addresses; the bridge-family table makes sure a port only sends its own."""
     client, web, other = trio
     members = {CLIENTS: [client], WEB: [web], OTHERS: [other]}
@@ -103,6 +105,11 @@ def test_a_spoofed_source_is_dropped(dataplane: HostNetwork, trio: tuple[Instanc
     asyncio.run(dataplane.set_security(policy(members, {WEB: [trusted]})))
     path = dataplane.netns_path(other.id)
     in_netns(path, "ip", "addr", "add", "10.0.0.9/24", "dev", "eth0")
+    assert not fetch(path, "http://10.0.0.3:81/", source="10.0.0.9")
+    # The control: without the anti-spoofing table the forged source gets through; a sync restores it.
+    host.run("nft", "delete", "table", "bridge", dataplane.names.table)
+    assert fetch(path, "http://10.0.0.3:81/", source="10.0.0.9")
+    asyncio.run(dataplane.sync([client, web, other]))
     assert not fetch(path, "http://10.0.0.3:81/", source="10.0.0.9")
 
 

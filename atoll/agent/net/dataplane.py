@@ -265,7 +265,10 @@ class HostNetwork:
 
     def _tables_present(self, *, any_of: bool = False) -> bool:
         present = nft.tables()
-        ours = [(family, self.names.table) in present for family in ("inet", "arp")]
+        families = ["inet", "arp"]
+        if any_of or (self._rules is not None and f"table bridge {self.names.table} {{" in self._rules):
+            families.append("bridge")  # security groups' anti-spoofing
+        ours = [(family, self.names.table) in present for family in families]
         return any(ours) if any_of else all(ours)
 
     def _apply_rules(self, bridges: Mapping[str, PortSpec], desired: Mapping[str, list[PortSpec]]) -> None:
