@@ -475,8 +475,8 @@ class Agent:
                 await self._runtime.kill(instance_id, "SIGKILL", all_processes=True)
             async with self._lock(instance_id):
                 await self._purge(instance_id)
+        await self._fetch_security()  # on failure the last policy stays; unknown ports stay closed
         try:
-            await self._net.set_security(await self._control.security(self.host_id))
             await self._net.sync(a.spec for a in assignments.values())
         except Exception:
             log.exception("could not converge the network dataplane; retrying at the next reconcile")
