@@ -31,9 +31,7 @@ The addresses are kept in the kernel only: a restarted agent reads them back fro
 
 from __future__ import annotations
 
-import errno
 import logging
-import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -113,22 +111,45 @@ class Addresses:
         return out
 
 
+TCP_LISTEN = "0A"
+"""The state column of a listening socket in /proc/net/tcp."""
+
+
+def _listeners(protocol: str) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket, or every bound UDP socket, of the calling
+    thread's network namespace; IPv6 wildcard sockets (which also take IPv4) count as "0.0.0.0"."""
+    out = set()
+    for version in ("", "6"):
+        path = Path(f"/proc/thread-self/net/{protocol}{version}")  # this thread's namespace
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if protocol == "tcp" and state != TCP_LISTEN:
+                continue  # a connection that merely uses the port as its source port takes no traffic
+            address, port = local.split(":")
+            if version:
+                if int(address, 16) != 0:
+                    continue  # a specific IPv6 address takes no IPv4 traffic
+                ip = "0.0.0.0"
+            else:
+                ip = str(IPv4Address(int.from_bytes(bytes.fromhex(address), "little")))
+            out.add((ip, int(port, 16)))
+    return out
+
+
 def check_free(ports: Iterable[PublishedPort]) -> None:
     """Refuse host ports that a process of this host (namespace) listens on: their traffic would go to
-    the instance instead. Call in the host namespace."""
+    the instance instead. Call in the host namespace (a worker thread that joined it)."""
+    found: dict[str, set[tuple[str, int]]] = {}
     for port in ports:
-        kind = socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM
-        with socket.socket(socket.AF_INET, kind) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((port.host_ip or "0.0.0.0", port.host_port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise Conflict(
-                        f"publish: host port {port.host_port}/{port.protocol} is already in use on this host"
-                    ) from None
-                if exc.errno != errno.EADDRNOTAVAIL:
-                    raise
+        listening = found.setdefault(port.protocol, _listeners(port.protocol))
+        for ip, number in listening:
+            if number == port.host_port and (ip == "0.0.0.0" or not port.host_ip or ip == port.host_ip):
+                raise Conflict(
+                    f"publish: host port {port.host_port}/{port.protocol} is already in use on this host"
+                )
 
 
 def wire(ipr: netlink.Netlink, names: Names, instance_id: str, path: Path, host_end: IPv4Address) -> None:
