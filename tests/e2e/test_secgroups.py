@@ -180,12 +180,48 @@ def test_published_ports(cloud: Cloud, remote: tuple[Path, str]) -> None:
         )
     assert len(cloud.api().instances(all=True)) == 1  # nothing half-made
 
-    # Kernel rules, no proxy: published ports keep working while Atoll is down, and after it is back.
+    # Published traffic passes the default group implicitly; on the tenant network it does not.
+    ok(cloud.cli("sg", "create", "lonely"))
+    ok(
+        cloud.cli(
+            "run",
+            "-d",
+            "--name",
+            "pub-peer",
+            "--network",
+            "pubnet",
+            "--sg",
+            "lonely",
+            "busybox",
+            "sleep",
+            "1d",
+        )
+    )
+    tenant_ip = cloud.api().inspect_instance("pub-web").networks[0].ip
+    assert not tcp_ok(cloud, "pub-peer", tenant_ip, 80)
+
+    # Kernel rules, no proxy: published ports and security groups hold while Atoll is down, and after.
     cloud.kill9()
     assert curl(f"http://127.0.0.1:{fixed}/") and curl(f"http://{host_address}:{fixed}/", netns)
     cloud.start()
     assert curl(f"http://127.0.0.1:{random_port}/")
-    ok(cloud.cli("rm", "-f", "pub-web"))
+    assert not tcp_ok(cloud, "pub-peer", tenant_ip, 80)
+    ok(
+        cloud.cli(
+            "sg", "rule", "add", "default", "--proto", "tcp", "--port", "80", "--remote-group", "lonely"
+        )
+    )
+    assert tcp_ok(cloud, "pub-peer", tenant_ip, 80)  # the restarted agent applies changes at once
+    ok(cloud.cli("rm", "-f", "pub-web", "pub-peer"))
+    ok(
+        cloud.cli(
+            "sg",
+            "rule",
+            "rm",
+            *[r.id for r in cloud.api().inspect_security_group("default").rules if r.port_range_min == 80],
+        )
+    )
+    ok(cloud.cli("sg", "rm", "lonely"))
     assert not curl(f"http://127.0.0.1:{fixed}/")
     ok(cloud.cli("network", "rm", "pubnet"))
     # Nothing of the dataplane is left: no links, no tables in any family.
