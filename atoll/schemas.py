@@ -313,6 +313,8 @@ class InstanceCreate(Wire):
     """Groups (names or ids) of every NIC; default: the project's ``default`` group."""
     publish: list[PublishRequest] = []
     """Host ports forwarded to the instance (``-p``)."""
+    publish_all: bool = False
+    """Also publish every port the image exposes, each on a random host port (``-P``)."""
 
 
 class ProcessWire(Wire):

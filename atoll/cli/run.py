@@ -66,6 +66,7 @@ def build_spec(
     networks: list[InstanceNetwork] | None = None,
     security_groups: list[str] | None = None,
     publish: list[PublishRequest] | None = None,
+    publish_all: bool = False,
 ) -> InstanceCreate:
     """Options to request. Only what the user gave is set, so the server's defaults apply to the rest."""
     fields: dict[str, object] = {"image": image}
@@ -101,6 +102,8 @@ def build_spec(
         fields["security_groups"] = list(security_groups)
     if publish:
         fields["publish"] = list(publish)
+    if publish_all:
+        fields["publish_all"] = True
     return InstanceCreate.model_validate(fields)
 
 
@@ -186,6 +189,9 @@ def run(
         list[str] | None,
         typer.Option("--publish", "-p", help="[HOST_IP:][HOST_PORT:]PORT[/PROTO]; repeatable."),
     ] = None,
+    publish_all: Annotated[
+        bool, typer.Option("--publish-all", "-P", help="Publish the image's exposed ports (random ports).")
+    ] = False,
 ) -> None:
     """Create and start an instance, and follow its output until it exits."""
     if rm and restart is not None and restart.name != "no":
@@ -221,6 +227,7 @@ def run(
             networks=instance_networks(network or [], ip, network_alias),
             security_groups=security_group,
             publish=parse_publishes(publish or []),
+            publish_all=publish_all,
         )
     except USER_ERRORS as exc:
         fail(exc, EXIT_RUN_FAILED)

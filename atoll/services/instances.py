@@ -152,12 +152,11 @@ def _insert(
             spec = replace(spec, ports=ports)
         elif request.security_groups:
             raise InvalidInput("security_groups: the instance has no network to apply them to")
-        if request.publish:
-            published = publish.allocate(
-                s, host_id=agent.host_id, instance_id=instance_id, requests=request.publish
-            )
+        requests = publish.requests_of(request, image_config(image).exposed_ports)
+        if requests:
+            published = publish.allocate(s, host_id=agent.host_id, instance_id=instance_id, requests=requests)
             spec = replace(spec, published=published)
-        if request.networks or request.publish:
+        if request.networks or requests:
             row.spec = spec_json(spec, request.resources.cpus)
         return instance_view(row), spec, agent
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from atoll.model.errors import Conflict, InvalidInput
 from atoll.model.publish import PROTOCOLS, PublishedPort
-from atoll.schemas import PublishRequest
+from atoll.schemas import InstanceCreate, PublishRequest
 from atoll.services.netports import AllocationRace
 from atoll.store.secgroups import PublishedPortRow
 
@@ -99,3 +99,20 @@ def _random_port(protocol: str, used: dict[tuple[str, int], str], field: str) ->
     if not free:
         raise Conflict(f"{field}.host_port: no free {protocol} port left in {low}-{high}")
     return random.choice(free)
+
+
+def requests_of(request: InstanceCreate, exposed: Sequence[str]) -> list[PublishRequest]:
+    """The ports to publish: those asked for, and with ``publish_all`` (Docker's ``-P``) every port the
+    image exposes (``80/tcp``) that is not published already, each on a random host port."""
+    out = list(request.publish)
+    if request.publish_all:
+        have = {(p.container_port, p.protocol.lower()) for p in out}
+        for item in exposed:
+            number, _, protocol = item.partition("/")
+            if not number.isdigit():
+                continue  # not a port (image configs are not validated); Docker skips it too
+            key = (int(number), (protocol or "tcp").lower())
+            if key not in have and key[1] in PROTOCOLS and 1 <= key[0] <= 65535:
+                out.append(PublishRequest(container_port=key[0], protocol=key[1]))
+                have.add(key)
+    return out

@@ -52,6 +52,9 @@ def test_run_publishes_and_picks_groups(cli: Invoke, api: MagicMock) -> None:
         PublishRequest(container_port=80, host_port=8080),
         PublishRequest(container_port=443, host_ip="127.0.0.1"),
     ]
+    assert spec.publish_all is False
+    cli("run", "-d", "-P", "busybox")
+    assert api.create_instance.call_args.args[0].publish_all is True
     bad = cli("run", "-d", "-p", "80/sctp", "busybox")
     assert bad.exit_code != 0 and "sctp" in bad.output  # a usage error, as for --network
 

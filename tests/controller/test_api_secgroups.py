@@ -191,3 +191,15 @@ async def test_published_ports(client: httpx.AsyncClient, agent: FakeAgent) -> N
     assert (await client.delete(f"{P}/instances/web", params={"force": "true"})).status_code == 204
     again = await create_instance(client, publish=[{"container_port": 81, "host_port": 8080}])
     assert again.status_code == 201, again.text
+
+
+async def test_publish_all_takes_the_exposed_ports(client: httpx.AsyncClient) -> None:
+    await import_image(client, 2, tags=["web:latest"], exposed_ports=["80/tcp", "53/udp", "8080/tcp"])
+    resp = await client.post(
+        f"{P}/instances",
+        json={"image": "web", "publish_all": True, "publish": [{"container_port": 8080, "host_port": 9090}]},
+    )
+    assert resp.status_code == 201, resp.text
+    published = {(p["container_port"], p["protocol"]): p["host_port"] for p in resp.json()["published"]}
+    assert set(published) == {(80, "tcp"), (53, "udp"), (8080, "tcp")}
+    assert published[(8080, "tcp")] == 9090
