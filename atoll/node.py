@@ -110,6 +110,8 @@ async def serve(settings: Settings) -> None:
             nft_table=settings.nft_table,
             underlay_ip=settings.underlay_ip,
             vxlan_port=settings.vxlan_port,
+            publish_pool=settings.publish_cidr,
+            ip_forward=settings.ip_forward,
         ),
         LocalControlPlane(ctl),
     )

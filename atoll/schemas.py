@@ -224,6 +224,69 @@ class Port(Wire):
     fixed_ips: list[FixedIp]
     aliases: list[str]
     created_at: str
+    security_groups: list[str] = []
+    """Ids of the port's security groups."""
+
+
+class SecurityGroupRuleCreate(Wire):
+    """An allow rule, with Neutron's fields. ``port_range`` needs tcp or udp; at most one remote."""
+
+    direction: str = Field(description="ingress or egress")
+    ethertype: str = "IPv4"
+    protocol: str = Field(default="any", description="tcp, udp, icmp or any")
+    port_range_min: int | None = None
+    port_range_max: int | None = Field(default=None, description="default: port_range_min")
+    remote_ip_prefix: str | None = Field(default=None, description="a CIDR; default 0.0.0.0/0")
+    remote_group: str | None = Field(default=None, description="group name or id; its members")
+
+
+class SecurityGroupRule(Wire):
+    id: str
+    group: str
+    direction: str
+    ethertype: str
+    protocol: str
+    port_range_min: int | None
+    port_range_max: int | None
+    remote_ip_prefix: str | None
+    remote_group: str | None
+    created_at: str
+
+
+class SecurityGroupCreate(Wire):
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+    description: str = Field(default="", max_length=255)
+
+
+class SecurityGroup(Wire):
+    id: str
+    name: str
+    project: str
+    description: str
+    rules: list[SecurityGroupRule]
+    created_at: str
+
+
+class SecurityGroupsUpdate(Wire):
+    """The whole new set of groups (names or ids); empty: no traffic but replies passes."""
+
+    security_groups: list[str]
+
+
+class PublishRequest(Wire):
+    """One host port forwarded to a port of the instance (one item of Docker's ``-p``)."""
+
+    container_port: int = Field(ge=1, le=65535)
+    host_port: int | None = Field(default=None, description="default: a free port chosen by Atoll")
+    host_ip: str | None = Field(default=None, description="default: every address of the host")
+    protocol: str = "tcp"
+
+
+class PublishedPortWire(Wire):
+    container_port: int
+    protocol: str
+    host_ip: str
+    host_port: int
 
 
 class InstanceNetwork(Wire):
@@ -270,6 +333,13 @@ class InstanceCreate(Wire):
     mounts: list[MountRequest] = []
     """Volumes, bind mounts and tmpfs; the image's VOLUMEs not covered get anonymous volumes."""
 
+    security_groups: list[str] | None = None
+    """Groups (names or ids) of every NIC; default: the project's ``default`` group."""
+    publish: list[PublishRequest] = []
+    """Host ports forwarded to the instance (``-p``)."""
+    publish_all: bool = False
+    """Also publish every port the image exposes, each on a random host port (``-P``)."""
+
 
 class ProcessWire(Wire):
     args: list[str]
@@ -309,6 +379,8 @@ class Instance(Wire):
     auto_remove: bool
     networks: list[InstanceNic] = []
     mounts: list[InstanceMount] = []
+
+    published: list[PublishedPortWire] = []
 
 
 class WaitResult(Wire):

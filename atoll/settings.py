@@ -44,6 +44,12 @@ class Settings:
     nft_table: str = field(default_factory=lambda: _env("NFT_TABLE", "atoll"))
     """The nftables table (inet and arp families) the dataplane owns; nothing else is touched."""
 
+    publish_cidr: str = field(default_factory=lambda: _env("PUBLISH_CIDR", "169.254.240.0/20"))
+    """Addresses of the veths that carry published ports (``-p``), a /31 per instance; host-local."""
+
+    ip_forward: bool = field(default_factory=lambda: _env("IP_FORWARD", "1") not in ("0", "false", "no"))
+    """Turn on ``net.ipv4.ip_forward`` when ports are published (Docker's ``--ip-forward``)."""
+
     registry_mirrors: str = field(default_factory=lambda: _env("REGISTRY_MIRRORS", ""))
     """``REGISTRY=URL,...``, e.g. ``docker.io=http://127.0.0.1:5000``: pulls try these first, in order."""
 

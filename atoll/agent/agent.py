@@ -24,6 +24,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from atoll.agent.layout import InstanceLayout, instance_layout
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.names import DEFAULT_PREFIX, DEFAULT_TABLE, Names
 from atoll.agent.net.overlaysync import OverlaySync
+from atoll.agent.net.publish import DEFAULT_POOL
 from atoll.agent.registry.options import RegistryOptions
 from atoll.agent.registry.service import Registries
 from atoll.agent.runtime.cgroups import CgroupReader, cgroup_version, list_cgroups, remove_cgroup
@@ -83,6 +85,10 @@ class AgentConfig:
     vxlan_port: int = DEFAULT_VXLAN_PORT
     host_netns: Path | None = None
     """The namespace that plays the host's network; None is the agent's own. Tests run hosts in namespaces."""
+    publish_pool: str = DEFAULT_POOL
+    """Addresses of the veths that carry published ports (a /31 per instance)."""
+    ip_forward: bool = True
+    """Turn on ``net.ipv4.ip_forward`` for published ports, as Docker does."""
 
 
 @dataclass
@@ -118,7 +124,13 @@ class Agent:
         self._loop_task: asyncio.Task[None] | None = None
         names = Names(config.net_prefix, config.nft_table)
         self._net = HostNetwork(
-            NetConfig(names=names, netns_dir=config.run_dir / "netns", host_netns=config.host_netns)
+            NetConfig(
+                names=names,
+                netns_dir=config.run_dir / "netns",
+                host_netns=config.host_netns,
+                publish_pool=IPv4Network(config.publish_pool),
+                ip_forward=config.ip_forward,
+            )
         )
         self._overlay = OverlaySync(
             config.host_id,
@@ -232,6 +244,8 @@ class Agent:
         for path in (layout.upper, layout.work, layout.rootfs, layout.etc):
             path.mkdir(parents=True, exist_ok=True)
         self._specs[spec.id] = spec
+        if spec.ports:
+            await self._fetch_security()  # its groups, before its veths join their bridges
         await self._net.attach(spec)  # before any start: the namespace keeps its address across runs
         if spec.ports:
             await self._overlay.refresh()
@@ -270,7 +284,7 @@ class Agent:
                 user=user,
                 cgroups_path=self._cgroup(spec.id),
                 mounts=mounts,
-                netns=self._net.netns_path(spec.id) if spec.ports else None,
+                netns=self._net.netns_path(spec.id) if spec.ports or spec.published else None,
                 user_mounts=instance_mounts(spec.mounts, self._volumes.path),
             )
             layout.config.write_text(json.dumps(config))
@@ -487,6 +501,19 @@ class Agent:
         async with self._routing_lock:
             await self._net.route(await self._control.routers(self.host_id))
 
+    # -- security groups -------------------------------------------------------------------------
+
+    async def refresh_security(self) -> None:
+        await self._net.set_security(await self._control.security(self.host_id))
+
+    async def _fetch_security(self) -> None:
+        """Like ``refresh_security``, but a failure only logs: ports the last policy does not know
+        drop everything (fail closed) until a later refresh or reconcile succeeds."""
+        try:
+            await self.refresh_security()
+        except Exception:
+            log.exception("could not fetch the security groups of this host")
+
     # -- reconciliation ----------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
@@ -514,6 +541,7 @@ class Agent:
                 await self._runtime.kill(instance_id, "SIGKILL", all_processes=True)
             async with self._lock(instance_id):
                 await self._purge(instance_id)
+        await self._fetch_security()  # on failure the last policy stays; unknown ports stay closed
         try:
             async with self._routing_lock:
                 routers = await self._control.routers(self.host_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from atoll import __version__
-from atoll.cli import execute, images, instances, networks, projects, registry, routers, run, up
+from atoll.cli import execute, images, instances, networks, projects, registry, routers, run, secgroups, up
 from atoll.cli import volumes as volume_cli
 from atoll.cli.context import CliState
 from atoll.cli.output import AtollGroup
@@ -32,6 +32,7 @@ GROUPS = {
     "volume": volume_cli.volumes,
     "router": routers.routers,
     "fip": routers.fips,
+    "sg": secgroups.groups,
 }
 
 for sub in TOP_LEVEL:

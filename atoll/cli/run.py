@@ -18,6 +18,7 @@ from atoll.cli import context
 from atoll.cli.netopts import instance_networks
 from atoll.cli.output import USER_ERRORS, error_message, fail, print_error, write_frames
 from atoll.cli.parsing import parse_env, parse_labels, parse_memory, parse_restart
+from atoll.cli.publishopts import parse_publishes
 from atoll.cli.volopts import instance_mounts
 from atoll.client import AtollAPI, AtollError
 from atoll.schemas import (
@@ -25,6 +26,7 @@ from atoll.schemas import (
     InstanceCreate,
     InstanceNetwork,
     MountRequest,
+    PublishRequest,
     ResourcesWire,
     RestartPolicyWire,
 )
@@ -65,6 +67,9 @@ def build_spec(
     auto_remove: bool = False,
     networks: list[InstanceNetwork] | None = None,
     mounts: list[MountRequest] | None = None,
+    security_groups: list[str] | None = None,
+    publish: list[PublishRequest] | None = None,
+    publish_all: bool = False,
 ) -> InstanceCreate:
     """Options to request. Only what the user gave is set, so the server's defaults apply to the rest."""
     fields: dict[str, object] = {"image": image}
@@ -98,6 +103,12 @@ def build_spec(
         fields["networks"] = list(networks)
     if mounts:
         fields["mounts"] = list(mounts)
+    if security_groups:
+        fields["security_groups"] = list(security_groups)
+    if publish:
+        fields["publish"] = list(publish)
+    if publish_all:
+        fields["publish_all"] = True
     return InstanceCreate.model_validate(fields)
 
 
@@ -186,6 +197,17 @@ def run(
         list[str] | None,
         typer.Option("--mount", help="type=volume|bind|tmpfs,src=..,dst=..[,readonly]; repeatable."),
     ] = None,
+    security_group: Annotated[
+        list[str] | None,
+        typer.Option("--security-group", "--sg", help="Security group of its NICs; repeatable."),
+    ] = None,
+    publish: Annotated[
+        list[str] | None,
+        typer.Option("--publish", "-p", help="[HOST_IP:][HOST_PORT:]PORT[/PROTO]; repeatable."),
+    ] = None,
+    publish_all: Annotated[
+        bool, typer.Option("--publish-all", "-P", help="Publish the image's exposed ports (random ports).")
+    ] = False,
 ) -> None:
     """Create and start an instance, and follow its output until it exits."""
     if rm and restart is not None and restart.name != "no":
@@ -220,6 +242,9 @@ def run(
             auto_remove=rm and detach,
             networks=instance_networks(network or [], ip, network_alias),
             mounts=instance_mounts(volume or [], tmpfs or [], mount or []),
+            security_groups=security_group,
+            publish=parse_publishes(publish or []),
+            publish_all=publish_all,
         )
     except USER_ERRORS as exc:
         fail(exc, EXIT_RUN_FAILED)

@@ -26,6 +26,7 @@ from atoll.client.framing import FrameDecoder, FramingError
 from atoll.client.networks import NetworkMethods
 from atoll.client.plumbing import model_of, models_of
 from atoll.client.routers import RouterMethods
+from atoll.client.secgroups import SecurityGroupMethods
 from atoll.client.transfers import RegistryMethods
 from atoll.client.uploads import Progress, UploadSource, body_size, iter_body
 from atoll.client.volumes import VolumeMethods
@@ -94,7 +95,7 @@ class LogStream:
             self._response.close()
 
 
-class AtollAPI(RegistryMethods, NetworkMethods, VolumeMethods, RouterMethods):
+class AtollAPI(RegistryMethods, NetworkMethods, VolumeMethods, RouterMethods, SecurityGroupMethods):
     """A synchronous client of one Atoll controller, acting in one project (``project`` may be reassigned)."""
 
     def __init__(

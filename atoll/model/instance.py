@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from atoll.model.network import PortSpec
+from atoll.model.publish import PublishedPort
 from atoll.model.volume import MountSpec
 
 
@@ -82,6 +83,9 @@ class InstanceSpec:
     """NICs on tenant networks. Without any, the instance has a network namespace with loopback only."""
     mounts: list[MountSpec] = field(default_factory=list)
     """Volumes, bind mounts and tmpfs, in the order requested (then the image's anonymous volumes)."""
+
+    published: list[PublishedPort] = field(default_factory=list)
+    """Host ports forwarded to the instance (``-p``); the host reaches it through a veth of its own."""
 
 
 @dataclass(frozen=True)

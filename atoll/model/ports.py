@@ -16,6 +16,7 @@ from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntr
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.registry import Credential, PullEvent, PushEvent
 from atoll.model.routing import RouterSpec
+from atoll.model.secgroups import HostSecurity
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ class HostAgent(Protocol):
         converge them now rather than at the next reconcile."""
         ...
 
+    async def refresh_security(self) -> None:
+        """Fetch this host's security groups (``ControlPlane.security``) again and apply them now."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -159,4 +164,8 @@ class ControlPlane(Protocol):
 
     async def routers(self, host_id: str) -> list[RouterSpec]:
         """The routers ``host_id`` realises, with their legs, routes and floating IPs."""
+        ...
+
+    async def security(self, host_id: str) -> HostSecurity:
+        """The security groups of the ports on ``host_id``, resolved for enforcement."""
         ...

@@ -12,11 +12,13 @@ from atoll.model.instance import ExitInfo, InstanceStatus, RuntimeState
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.ports import Assignment
 from atoll.model.routing import RouterSpec
+from atoll.model.secgroups import HostSecurity
 from atoll.services import hostnets, overlay
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING, record_exit, record_started
 from atoll.services.routerviews import all_router_specs
+from atoll.services.secgroup_ports import host_security
 from atoll.services.views import instance_spec
 from atoll.store.models import HostRow, InstanceRow
 
@@ -68,3 +70,6 @@ class LocalControlPlane:
         bound to one of them, a network node, as its gateway addresses must exist once.)"""
         with self._ctl.sessions() as s:
             return all_router_specs(s)
+
+    async def security(self, host_id: str) -> HostSecurity:
+        return host_security(self._ctl, host_id)

@@ -21,7 +21,7 @@ from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.instance import InstanceSpec, InstanceStatus, LogEntry, RestartPolicy
 from atoll.model.ports import ExecProcess, ExecSpec, HostAgent
 from atoll.schemas import Instance, InstanceCreate
-from atoll.services import images, netports, overlay
+from atoll.services import images, netports, overlay, publish, secgroup_ports
 from atoll.services import volumes as volume_svc
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
@@ -31,6 +31,7 @@ from atoll.services.ids import is_hex, new_id
 from atoll.services.mounts import image_volumes, plan_mounts
 from atoll.services.names import random_name
 from atoll.services.projects import require_project
+from atoll.services.secgroup_notify import security_changed
 from atoll.services.views import image_config, instance_view, spec_json
 from atoll.store.models import InstanceRow
 
@@ -95,6 +96,7 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
         raise
     if spec.ports:
         await overlay.notify_hosts(ctl, except_host=agent.host_id)
+        await security_changed(ctl)  # the new addresses join their groups on every host
     return view
 
 
@@ -152,7 +154,15 @@ def _insert(
             raise Conflict(f"name: {name!r} is already in use") from e
         if request.networks:
             ports = netports.attach(s, project=project, instance_id=instance_id, requests=request.networks)
+            secgroup_ports.bind(s, project=project, ports=ports, groups=request.security_groups)
             spec = replace(spec, ports=ports)
+        elif request.security_groups:
+            raise InvalidInput("security_groups: the instance has no network to apply them to")
+        requests = publish.requests_of(request, image_config(image).exposed_ports)
+        if requests:
+            published = publish.allocate(s, host_id=agent.host_id, instance_id=instance_id, requests=requests)
+            spec = replace(spec, published=published)
+        if request.networks or requests:
             row.spec = spec_json(spec, request.resources.cpus)
         made: list[str] = []
         planned = plan_mounts(request.mounts, image_volumes(image.config), ctl.bind_mounts)
@@ -242,6 +252,7 @@ async def remove(
         delete_instance_row(ctl, instance_id, last)
         await volume_svc.forget(ctl, anonymous)
     await overlay.notify_hosts(ctl, except_host=agent.host_id if agent is not None else "")
+    await security_changed(ctl)  # its addresses leave their groups on every host
 
 
 def logs(

@@ -32,6 +32,7 @@ from atoll.services.netviews import port_view, subnet_plan
 from atoll.services.networks import network_subnets, resolve_network
 from atoll.services.projects import require_project
 from atoll.services.routeruse import refuse_external
+from atoll.services.secgroup_ports import port_groups
 from atoll.store.models import InstanceRow, IpAllocationRow, NetworkRow, PortRow, SubnetRow
 
 MAC_PREFIX = "02:a7"
@@ -163,7 +164,7 @@ def list_ports(
             )
             query = query.where(PortRow.instance_id.in_([instance, *s.scalars(by_name)]))
         rows = s.scalars(query.order_by(PortRow.created_at, PortRow.device, PortRow.id))
-        return [port_view(r, _allocations(s, r.id)) for r in rows]
+        return [port_view(r, _allocations(s, r.id), port_groups(s, r.id)) for r in rows]
 
 
 def get_port(ctl: Controller, *, project: str, ref: str) -> Port:
@@ -181,4 +182,4 @@ def get_port(ctl: Controller, *, project: str, ref: str) -> Port:
             if not rows:
                 raise NotFound(f"port {ref!r} not found")
             row = rows[0]
-        return port_view(row, _allocations(s, row.id))
+        return port_view(row, _allocations(s, row.id), port_groups(s, row.id))

@@ -49,7 +49,7 @@ def network_view(row: NetworkRow, subnets: list[SubnetRow]) -> Network:
     )
 
 
-def port_view(row: PortRow, allocations: list[IpAllocationRow]) -> Port:
+def port_view(row: PortRow, allocations: list[IpAllocationRow], groups: list[str] | None = None) -> Port:
     return Port(
         id=row.id,
         project=row.project,
@@ -60,6 +60,7 @@ def port_view(row: PortRow, allocations: list[IpAllocationRow]) -> Port:
         fixed_ips=[FixedIp(subnet=a.subnet_id, ip=a.address) for a in allocations],
         aliases=list(row.aliases),
         created_at=row.created_at,
+        security_groups=list(groups or []),
     )
 
 

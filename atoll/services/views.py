@@ -8,6 +8,7 @@ from typing import Any
 from atoll.model.image import ImageConfig
 from atoll.model.instance import InstanceKind, InstanceSpec, ProcessSpec, Resources
 from atoll.model.network import PortSpec
+from atoll.model.publish import PublishedPort
 from atoll.model.volume import MountSpec
 from atoll.schemas import (
     Host,
@@ -16,6 +17,7 @@ from atoll.schemas import (
     Instance,
     ProcessWire,
     Project,
+    PublishedPortWire,
     ResourcesWire,
     RestartPolicyWire,
 )
@@ -38,6 +40,7 @@ def spec_json(spec: InstanceSpec, cpus: float | None) -> dict[str, Any]:
         "stop_timeout": spec.stop_timeout,
         "ports": [asdict(p) for p in spec.ports],
         "mounts": [asdict(m) for m in spec.mounts],
+        "published": [asdict(p) for p in spec.published],
     }
 
 
@@ -60,6 +63,7 @@ def instance_spec(row: InstanceRow) -> InstanceSpec:
         stop_timeout=s["stop_timeout"],
         ports=[PortSpec(**p) for p in s.get("ports", [])],
         mounts=[MountSpec(**m) for m in s.get("mounts", [])],
+        published=[PublishedPort(**p) for p in s.get("published", [])],
     )
 
 
@@ -106,6 +110,16 @@ def instance_view(row: InstanceRow) -> Instance:
         auto_remove=row.auto_remove,
         networks=[nic_view(p) for p in spec.ports],
         mounts=[mount_view(m) for m in spec.mounts],
+        published=[published_view(p) for p in spec.published],
+    )
+
+
+def published_view(port: PublishedPort) -> PublishedPortWire:
+    return PublishedPortWire(
+        container_port=port.container_port,
+        protocol=port.protocol,
+        host_ip=port.host_ip or "0.0.0.0",
+        host_port=port.host_port,
     )
 
 

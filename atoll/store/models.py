@@ -259,5 +259,7 @@ class ImageDigestRow(Base):
 
 
 # Tables of features kept in modules of their own; imported here so ``Base.metadata`` holds every table.
+# Tables of other topics, in modules of their own; imported here so Base.metadata holds them all.
+import atoll.store.secgroups  # noqa: E402, F401
 from atoll.store import overlaynet as _overlaynet  # noqa: E402, F401
 from atoll.store import routing as _routing  # noqa: E402, F401  (routers' tables, on the same Base)

@@ -22,6 +22,7 @@ from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, RuntimeState
 from atoll.model.ports import ControlPlane, ExecSpec
 from atoll.model.registry import Credential, Pulled, PullEvent, Pushed, PushEvent, TransferEvent
 from atoll.model.routing import RouterSpec
+from atoll.model.secgroups import HostSecurity
 
 TERMINATING = {"SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP"}
 
@@ -136,6 +137,9 @@ class FakeAgent:
     """Bytes of the image filesystem taken by other things than images."""
     routers: list[RouterSpec] = field(default_factory=list)
     """What the last ``routing_changed`` fetched."""
+
+    policies: list[HostSecurity] = field(default_factory=list)
+    """Every security policy ``refresh_security`` fetched, oldest first."""
 
     @property
     def host_id(self) -> str:
@@ -299,3 +303,9 @@ class FakeAgent:
         self._call("routing_changed")
         assert self.control is not None
         self.routers = await self.control.routers(self.host)
+
+    async def refresh_security(self) -> None:
+        """Fetches the host's policy through the real control plane, as the agent does; kept apart
+        from ``calls`` (every change of membership refreshes)."""
+        if self.control is not None:
+            self.policies.append(await self.control.security(self.host))

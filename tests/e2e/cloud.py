@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import shutil
@@ -74,6 +75,8 @@ class Cloud:
             "ATOLL_NFT_TABLE": self.nft_table,
             "ATOLL_DOCKER_SOCKET": str(self.docker_socket),
             "ATOLL_DOCKER_TCP": f"127.0.0.1:{self.docker_port}",
+            "ATOLL_PUBLISH_CIDR": self.publish_cidr,
+            "ATOLL_IP_FORWARD": "0",  # never the machine's global switch; tests turn on their own veths
             "TMPDIR": str(self.tmp),  # what the server leaves in its temp dir is checked at teardown
             **self.extra_env,
         }
@@ -81,6 +84,13 @@ class Cloud:
     @property
     def nft_table(self) -> str:
         return f"{NFT_TABLE}_{self.net_prefix[-1]}"
+
+    @property
+    def publish_cidr(self) -> str:
+        """This cloud's own addresses for publishing veths: clouds of this and other runs share the host,
+        so a /26 of 169.254.1.0-169.254.160.255 picked by the cloud's net prefix."""
+        block = int(hashlib.sha256(self.net_prefix.encode()).hexdigest(), 16) % 640
+        return f"169.254.{1 + block // 4}.{(block % 4) * 64}/26"
 
     @property
     def tmp(self) -> Path:
@@ -158,7 +168,7 @@ class Cloud:
             if name.startswith(self.net_prefix):
                 left.append(f"link {name}")
                 subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
-        for family in ("inet", "arp"):
+        for family in ("inet", "arp", "bridge"):
             if (
                 subprocess.run(
                     ["nft", "list", "table", family, self.nft_table], capture_output=True

@@ -110,9 +110,11 @@ def source_seen_outside(cloud: Cloud, outside: Outside, name: str) -> str:
 
 
 def allow_inbound(cloud: Cloud, instance: str) -> None:
-    """Let the outside reach ``instance`` (its floating IP). Nothing is needed today; with security
-    groups (whose default group drops ingress from outside the group), the rule goes here."""
-    del cloud, instance
+    """Let the outside reach ``instance`` (its floating IP): the default security group drops ingress
+    from outside the group, so it gets a rule for the outside's addresses (as in OpenStack)."""
+    del instance  # the rule is on the group the instance is in
+    if "203.0.113.0/24" not in cloud.cli("sg", "show", "default").stdout.decode():
+        ok(cloud.cli("sg", "rule", "add", "default", "--ingress", "--remote-ip", "203.0.113.0/24"))
 
 
 def test_router_snat_and_floating_ip(cloud: Cloud, outside: Outside) -> None:

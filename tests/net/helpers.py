@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +74,36 @@ def port(
         gateway=gateway,
         device=device,
     )
+
+
+class Server:
+    """``busybox httpd`` (TCP) serving one page, inside the namespace at ``path``; stop() kills it."""
+
+    def __init__(self, path: Path, port: int, www: Path) -> None:
+        www.mkdir(exist_ok=True)
+        (www / "index.html").write_text("hello\n")
+        self.proc = subprocess.Popen(
+            ["nsenter", f"--net={path}", "busybox", "httpd", "-f", "-p", str(port), "-h", str(www)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # listening once ss shows it
+            listing = in_netns(path, "ss", "-Hltn", f"sport = :{port}").stdout
+            if listing.strip():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise AssertionError(f"httpd on port {port} did not start")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def fetch(path: Path, url: str, *, source: str | None = None) -> bool:
+    """An HTTP answer from ``url``, asked from the namespace at ``path`` within 2 s (curl)."""
+    args = ["curl", "-s", "-o", "/dev/null", "-m", "2", url]
+    if source:
+        args += ["--interface", source]
+    return in_netns(path, *args).returncode == 0

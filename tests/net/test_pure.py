@@ -42,11 +42,13 @@ def test_rules_script() -> None:
     names = Names("at", "atoll")
     script = nft.render(names, ["atb-2", "atb-1", "atb-1"])
     # Declare, delete, define: one atomic replacement that also works when the tables do not exist yet.
-    assert script.splitlines()[:4] == [
+    assert script.splitlines()[:6] == [
         "table inet atoll",
         "delete table inet atoll",
         "table arp atoll",
         "delete table arp atoll",
+        "table bridge atoll",
+        "delete table bridge atoll",
     ]
     assert 'elements = { "atb-1" . "atb-1", "atb-2" . "atb-2" }' in script
     assert 'iifname "atb-*" iifname . oifname @bridged accept' in script
@@ -58,7 +60,7 @@ def test_rules_script() -> None:
     ):
         assert rule in script
     assert "flush ruleset" not in script
-    assert nft.render_delete(names).splitlines() == script.splitlines()[:4]
+    assert nft.render_delete(names).splitlines() == script.splitlines()[:6]
 
 
 def spec_with_port() -> InstanceSpec:

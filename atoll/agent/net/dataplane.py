@@ -29,15 +29,18 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from pathlib import Path
 
-from atoll.agent.net import netlink, netns, nft
-from atoll.agent.net.names import BRIDGE, VETH, Names, alias_id, bridge_alias, veth_alias
+from atoll.agent.net import netlink, netns, nft, publish, secrules
+from atoll.agent.net.names import BRIDGE, PUBLISH, VETH, Names, alias_id, bridge_alias, veth_alias
 from atoll.agent.net.routers import RouterPlane
 from atoll.model.errors import RuntimeFailure
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
+from atoll.model.publish import PublishedPort
 from atoll.model.routing import RouterSpec
+from atoll.model.secgroups import HostSecurity
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,10 @@ class NetConfig:
     """The namespace that plays the host; None is the agent's own. Tests run whole hosts in namespaces."""
     routers_dir: Path | None = None
     """Where router namespaces are bind-mounted; default: ``routers`` next to ``netns_dir``."""
+    publish_pool: IPv4Network = publish.DEFAULT_NETWORK
+    """Addresses of the publishing veths (a /31 each); unique on the host, apart from tenant networks."""
+    ip_forward: bool = True
+    """Turn on ``net.ipv4.ip_forward`` when ports are published, as Docker does (see ``publish``)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,11 @@ class HostNetwork:
         self._routing: list[RouterSpec] = []
         """The routers wanted on this host, as the last ``route`` or ``sync`` gave them."""
         self._routers = RouterPlane(config.names, config.routers_dir or config.netns_dir.with_name("routers"))
+        self._security: HostSecurity | None = None
+        """The security groups to enforce; None (no controller gave any) filters nothing within bridges."""
+        self._published: dict[str, list[PublishedPort]] = {}
+        """Published ports by instance, kept like ``_attached``."""
+        self._pub = publish.Addresses(config.publish_pool)
 
     def router_path(self, router_id: str) -> Path:
         return self._routers.path(router_id)
@@ -96,16 +108,18 @@ class HostNetwork:
 
     async def attach(self, spec: InstanceSpec) -> None:
         """Wire an instance's namespace and ports. Idempotent; on failure nothing of it is left."""
-        if not spec.ports:
+        if not spec.ports and not spec.published:
             return
         async with self._lock:
             self._released.discard(spec.id)
             self._attached[spec.id] = list(spec.ports)
+            self._published[spec.id] = list(spec.published)
             self._fresh.add(spec.id)
             try:
                 await asyncio.to_thread(self._in_host, lambda: self._wire({spec.id: spec.ports}))
             except BaseException:
                 self._attached.pop(spec.id, None)
+                self._published.pop(spec.id, None)
                 await asyncio.to_thread(self._in_host, lambda: self._unwire(spec.id, spec.ports))
                 raise
 
@@ -113,6 +127,7 @@ class HostNetwork:
         """Remove an instance's veths and namespace, and bridges no other port needs. Idempotent."""
         async with self._lock:
             known = self._attached.pop(instance_id, None)
+            self._published.pop(instance_id, None)
             self._released.add(instance_id)
             gone = list(known if known is not None else ports)
             await asyncio.to_thread(self._in_host, lambda: self._unwire(instance_id, gone))
@@ -126,18 +141,33 @@ class HostNetwork:
     async def sync(self, specs: Iterable[InstanceSpec], routers: Iterable[RouterSpec] | None = None) -> None:
         """Converge the whole host to ``specs`` (every instance assigned here) and, when given, to
         ``routers``, and remove the rest."""
-        given = {s.id: list(s.ports) for s in specs if s.ports}
+        specs = list(specs)
+        given = {s.id: list(s.ports) for s in specs if s.ports or s.published}
+        published = {s.id: list(s.published) for s in specs if s.published}
         async with self._lock:
             if routers is not None:
                 self._routing = list(routers)
             self._released &= set(given)  # a tombstone is needed only while stale lists name it
             for instance_id in self._released:
                 given.pop(instance_id, None)
+                published.pop(instance_id, None)
             fresh, self._fresh = self._fresh, set()
             given.update({i: self._attached[i] for i in fresh if i in self._attached})
+            published.update({i: self._published[i] for i in fresh if self._published.get(i)})
             self._attached = given
+            self._published = published
             desired = dict(given)
             await asyncio.to_thread(self._in_host, lambda: self._converge(desired))
+
+    async def set_security(self, policy: HostSecurity) -> None:
+        """Enforce these security groups from now on (at once, in one transaction)."""
+        async with self._lock:
+            self._security = policy
+            if self._attached:
+                desired = dict(self._attached)
+                await asyncio.to_thread(
+                    self._in_host, lambda: self._apply_rules(self._desired_bridges(desired), desired)
+                )
 
     # -- in the host namespace (worker threads) -------------------------------------------------------
 
@@ -165,17 +195,22 @@ class HostNetwork:
             for name in netlink.links(ipr):
                 if self.names.kind_of(name) == BRIDGE and name not in wanted:
                     netlink.delete(ipr, name)
-        self._apply_rules(self._desired_bridges(self._attached))
+        self._apply_rules(self._desired_bridges(self._attached), self._attached)
 
     def _wire(self, instances: Mapping[str, list[PortSpec]], *, each_apart: bool = False) -> None:
         """Bridges (and rules) first, so traffic flows the moment a veth joins its bridge. With
         ``each_apart``, one instance's failure is logged and does not keep the others from converging."""
-        bridges = self._desired_bridges({**self._attached, **instances})
+        every = {**self._attached, **instances}
+        bridges = self._desired_bridges(every)
         with netlink.netlink() as ipr:
             have = netlink.links(ipr)
             for name, port in bridges.items():
                 self._ensure_bridge(ipr, have, name, port)
-            self._apply_rules(bridges)
+            self._pub.scan(ipr, self.names)
+            for instance_id in every:
+                if self._published.get(instance_id):
+                    self._pub.assign(instance_id)
+            self._apply_rules(bridges, every)
             for instance_id, ports in instances.items():
                 try:
                     self._wire_instance(ipr, instance_id, ports)
@@ -205,6 +240,14 @@ class HostNetwork:
         path = self.netns_path(instance_id)
         if not netns.is_netns(path):
             netns.create(path)
+        published = self._published.get(instance_id)
+        host_end = self._pub.get(instance_id)
+        if published and host_end is not None:
+            if netlink.link(ipr, self.names.publish(instance_id)) is None:
+                publish.check_free(published)  # first wiring only: later, our own DNAT holds the port
+            publish.wire(ipr, self.names, instance_id, path, host_end)
+            if self.config.ip_forward:
+                publish.enable_ip_forward()
         gateway_port = next((p for p in ports if p.gateway), None)
         for port in ports:
             host = self.names.veth(port.id)
@@ -233,13 +276,15 @@ class HostNetwork:
         with netlink.netlink() as ipr:
             for port in ports:
                 netlink.delete(ipr, self.names.veth(port.id), owner=port.id)
+            netlink.delete(ipr, self.names.publish(instance_id), owner=instance_id)
+            self._pub.forget(instance_id)
             netns.remove(self.netns_path(instance_id))
             wanted = self._desired_bridges(self._attached)
             for port in ports:
                 name = self.names.bridge(port.network_id)
                 if name not in wanted:
                     netlink.delete(ipr, name, owner=port.network_id)
-            self._apply_rules(wanted)
+            self._apply_rules(wanted, self._attached)
 
     def _converge(self, desired: Mapping[str, list[PortSpec]]) -> None:
         if self._rules is not None and not self._tables_present():
@@ -249,36 +294,49 @@ class HostNetwork:
             self._routers.converge(ipr, self._routing, each_apart=True)
         wanted_veths = {self.names.veth(p.id) for ports in desired.values() for p in ports}
         wanted_bridges = self._desired_bridges(desired)
+        wanted_pubs = {self.names.publish(i) for i in desired if self._published.get(i)}
+        kinds = ((VETH, wanted_veths), (PUBLISH, wanted_pubs), (BRIDGE, set(wanted_bridges)))
         with netlink.netlink() as ipr:
             links = netlink.links(ipr)
-            for kind, wanted in ((VETH, wanted_veths), (BRIDGE, set(wanted_bridges))):
+            for kind, wanted in kinds:
                 for name in sorted(links):
                     if self.names.kind_of(name) == kind and name not in wanted:
                         log.info("removing %s: no longer wanted on this host", name)
                         netlink.delete(ipr, name)
+                        if kind == PUBLISH:
+                            self._pub.forget(alias_id(links[name].alias))
         if self.config.netns_dir.is_dir():
             for entry in self.config.netns_dir.iterdir():
                 if entry.name not in desired:
                     log.info("removing the network namespace of %s: no longer assigned here", entry.name)
                     netns.remove(entry)
-        if not wanted_bridges and not self._swept:
+        if not wanted_bridges and not wanted_pubs and not self._swept:
             self._swept = True
             if self._tables_present(any_of=True):
                 nft.apply(nft.render_delete(self.names))  # left by an earlier run of the agent
 
     def _tables_present(self, *, any_of: bool = False) -> bool:
         present = nft.tables()
-        ours = [(family, self.names.table) in present for family in ("inet", "arp")]
+        families = ["inet", "arp"]
+        if any_of or (self._rules is not None and f"table bridge {self.names.table} {{" in self._rules):
+            families.append("bridge")  # security groups' anti-spoofing
+        ours = [(family, self.names.table) in present for family in families]
         return any(ours) if any_of else all(ours)
 
-    def _apply_rules(self, bridges: Mapping[str, Bridge]) -> None:
-        """Our tables for exactly these bridges; none at all without bridges."""
-        if not bridges:
+    def _apply_rules(self, bridges: Mapping[str, Bridge], desired: Mapping[str, list[PortSpec]]) -> None:
+        """Our tables for exactly these bridges, the ports of ``desired`` and the published ports of its
+        instances; none at all without bridges and published ports."""
+        targets = self._pub.targets({i: self._published.get(i, []) for i in desired})
+        if not bridges and not targets:
             if self._rules is not None:
                 nft.apply(nft.render_delete(self.names))
             self._rules = None
             return
-        script = nft.render(self.names, bridges)
+        security = None
+        if self._security is not None:
+            ports = {p.id: p for ports in desired.values() for p in ports}
+            security = secrules.render(self.names, self._security, ports)
+        script = nft.render(self.names, bridges, security=security, published=targets)
         if script != self._rules:
             nft.apply(script)
             self._rules = script

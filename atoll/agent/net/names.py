@@ -21,7 +21,9 @@ BRIDGE = "b"
 VETH = "v"
 ROUTER = "r"
 """The host end of a router's leg (its other end is in the router's namespace)."""
-KINDS = (BRIDGE, VETH, ROUTER)
+PUBLISH = "p"
+"""The host end of an instance's publishing veth (``atoll.agent.net.publish``), named by the instance."""
+KINDS = (BRIDGE, VETH, ROUTER, PUBLISH)
 ID_CHARS = 8
 IFNAMSIZ = 15
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,4}$")
@@ -54,12 +56,16 @@ class Names:
         """The host end of a router's veth on a network's bridge."""
         return self._name(ROUTER, port_id)
 
+    def publish(self, instance_id: str) -> str:
+        """The host end of the veth that carries an instance's published ports."""
+        return self._name(PUBLISH, instance_id)
+
     def wildcard(self, kind: str) -> str:
         """The nftables pattern that matches every name of ``kind``."""
         return f"{self.prefix}{kind}-*"
 
     def kind_of(self, ifname: str) -> str | None:
-        """``BRIDGE``, ``VETH`` or ``ROUTER`` for a name this prefix owns, else None."""
+        """``BRIDGE``, ``VETH``, ``ROUTER`` or ``PUBLISH`` for a name this prefix owns, else None."""
         for kind in KINDS:
             head = f"{self.prefix}{kind}-"
             if ifname.startswith(head) and len(ifname) == len(head) + ID_CHARS:
@@ -77,6 +83,10 @@ def veth_alias(port_id: str, instance_id: str) -> str:
 
 def router_leg_alias(port_id: str, router_id: str) -> str:
     return f"atoll port {port_id} router {router_id}"
+
+
+def publish_alias(instance_id: str) -> str:
+    return f"atoll publish {instance_id}"
 
 
 def alias_id(alias: str | None) -> str:

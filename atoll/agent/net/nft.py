@@ -27,50 +27,111 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from atoll.agent.net.names import BRIDGE, ROUTER, VETH, Names
+from atoll.agent.net import publish, secrules
+from atoll.agent.net.names import BRIDGE, PUBLISH, ROUTER, VETH, Names
 from atoll.model.errors import RuntimeFailure
 
 PRIORITY = "filter - 10"
 """Before the usual filter chains (iptables-nft's and firewalld's run at ``filter``)."""
 
 
-def render(names: Names, bridges: Iterable[str]) -> str:
-    """The ``nft -f`` script that makes our tables exactly this. Bridge names must be ours."""
+def render(
+    names: Names,
+    bridges: Iterable[str],
+    *,
+    security: secrules.Rendered | None = None,
+    published: Sequence[publish.Target] = (),
+) -> str:
+    """The ``nft -f`` script that makes our tables exactly this. Bridge names must be ours.
+
+    ``security``: the rules of security groups (None: traffic within a bridge is not filtered, for a
+    dataplane run without a controller). ``published``: the instances' published ports."""
     t = names.table
-    ours = [names.wildcard(BRIDGE), names.wildcard(VETH), names.wildcard(ROUTER)]
+    ours = [names.wildcard(BRIDGE), names.wildcard(VETH), names.wildcard(ROUTER), names.wildcard(PUBLISH)]
+    pub = names.wildcard(PUBLISH)
     same = sorted(set(bridges))
     lines = [
         f"table inet {t}",
         f"delete table inet {t}",
         f"table arp {t}",
         f"delete table arp {t}",
+        f"table bridge {t}",
+        f"delete table bridge {t}",
         f"table inet {t} {{",
         '\tcomment "Atoll tenant networks: managed by the Atoll agent, rewritten as a whole"',
     ]
     if same:
         elements = ", ".join(f'"{b}" . "{b}"' for b in same)
         lines += ["\tset bridged {", "\t\ttype ifname . ifname", f"\t\telements = {{ {elements} }}", "\t}"]
+    if security is not None:
+        lines += security.inet
+        lines += ["\tchain tenant {", *(f"\t\t{rule}" for rule in security.tenant), "\t}"]
     lines += ["\tchain forward {", f"\t\ttype filter hook forward priority {PRIORITY}; policy accept;"]
     if same:
-        lines.append(f'\t\tiifname "{ours[0]}" iifname . oifname @bridged accept')
-    for pattern in ours:
+        verdict = "jump tenant" if security is not None else "accept"
+        lines.append(f'\t\tiifname "{ours[0]}" iifname . oifname @bridged {verdict}')
+    for pattern in ours[:3]:  # tenant links: bridges, instance veths, router legs
         lines += [f'\t\tiifname "{pattern}" drop', f'\t\toifname "{pattern}" drop']
+    # Publishing veths: only DNATed connections in, only their replies out (tenant traffic is gone by now).
+    lines += [
+        f'\t\toifname "{pub}" ct status dnat accept',
+        f'\t\tiifname "{pub}" ct state established,related accept',
+        f'\t\tiifname "{pub}" drop',
+        f'\t\toifname "{pub}" drop',
+    ]
     lines += ["\t}", "\tchain input {", f"\t\ttype filter hook input priority {PRIORITY}; policy accept;"]
+    lines.append(f'\t\tiifname "{pub}" ct state established,related accept')
     lines += [f'\t\tiifname "{pattern}" drop' for pattern in ours]
-    lines += ["\t}", "}", f"table arp {t} {{", "\tchain input {"]
+    lines.append("\t}")
+    if published:
+        lines += _publish_chains(pub, published)
+    lines += ["}", f"table arp {t} {{", "\tchain input {"]
     lines.append(f"\t\ttype filter hook input priority {PRIORITY}; policy accept;")
-    lines += [f'\t\tiifname "{pattern}" drop' for pattern in ours]
-    lines += ["\t}", "}", ""]
+    lines += [f'\t\tiifname "{pattern}" drop' for pattern in ours[:3]]
+    lines += ["\t}", "}"]
+    if security is not None:
+        lines += [f"table bridge {t} {{", *security.bridge, "}"]
+    lines.append("")
     return "\n".join(lines)
+
+
+def _publish_chains(pub: str, published: Sequence[publish.Target]) -> list[str]:
+    """DNAT from host ports to the instance ends of publishing veths; masquerade so replies return."""
+    rules = []
+    for target in published:
+        for port in target.ports:
+            where = f"ip daddr {port.host_ip} " if port.host_ip else ""
+            rules.append(
+                f"\t\t{where}{port.protocol} dport {port.host_port} "
+                f"dnat ip to {target.address}:{port.container_port}"
+            )
+    return [
+        "\tchain publish {",
+        *rules,
+        "\t}",
+        "\tchain publish_prerouting {",
+        "\t\ttype nat hook prerouting priority dstnat; policy accept;",
+        "\t\tfib daddr type local jump publish",
+        "\t}",
+        "\tchain publish_output {",
+        "\t\ttype nat hook output priority -100; policy accept;",
+        "\t\tfib daddr type local jump publish",
+        "\t}",
+        "\tchain publish_postrouting {",
+        "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+        f'\t\toifname "{pub}" ct status dnat masquerade',
+        "\t}",
+    ]
 
 
 def render_delete(names: Names) -> str:
     t = names.table
-    return "\n".join(
-        [f"table inet {t}", f"delete table inet {t}", f"table arp {t}", f"delete table arp {t}", ""]
-    )
+    lines = []
+    for family in ("inet", "arp", "bridge"):
+        lines += [f"table {family} {t}", f"delete table {family} {t}"]
+    return "\n".join([*lines, ""])
 
 
 def _nft(args: list[str], script: str | None = None) -> str:
