@@ -11,7 +11,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from atoll.schemas import Network, NetworkCreate, Subnet, SubnetCreate, SubnetSp
 from atoll.services import hostnets, ipam, overlay
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
-from atoll.services.external import check_external
+from atoll.services.external import check_external, resolve_external
 from atoll.services.ids import is_hex, new_id
 from atoll.services.netviews import network_view, subnet_plan, subnet_view
 from atoll.services.projects import require_project
@@ -163,16 +163,22 @@ def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> 
 def list_networks(ctl: Controller, *, project: str) -> list[Network]:
     with ctl.sessions() as s:
         require_project(s, project)
-        rows = list(
-            s.scalars(select(NetworkRow).where(NetworkRow.project == project).order_by(NetworkRow.name))
-        )
+        mine_or_shared = or_(NetworkRow.project == project, NetworkRow.type == NetworkType.EXTERNAL.value)
+        rows = list(s.scalars(select(NetworkRow).where(mine_or_shared).order_by(NetworkRow.name)))
         return [network_view(r, network_subnets(s, r.id)) for r in rows]
 
 
 def get_network(ctl: Controller, *, project: str, ref: str) -> Network:
+    """A network of ``project``, or a (shared) external network of the administrator's."""
     with ctl.sessions() as s:
         require_project(s, project)
-        row = resolve_network(s, project, ref)
+        try:
+            row = resolve_network(s, project, ref)
+        except NotFound as missing:
+            try:
+                row = resolve_external(s, project, ref, "network")
+            except NotFound:
+                raise missing from None
         return network_view(row, network_subnets(s, row.id))
 
 

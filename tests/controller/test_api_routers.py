@@ -98,7 +98,10 @@ async def test_external_networks_are_the_admins_and_shared(client: httpx.AsyncCl
     # Instances never get a port on it, not even in the admin's project.
     resp = await client.post(f"{P}/instances", json={"image": "busybox", "networks": [{"network": "ext"}]})
     assert error_of(resp, 400)["message"].startswith("networks[0].network: ext is an external network")
-    # Another project uses it by name for a router's gateway.
+    # Every project sees it (read only), and uses it by name for a router's gateway.
+    assert [n["name"] for n in (await client.get("/v1/projects/blue/networks")).json()] == ["ext"]
+    assert (await client.get("/v1/projects/blue/networks/ext")).json()["id"] == ext["id"]
+    assert error_of(await client.delete("/v1/projects/blue/networks/ext"), 404)
     router = await post(client, "routers", {"name": "r", "external_gateway": "ext"}, project="blue")
     assert router["external_gateway"]["network"] == ext["id"]
     assert router["external_gateway"]["ip"] == "203.0.113.2" and router["external_gateway"]["snat"] is True

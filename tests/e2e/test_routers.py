@@ -166,6 +166,7 @@ def test_router_snat_and_floating_ip(cloud: Cloud, outside: Outside) -> None:
     # Another project can use the external network but not this project's ports.
     ok(cloud.cli("project", "create", "blue"))
     blue = cloud.api("blue")
+    assert "ext" in ok(cloud.cli("--project", "blue", "network", "ls"))  # shared with every project
     theirs = ok(cloud.cli("--project", "blue", "fip", "create", "ext"))
     result = cloud.cli("--project", "blue", "fip", "associate", theirs, "ra2")
     assert result.returncode != 0 and b"not found" in result.stderr

@@ -185,6 +185,7 @@ def test_floating_ip_follows_its_port(dataplane: HostNetwork, host: Host, outsid
     assert ping(out_path, fip)
     assert source_seen_outside(outside, dataplane.netns_path(a.id)) == fip
     assert source_seen_outside(outside, dataplane.netns_path(c.id)) == "203.0.113.5"  # SNAT, as before
+    assert ping(dataplane.netns_path(c.id), fip)  # hairpin: a neighbour reaches it by its floating IP
     # With SNAT on, the outside reaches instances only through floating IPs, even with a route.
     outside.run("ip", "route", "add", "10.1.0.0/24", "via", "203.0.113.5")
     assert not ping(out_path, "10.1.0.3")
@@ -235,4 +236,22 @@ def test_a_missing_uplink_fails_only_its_router(dataplane: HostNetwork) -> None:
     asyncio.run(dataplane.route([bad, good]))
     asyncio.run(dataplane.attach(b))  # instances still attach
     assert ping(dataplane.netns_path(a.id), "10.2.0.2")
+    asyncio.run(dataplane.route([]))
+
+
+def test_projects_meet_only_through_floating_ips(dataplane: HostNetwork, outside: Host) -> None:
+    """Two projects' routers on one external network, with the same tenant CIDR behind each: one
+    project's instance reaches the other's through its floating IP."""
+    x = instance(port(NET_A, "10.1.0.2", gateway="10.1.0.1"))
+    y = instance(port(NET_B, "10.1.0.2", gateway="10.1.0.1"))
+    asyncio.run(dataplane.attach(x))
+    asyncio.run(dataplane.attach(y))
+    r1 = gateway_router(new_id(), leg(NET_A, "10.1.0.1"), leg(EXT, "203.0.113.5", uplink=UPLINK))
+    fip = FloatingMapping("203.0.113.60", "10.1.0.2")
+    r2 = gateway_router(
+        new_id(), leg(NET_B, "10.1.0.1"), leg(EXT, "203.0.113.6", uplink=UPLINK), floating=[fip]
+    )
+    asyncio.run(dataplane.route([r1, r2]))
+    assert ping(dataplane.netns_path(x.id), "203.0.113.60")
+    assert source_seen_outside(outside, dataplane.netns_path(y.id)) == "203.0.113.60"
     asyncio.run(dataplane.route([]))

@@ -1,9 +1,10 @@
 """The nftables rules inside one router's namespace (pure): SNAT, floating IPs and the external
 leg's guard. The namespace is the router's alone, so the table is replaced whole on every change.
 
-- ``prerouting`` (dstnat): a packet that arrives on the external leg for a floating IP is sent to
-  its fixed IP. The floating IP is also an address (/32) of the external leg, so the router answers
-  ARP for it on the external bridge.
+- ``prerouting`` (dstnat): a packet for a floating IP is sent to its fixed IP. The floating IP is
+  also an address (/32) of the external leg, so the router answers ARP for it on the external bridge.
+  From the inside too (hairpin): then ``postrouting`` masquerades it behind the router's interface
+  address, so the reply comes back through the router to be translated.
 - ``postrouting`` (srcnat): a packet of a fixed IP that has a floating IP leaves as the floating IP;
   with SNAT on, every other packet leaving by the external leg leaves with the router's address.
 - ``forward``: with SNAT on, the outside may only answer (conntrack) or use a floating IP; it can
@@ -35,8 +36,11 @@ def render(table: str, router: RouterSpec) -> str:
     lines = [*head, f"table ip {table} {{", "\tchain prerouting {"]
     lines.append("\t\ttype nat hook prerouting priority dstnat; policy accept;")
     for m in gw.floating:
-        lines.append(f'\t\tiifname "{ext}" ip daddr {m.floating_ip} dnat to {m.fixed_ip}')
+        lines.append(f"\t\tip daddr {m.floating_ip} dnat to {m.fixed_ip}")
     lines += ["\t}", "\tchain postrouting {", "\t\ttype nat hook postrouting priority srcnat; policy accept;"]
+    if gw.floating:  # hairpin: an instance behind this router reaching a floating IP of this router
+        inner = f"{INTERFACE_PREFIX}*"
+        lines.append(f'\t\tiifname "{inner}" oifname "{inner}" ct status dnat masquerade')
     for m in gw.floating:
         lines.append(f'\t\toifname "{ext}" ip saddr {m.fixed_ip} snat to {m.floating_ip}')
     if gw.snat:
