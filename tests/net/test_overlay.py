@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ from atoll.agent.net.overlay import OverlayConfig, OverlayPlane, vxlan_name
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
 from atoll.model.overlay import OverlayNetwork, RemotePort
-from tests.prefix import NET_PREFIX, NFT_TABLE, RUN_PREFIX
+from tests.prefix import NET_PREFIX, NFT_TABLE
 
 from .helpers import Host, in_netns, instance, new_id, ping, port
+from .underlay import UNDERLAY, underlay_hosts
 
 MTU = 1450
 VXLAN_PORT = 4789
@@ -58,54 +58,21 @@ class Node:
         return {n for n in self.host.links() if n.startswith(NET_PREFIX)}
 
 
-def _make_host(tag: str) -> Host:
-    h = Host(f"{RUN_PREFIX}-{tag}-{secrets.token_hex(3)}")
-    subprocess.run(["ip", "netns", "add", h.name], check=True)
-    h.run("ip", "link", "set", "lo", "up")
-    return h
-
-
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    a, b = _make_host("ha"), _make_host("hb")
     made: list[Node] = []
-    try:
-        subprocess.run(
-            [
-                "ip",
-                "-n",
-                a.name,
-                "link",
-                "add",
-                "underlay",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "underlay",
-                "netns",
-                b.name,
-            ],
-            check=True,
-        )
-        for host, address in ((a, "192.168.77.1"), (b, "192.168.77.2")):
-            host.run("ip", "addr", "add", f"{address}/24", "dev", "underlay")
-            host.run("ip", "link", "set", "underlay", "up")
+    with underlay_hosts() as pair:
+        for host, address in zip(pair, UNDERLAY, strict=True):
             names = Names(NET_PREFIX, NFT_TABLE)
             net = HostNetwork(NetConfig(names=names, netns_dir=tmp_path / host.name, host_netns=host.path))
-            overlay = OverlayPlane(
-                OverlayConfig(names, underlay_ip=address, port=VXLAN_PORT, host_netns=host.path)
-            )
-            made.append(Node(host, address, net, overlay))
+            config = OverlayConfig(names, underlay_ip=address, port=VXLAN_PORT, host_netns=host.path)
+            made.append(Node(host, address, net, OverlayPlane(config)))
         yield made[0], made[1]
         for node in made:
             asyncio.run(HostNetwork(node.net.config).sync([]))
             asyncio.run(OverlayPlane(node.overlay.config).converge([]))
             assert node.ours() == set(), node.ours()
             assert not node.host.nft_tables()
-    finally:
-        for host in (a, b):
-            subprocess.run(["ip", "netns", "del", host.name], check=False)
 
 
 def overlay_port(network_id: str, ip: str) -> PortSpec:
