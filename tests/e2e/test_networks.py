@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,16 @@ def links(cloud: Cloud) -> set[str]:
     return {n for n in os.listdir("/sys/class/net") if n.startswith(cloud.net_prefix)}
 
 
+def uplink_mtu() -> int:
+    """The MTU of the interface the default route leaves by (this machine's underlay)."""
+    route = subprocess.run(
+        ["ip", "-4", "route", "show", "default"], capture_output=True, text=True
+    ).stdout.split()
+    if "dev" not in route:
+        return 1500
+    return int(Path(f"/sys/class/net/{route[route.index('dev') + 1]}/mtu").read_text())
+
+
 @pytest.fixture
 def api(cloud: Cloud) -> AtollAPI:
     return cloud.api()
@@ -62,8 +73,11 @@ def test_two_instances_on_one_network_talk(cloud: Cloud, api: AtollAPI) -> None:
     assert f"{ip_a}\t" in ok(cloud.cli("exec", "front-a", "cat", "/etc/hosts"))
     assert ok(cloud.cli("exec", "front-a", "cat", "/etc/resolv.conf")) == "nameserver 10.77.0.53\n"
     assert "default via 10.77.0.1 dev eth0" in ok(cloud.cli("exec", "front-a", "ip", "route"))
-    # One bridge and two veths on the host, named with the cloud's prefix.
-    assert len(links(cloud) - before) == 3
+    # One bridge, its VXLAN device (overlay is the default type) and two veths, named with the cloud's
+    # prefix. The VXLAN device has no peer on a single host, so nothing leaves the machine.
+    made = links(cloud) - before
+    assert len(made) == 4 and sum(1 for n in made if n.startswith(f"{cloud.net_prefix}x-")) == 1
+    assert api.inspect_network("front").mtu == uplink_mtu() - 50  # found by the agent, minus VXLAN's header
     ports = ok(cloud.cli("port", "ls", "--network", "front"))
     assert ip_a in ports and ip_b in ports
     for name in ("front-a", "front-b"):
@@ -129,7 +143,7 @@ def test_rm_frees_the_address_and_the_links(cloud: Cloud, api: AtollAPI) -> None
     want = [InstanceNetwork(network="reuse", ip="10.85.0.5")]
     first = api.create_instance(InstanceCreate(image="busybox", command=["sleep", "3600"], networks=want))
     api.start_instance(first.id)
-    assert len(links(cloud) - before) == 2  # the bridge and the port's veth
+    assert len(links(cloud) - before) == 3  # the bridge, its VXLAN device and the port's veth
     netns = cloud.base / "run" / "netns" / first.id
     assert netns.exists()
     api.remove_instance(first.id, force=True)
