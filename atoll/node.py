@@ -22,6 +22,7 @@ from atoll.api.app import create_app
 from atoll.model.errors import NotFound
 from atoll.model.image import ImageConfig
 from atoll.services import images
+from atoll.services.addrpools import parse_pools
 from atoll.services.context import AgentRegistry, Controller
 from atoll.services.control import LocalControlPlane
 from atoll.services.hosts import register_host, unregister_host
@@ -84,7 +85,11 @@ def registry_options(settings: Settings) -> RegistryOptions:
 
 async def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
-    ctl = Controller(sessions=open_database(settings.database_url), agents=AgentRegistry())
+    ctl = Controller(
+        sessions=open_database(settings.database_url),
+        agents=AgentRegistry(),
+        address_pools=parse_pools(settings.default_address_pools, "ATOLL_DEFAULT_ADDRESS_POOLS"),
+    )
     agent = await Agent.open(
         AgentConfig(
             host_id=host_id(settings.data_dir),

@@ -59,6 +59,11 @@ class Settings:
     vxlan_port: int = field(default_factory=lambda: int(_env("VXLAN_PORT", "4789")))
     """The UDP port of VXLAN between hosts (IANA's 4789); every host of a cloud must use the same."""
 
+    default_address_pools: str = field(
+        default_factory=lambda: _env("DEFAULT_ADDRESS_POOLS", "10.96.0.0/11:24")
+    )
+    """``CIDR:SIZE,...``: where subnets created as ``auto`` get their CIDR (skipping the hosts' networks)."""
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'atoll.db'}"

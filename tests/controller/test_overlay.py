@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from atoll.model.overlay import HostCidr, HostNetworkReport
+from atoll.services.addrpools import parse_pools
 from atoll.services.context import Controller
 from atoll.services.control import LocalControlPlane
 from atoll.services.hosts import register_host
@@ -186,3 +187,20 @@ async def test_reports_of_unknown_hosts_are_ignored(
         "nobody", HostNetworkReport("1.2.3.4", cidrs=[HostCidr("eth0", "10.0.0.0/8")])
     )
     await network(client, "n")
+
+
+async def test_auto_subnets_avoid_the_hosts_and_the_project(
+    client: httpx.AsyncClient, ctl: Controller, plane: LocalControlPlane
+) -> None:
+    ctl.address_pools = parse_pools("10.96.0.0/22:24")
+    report = HostNetworkReport("10.96.0.5", cidrs=[HostCidr("eth0", "10.96.0.0/24")])
+    await plane.report_host_network("host-1", report)
+    net = await network(client, "a", subnets=[{"cidr": "10.96.1.0/24"}, {"cidr": "auto"}, {"cidr": "auto"}])
+    assert [s["cidr"] for s in net["subnets"]] == ["10.96.1.0/24", "10.96.2.0/24", "10.96.3.0/24"]
+    err = error_of(await client.post(f"{P}/subnets", json={"network": "a", "cidr": "auto"}), 409)
+    assert err["message"] == "cidr: no free block left in the default address pools (10.96.0.0/22:24)"
+    # Another project has its own address space: only the host's network is skipped there.
+    assert (await client.post("/v1/projects", json={"name": "other"})).status_code == 201
+    resp = await client.post("/v1/projects/other/networks", json={"name": "b", "subnets": [{"cidr": "auto"}]})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["subnets"][0]["cidr"] == "10.96.1.0/24"
