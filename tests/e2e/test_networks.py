@@ -76,7 +76,10 @@ def test_two_instances_on_one_network_talk(cloud: Cloud, api: AtollAPI) -> None:
     # One bridge, its VXLAN device (overlay is the default type) and two veths, named with the cloud's
     # prefix. The VXLAN device has no peer on a single host, so nothing leaves the machine.
     made = links(cloud) - before
-    assert len(made) == 4 and sum(1 for n in made if n.startswith(f"{cloud.net_prefix}x-")) == 1
+    (vxlan,) = [n for n in made if n.startswith(f"{cloud.net_prefix}x-")]
+    assert len(made) == 4
+    fdb = subprocess.run(["bridge", "fdb", "show", "dev", vxlan], capture_output=True, text=True).stdout
+    assert " dst " not in fdb  # no peer host: no entry, so no packet is ever sent on the uplink
     assert api.inspect_network("front").mtu == uplink_mtu() - 50  # found by the agent, minus VXLAN's header
     ports = ok(cloud.cli("port", "ls", "--network", "front"))
     assert ip_a in ports and ip_b in ports
