@@ -6,6 +6,7 @@ way out of the host (there are no routers yet), so nothing reaches the machine's
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -233,3 +234,36 @@ def test_an_agent_restart_keeps_traffic_and_removes_leftovers(fresh_cloud: Cloud
     wait_for(lambda: stray not in links(cloud), what="the stray link to be removed")
     assert links(cloud) == kept
     assert pings(cloud, "stay-a", ip_b)
+
+
+def uplink_network() -> tuple[str, str] | None:
+    """(interface, CIDR) of the link-scope route of the interface the default route leaves by."""
+    default = subprocess.run(
+        ["ip", "-4", "route", "show", "default"], capture_output=True, text=True
+    ).stdout.split()
+    if "dev" not in default:
+        return None
+    dev = default[default.index("dev") + 1]
+    routes = subprocess.run(
+        ["ip", "-4", "route", "show", "dev", dev, "scope", "link"], capture_output=True, text=True
+    )
+    cidrs = [line.split()[0] for line in routes.stdout.splitlines() if "/" in line.split()[0]]
+    return (dev, cidrs[0]) if cidrs else None
+
+
+def test_the_hosts_network_is_refused_and_auto_avoids_it(cloud: Cloud, api: AtollAPI) -> None:
+    found = uplink_network()
+    if found is None:
+        pytest.skip("this machine has no default route with a link-scope subnet to collide with")
+    dev, cidr = found
+    result = cloud.cli("network", "create", "clash", "--subnet", cidr)
+    assert result.returncode == 1
+    assert (
+        f"subnets[0].cidr: {cidr} overlaps {cidr} of the host's interface {dev} on host"
+        in result.stderr.decode()
+    )
+    assert not any(n.name == "clash" for n in api.networks())
+    ok(cloud.cli("network", "create", "picked", "--subnet", "auto"))
+    (subnet,) = api.inspect_network("picked").subnets
+    assert not ipaddress.ip_network(subnet.cidr).overlaps(ipaddress.ip_network(cidr))
+    ok(cloud.cli("network", "rm", "picked"))
