@@ -8,7 +8,6 @@ Deleting a network or subnet that still has ports (addresses in use) is refused.
 
 from __future__ import annotations
 
-import contextlib
 from ipaddress import IPv4Network
 from typing import TypeVar
 
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session
 from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.network import NetworkType
 from atoll.schemas import Network, NetworkCreate, Subnet, SubnetCreate, SubnetSpec
-from atoll.services import addrpools, hostnets, ipam, overlay
+from atoll.services import hostnets, ipam, overlay
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.ids import is_hex, new_id
@@ -28,7 +27,6 @@ from atoll.services.projects import require_project
 from atoll.store.models import IpAllocationRow, NetworkRow, PortRow, SubnetRow
 
 R = TypeVar("R", NetworkRow, SubnetRow)
-R_Spec = TypeVar("R_Spec", SubnetSpec, SubnetCreate)
 SUPPORTED_TYPES = (NetworkType.BRIDGE, NetworkType.OVERLAY)
 MIN_PREFIX_REF = 4
 """Shortest id prefix that names a network or subnet, so a short name is not taken for an id."""
@@ -117,36 +115,12 @@ def _subnet_row(
     )
 
 
-def _fill_auto(ctl: Controller, project: str, specs: list[R_Spec], fields: list[str]) -> list[R_Spec]:
-    """Give each subnet asked for as ``auto`` the first free block of the default address pools: free
-    of the hosts' own networks, the project's subnets and the other subnets of this request."""
-    if not any(spec.cidr.strip() == addrpools.AUTO for spec in specs):
-        return specs
-    with ctl.sessions() as s:
-        taken = [IPv4Network(cidr) for _, _, cidr in hostnets.host_cidrs(s)]
-        taken += [
-            IPv4Network(c) for c in s.scalars(select(SubnetRow.cidr).where(SubnetRow.project == project))
-        ]
-    for spec in specs:
-        with contextlib.suppress(ValueError):
-            taken.append(IPv4Network(spec.cidr.strip(), strict=False))
-    filled = []
-    for spec, field in zip(specs, fields, strict=True):
-        if spec.cidr.strip() == addrpools.AUTO:
-            block = addrpools.pick(ctl.address_pools, taken)
-            if block is None:
-                ranges = ", ".join(f"{p.base}:{p.size}" for p in ctl.address_pools)
-                raise Conflict(f"{field}: no free block left in the default address pools ({ranges})")
-            taken.append(block)
-            spec = spec.model_copy(update={"cidr": str(block)})
-        filled.append(spec)
-    return filled
-
-
 def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> Network:
     kind = check_type(request.type)
     fields = [f"subnets[{i}].cidr" for i in range(len(request.subnets))]
-    request = request.model_copy(update={"subnets": _fill_auto(ctl, project, list(request.subnets), fields)})
+    request = request.model_copy(
+        update={"subnets": hostnets.fill_auto(ctl, project, list(request.subnets), fields)}
+    )
     plans = [_plan(spec, f"subnets[{i}]") for i, spec in enumerate(request.subnets)]
     for j, plan in enumerate(plans):
         for i in range(j):
@@ -220,7 +194,7 @@ def remove_network(ctl: Controller, *, project: str, ref: str) -> None:
 
 
 def create_subnet(ctl: Controller, *, project: str, request: SubnetCreate) -> Subnet:
-    (request,) = _fill_auto(ctl, project, [request], ["cidr"])
+    (request,) = hostnets.fill_auto(ctl, project, [request], ["cidr"])
     plan = _plan(request, "")
     with ctl.sessions.begin() as s:
         require_project(s, project)
