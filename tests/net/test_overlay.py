@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,3 +193,39 @@ def test_host_scan_reports_the_underlay_and_not_our_links(nodes: tuple[Node, Nod
     }  # not the bridge's 10.0.0.0/24 (ours), not the default route
     assert netns.run_in(a.host.path, lambda: hostscan.scan(NET_PREFIX, "10.9.9.9")).underlay_ip == "10.9.9.9"
     a.release(spec)
+
+
+def test_vxlan_port_takes_peers_only(nodes: tuple[Node, Node]) -> None:
+    """While a host has overlay networks, its VXLAN port drops packets from anyone but its peers: a
+    forged packet from another address of the underlay is counted and dropped, the peer's traffic flows."""
+    a, b = nodes
+    net, vni = new_id(), 5000 + secrets.randbelow(100000)
+    x, y = instance(overlay_port(net, "10.0.0.2")), instance(overlay_port(net, "10.0.0.3"))
+    a.attach(x)
+    b.attach(y)
+    a.converge(OverlayNetwork(net, vni, MTU, [b.underlay], [remote(y, b)]))
+    b.converge(OverlayNetwork(net, vni, MTU, [a.underlay], [remote(x, a)]))
+    assert ping(a.net.netns_path(x.id), "10.0.0.3")
+    table = f"{NFT_TABLE}_vxlan"
+    assert "192.168.77.2" in a.host.run("nft", "list", "set", "inet", table, "peers").stdout
+
+    def dropped() -> int:
+        listed = a.host.run("nft", "list", "chain", "inet", table, "input").stdout
+        return int(listed.split("counter packets ")[1].split()[0])
+
+    assert dropped() == 0
+    b.host.run("ip", "addr", "add", "192.168.77.9/24", "dev", "underlay")
+    forge = (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('192.168.77.9', 0)); "
+        f"s.sendto(bytes(8) + bytes(64), ('{a.underlay}', {VXLAN_PORT}))"
+    )
+    b.host.run(sys.executable, "-c", forge)
+    assert dropped() == 1
+    assert ping(a.net.netns_path(x.id), "10.0.0.3")  # the peer's packets still pass
+
+    # Without overlay networks the table goes.
+    a.release(x)
+    a.converge()
+    assert table not in a.host.run("nft", "list", "tables").stdout
+    b.release(y)
+    b.converge()
