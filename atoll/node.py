@@ -23,6 +23,7 @@ from atoll.api.docker.app import create_docker_server
 from atoll.model.errors import NotFound
 from atoll.model.image import ImageConfig
 from atoll.services import image_gc, images
+from atoll.services.addrpools import parse_pools
 from atoll.services.context import AgentRegistry, Controller
 from atoll.services.control import LocalControlPlane
 from atoll.services.hosts import register_host, unregister_host
@@ -95,7 +96,11 @@ def gc_policy(settings: Settings) -> image_gc.GcPolicy:
 
 async def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
-    ctl = Controller(sessions=open_database(settings.database_url), agents=AgentRegistry())
+    ctl = Controller(
+        sessions=open_database(settings.database_url),
+        agents=AgentRegistry(),
+        address_pools=parse_pools(settings.default_address_pools, "ATOLL_DEFAULT_ADDRESS_POOLS"),
+    )
     ctl.bind_mounts = BindPolicy.parse(settings.bind_mounts)
     agent = await Agent.open(
         AgentConfig(

@@ -152,7 +152,9 @@ class AllocationPool(Wire):
 class SubnetSpec(Wire):
     """A subnet as given inline with a new network."""
 
-    cidr: str = Field(description="IPv4 CIDR, e.g. 10.0.0.0/24")
+    cidr: str = Field(
+        description="IPv4 CIDR, e.g. 10.0.0.0/24, or 'auto': a free block of the default address pools"
+    )
     name: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
     gateway: str | None = Field(default=None, description="default: the first host address")
     no_gateway: bool = False

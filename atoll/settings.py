@@ -87,6 +87,11 @@ class Settings:
     docker_tcp: str = field(default_factory=lambda: _env("DOCKER_TCP", "127.0.0.1:2375"))
     """The Docker API's TCP ``host:port``, loopback by default (no authentication yet); empty: none."""
 
+    default_address_pools: str = field(
+        default_factory=lambda: _env("DEFAULT_ADDRESS_POOLS", "10.96.0.0/11:24")
+    )
+    """``CIDR:SIZE,...``: where subnets created as ``auto`` get their CIDR (skipping the hosts' networks)."""
+
     @property
     def docker_addresses(self) -> list[str]:
         out = [f"unix://{self.docker_socket}"] if self.docker_socket else []

@@ -53,7 +53,10 @@ def network_create(
         str,
         typer.Option("--type", "--driver", "-d", help="overlay (VXLAN, spans hosts) or bridge (host-local)."),
     ] = "overlay",
-    subnet: Annotated[str | None, typer.Option("--subnet", help="CIDR of its first subnet.")] = None,
+    subnet: Annotated[
+        str | None,
+        typer.Option("--subnet", help="CIDR of its first subnet, or 'auto' (a free default range)."),
+    ] = None,
     gateway: Gateway = None,
     no_gateway: NoGateway = False,
     ip_range: Pools = None,
@@ -130,7 +133,7 @@ def network_rm(ctx: typer.Context, refs: Refs) -> None:
 def subnet_create(
     ctx: typer.Context,
     network: Annotated[str, typer.Argument(help="Network name or id.")],
-    cidr: Annotated[str, typer.Argument(help="IPv4 CIDR, e.g. 10.0.1.0/24.")],
+    cidr: Annotated[str, typer.Argument(help="IPv4 CIDR, e.g. 10.0.1.0/24, or 'auto'.")],
     name: Annotated[str | None, typer.Option("--name", help="Default: from the CIDR.")] = None,
     gateway: Gateway = None,
     no_gateway: NoGateway = False,

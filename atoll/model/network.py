@@ -13,12 +13,12 @@ from enum import StrEnum
 
 
 class NetworkType(StrEnum):
-    """Only ``bridge`` exists today; the others are accepted words that are refused as not supported yet."""
+    """``overlay`` (the default) and ``bridge`` exist; the others are refused as not supported yet."""
 
     BRIDGE = "bridge"
     """Host-local: a Linux bridge on each host that has a port on the network."""
     OVERLAY = "overlay"
-    """VXLAN between hosts (later)."""
+    """A bridge on each host with a port, joined across hosts by VXLAN (see ``atoll.model.overlay``)."""
     EXTERNAL = "external"
     """Bridged to a host interface, for routers' gateways and floating IPs (later)."""
     FLAT = "flat"

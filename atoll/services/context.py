@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from atoll.model.errors import Conflict, NotFound
 from atoll.model.ports import HostAgent
 from atoll.schemas import WaitResult
+from atoll.services.addrpools import DEFAULT_POOLS, AddressPool, parse_pools
 from atoll.services.mounts import BindPolicy
 
 
@@ -165,3 +166,5 @@ class Controller:
     """How long a stop waits, after the agent returned, for the agent's exit report to arrive."""
     bind_mounts: BindPolicy = field(default_factory=BindPolicy)
     """Which host paths instances may bind-mount (``ATOLL_BIND_MOUNTS``); any, on a single-node cloud."""
+    address_pools: tuple[AddressPool, ...] = field(default_factory=lambda: parse_pools(DEFAULT_POOLS))
+    """Where subnets asked for as ``auto`` get their CIDR (see ``addrpools``)."""

@@ -117,6 +117,10 @@ def _subnet_row(
 
 def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> Network:
     kind = check_type(request.type)
+    fields = [f"subnets[{i}].cidr" for i in range(len(request.subnets))]
+    request = request.model_copy(
+        update={"subnets": hostnets.fill_auto(ctl, project, list(request.subnets), fields)}
+    )
     plans = [_plan(spec, f"subnets[{i}]") for i, spec in enumerate(request.subnets)]
     for j, plan in enumerate(plans):
         for i in range(j):
@@ -202,6 +206,7 @@ def remove_network(ctl: Controller, *, project: str, ref: str) -> None:
 
 
 def create_subnet(ctl: Controller, *, project: str, request: SubnetCreate) -> Subnet:
+    (request,) = hostnets.fill_auto(ctl, project, [request], ["cidr"])
     plan = _plan(request, "")
     with ctl.sessions.begin() as s:
         require_project(s, project)

@@ -105,8 +105,11 @@ def overlay_networks(ctl: Controller, host_id: str) -> list[OverlayNetwork]:
             .join(IpAllocationRow, IpAllocationRow.port_id == PortRow.id)
             .where(PortRow.network_id.in_(list(segments)))
         )
-        places = [PortPlace(*row) for row in rows]
-        underlays = dict(s.execute(select(HostUnderlayRow.host_id, HostUnderlayRow.address)).tuples())
+        places = [PortPlace(network, port, host, mac, ip) for network, port, host, mac, ip in rows]
+        underlays = {
+            host: address
+            for host, address in s.execute(select(HostUnderlayRow.host_id, HostUnderlayRow.address))
+        }
     return plan_for_host(host_id, places, segments, underlays)
 
 

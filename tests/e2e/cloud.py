@@ -168,15 +168,15 @@ class Cloud:
             if name.startswith(self.net_prefix):
                 left.append(f"link {name}")
                 subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
-        for family in ("inet", "arp", "bridge"):
-            if (
-                subprocess.run(
-                    ["nft", "list", "table", family, self.nft_table], capture_output=True
-                ).returncode
-                == 0
-            ):
-                left.append(f"nft table {family} {self.nft_table}")
-                subprocess.run(["nft", "delete", "table", family, self.nft_table], check=False)
+        for family, table in (
+            ("inet", self.nft_table),
+            ("arp", self.nft_table),
+            ("bridge", self.nft_table),
+            ("inet", f"{self.nft_table}_vxlan"),
+        ):
+            if subprocess.run(["nft", "list", "table", family, table], capture_output=True).returncode == 0:
+                left.append(f"nft table {family} {table}")
+                subprocess.run(["nft", "delete", "table", family, table], check=False)
         for kind in ("netns", "routers"):
             netns_dir = self.base / "run" / kind
             for path in sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []:

@@ -6,9 +6,11 @@ way out of the host (there are no routers yet), so nothing reaches the machine's
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +45,16 @@ def links(cloud: Cloud) -> set[str]:
     return {n for n in os.listdir("/sys/class/net") if n.startswith(cloud.net_prefix)}
 
 
+def uplink_mtu() -> int:
+    """The MTU of the interface the default route leaves by (this machine's underlay)."""
+    route = subprocess.run(
+        ["ip", "-4", "route", "show", "default"], capture_output=True, text=True
+    ).stdout.split()
+    if "dev" not in route:
+        return 1500
+    return int(Path(f"/sys/class/net/{route[route.index('dev') + 1]}/mtu").read_text())
+
+
 @pytest.fixture
 def api(cloud: Cloud) -> AtollAPI:
     return cloud.api()
@@ -62,8 +74,14 @@ def test_two_instances_on_one_network_talk(cloud: Cloud, api: AtollAPI) -> None:
     assert f"{ip_a}\t" in ok(cloud.cli("exec", "front-a", "cat", "/etc/hosts"))
     assert ok(cloud.cli("exec", "front-a", "cat", "/etc/resolv.conf")) == "nameserver 10.77.0.53\n"
     assert "default via 10.77.0.1 dev eth0" in ok(cloud.cli("exec", "front-a", "ip", "route"))
-    # One bridge and two veths on the host, named with the cloud's prefix.
-    assert len(links(cloud) - before) == 3
+    # One bridge, its VXLAN device (overlay is the default type) and two veths, named with the cloud's
+    # prefix. The VXLAN device has no peer on a single host, so nothing leaves the machine.
+    made = links(cloud) - before
+    (vxlan,) = [n for n in made if n.startswith(f"{cloud.net_prefix}x-")]
+    assert len(made) == 4
+    fdb = subprocess.run(["bridge", "fdb", "show", "dev", vxlan], capture_output=True, text=True).stdout
+    assert " dst " not in fdb  # no peer host: no entry, so no packet is ever sent on the uplink
+    assert api.inspect_network("front").mtu == uplink_mtu() - 50  # found by the agent, minus VXLAN's header
     ports = ok(cloud.cli("port", "ls", "--network", "front"))
     assert ip_a in ports and ip_b in ports
     for name in ("front-a", "front-b"):
@@ -129,7 +147,7 @@ def test_rm_frees_the_address_and_the_links(cloud: Cloud, api: AtollAPI) -> None
     want = [InstanceNetwork(network="reuse", ip="10.85.0.5")]
     first = api.create_instance(InstanceCreate(image="busybox", command=["sleep", "3600"], networks=want))
     api.start_instance(first.id)
-    assert len(links(cloud) - before) == 2  # the bridge and the port's veth
+    assert len(links(cloud) - before) == 3  # the bridge, its VXLAN device and the port's veth
     netns = cloud.base / "run" / "netns" / first.id
     assert netns.exists()
     api.remove_instance(first.id, force=True)
@@ -216,3 +234,36 @@ def test_an_agent_restart_keeps_traffic_and_removes_leftovers(fresh_cloud: Cloud
     wait_for(lambda: stray not in links(cloud), what="the stray link to be removed")
     assert links(cloud) == kept
     assert pings(cloud, "stay-a", ip_b)
+
+
+def uplink_network() -> tuple[str, str] | None:
+    """(interface, CIDR) of the link-scope route of the interface the default route leaves by."""
+    default = subprocess.run(
+        ["ip", "-4", "route", "show", "default"], capture_output=True, text=True
+    ).stdout.split()
+    if "dev" not in default:
+        return None
+    dev = default[default.index("dev") + 1]
+    routes = subprocess.run(
+        ["ip", "-4", "route", "show", "dev", dev, "scope", "link"], capture_output=True, text=True
+    )
+    cidrs = [line.split()[0] for line in routes.stdout.splitlines() if "/" in line.split()[0]]
+    return (dev, cidrs[0]) if cidrs else None
+
+
+def test_the_hosts_network_is_refused_and_auto_avoids_it(cloud: Cloud, api: AtollAPI) -> None:
+    found = uplink_network()
+    if found is None:
+        pytest.skip("this machine has no default route with a link-scope subnet to collide with")
+    dev, cidr = found
+    result = cloud.cli("network", "create", "clash", "--subnet", cidr)
+    assert result.returncode == 1
+    assert (
+        f"subnets[0].cidr: {cidr} overlaps {cidr} of the host's interface {dev} on host"
+        in result.stderr.decode()
+    )
+    assert not any(n.name == "clash" for n in api.networks())
+    ok(cloud.cli("network", "create", "picked", "--subnet", "auto"))
+    (subnet,) = api.inspect_network("picked").subnets
+    assert not ipaddress.ip_network(subnet.cidr).overlaps(ipaddress.ip_network(cidr))
+    ok(cloud.cli("network", "rm", "picked"))

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from atoll.agent.net import netlink, netns, vxlan
+from atoll.agent.net import netlink, netns, nft, overlayfw, vxlan
 from atoll.agent.net.names import Names, alias_id, bridge_alias
 from atoll.model.errors import RuntimeFailure
 from atoll.model.overlay import DEFAULT_VXLAN_PORT, OverlayNetwork
@@ -72,6 +72,10 @@ class OverlayPlane:
         self.config = config
         self.names = config.names
         self._lock = asyncio.Lock()
+        self._rules: str | None = None
+        """The firewall script last applied (None: our table is absent)."""
+        self._swept = False
+        """Whether a table left by an earlier agent was looked for (once is enough)."""
 
     async def converge(self, networks: Iterable[OverlayNetwork]) -> None:
         """Make this host's VXLAN devices and entries exactly ``networks`` (those with a bridge here)."""
@@ -96,6 +100,28 @@ class OverlayPlane:
                 if is_vxlan_name(self.names, name) and name not in kept:
                     log.info("removing %s: its network has no port on this host", name)
                     netlink.delete(ipr, name)
+        peers = {
+            peer
+            for network_id, n in desired.items()
+            if vxlan_name(self.names, network_id) in kept
+            for peer in n.peers
+        }
+        self._apply_firewall(bool(kept), peers)
+
+    def _apply_firewall(self, active: bool, peers: set[str]) -> None:
+        """Our VXLAN port open to exactly ``peers`` while there are devices; no table without them."""
+        if self._rules is not None and not overlayfw.present(self.names):
+            self._rules = None  # someone removed the table: write it again
+        if not active:
+            # Ours, or (looked for once) left by an earlier run of the agent.
+            if (self._rules is not None or not self._swept) and overlayfw.present(self.names):
+                nft.apply(overlayfw.render_delete(self.names))
+            self._rules, self._swept = None, True
+            return
+        script = overlayfw.render(self.names, self.config.port, peers)
+        if script != self._rules:
+            nft.apply(script)
+            self._rules = script
 
     def _ensure(
         self,
