@@ -32,6 +32,7 @@ from atoll.agent.images.overlay import is_mounted, mount_overlay, unmount
 from atoll.agent.images.store import ImageStore
 from atoll.agent.layout import InstanceLayout, instance_layout
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
+from atoll.agent.net.dnsserver import NameService
 from atoll.agent.net.names import DEFAULT_PREFIX, DEFAULT_TABLE, Names
 from atoll.agent.registry.options import RegistryOptions
 from atoll.agent.registry.service import Registries
@@ -45,6 +46,7 @@ from atoll.agent.runtime.rootpath import find_executable
 from atoll.agent.runtime.users import resolve_user
 from atoll.agent.watch import ExitWatcher
 from atoll.model.clock import from_timestamp, utcnow
+from atoll.model.dnsrecords import RESOLVER_ADDRESS
 from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
@@ -108,6 +110,7 @@ class Agent:
         self._loop_task: asyncio.Task[None] | None = None
         names = Names(config.net_prefix, config.nft_table)
         self._net = HostNetwork(NetConfig(names=names, netns_dir=config.run_dir / "netns"))
+        self._dns = NameService(lambda: control.network_names(config.host_id), self._net.netns_path)
 
     @classmethod
     async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:
@@ -150,6 +153,7 @@ class Agent:
         for task in list(self._tasks):
             task.cancel()
         await self._registries.close()
+        await self._dns.close()
 
     async def _reconcile_forever(self) -> None:
         while True:
@@ -203,6 +207,7 @@ class Agent:
             path.mkdir(parents=True, exist_ok=True)
         self._specs[spec.id] = spec
         await self._net.attach(spec)  # before any start: the namespace keeps its address across runs
+        await self._dns.serve(spec)
 
     async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
         async with self._lock(spec.id):
@@ -228,7 +233,7 @@ class Agent:
                 layout.etc,
                 spec.hostname or spec.id[:12],
                 addresses=[p.ip for p in spec.ports],
-                nameservers=next((p.dns for p in spec.ports if p.dns), []),
+                nameservers=[RESOLVER_ADDRESS] if spec.ports else [],  # subnets' servers: its upstreams
             )
             config = build_config(
                 spec,
@@ -389,6 +394,7 @@ class Agent:
         layout = self._layout(instance_id)
         unmount(layout.rootfs)
         remove_cgroup(self._cgroup(instance_id))
+        await self._dns.stop(instance_id)  # its sockets would keep the namespace alive
         await self._net.release(instance_id, spec.ports if spec is not None else ())
         await asyncio.to_thread(shutil.rmtree, layout.root, True)
 
@@ -408,6 +414,13 @@ class Agent:
 
             async for entry in follow_log(layout.log, offset=end, stopped=stopped):
                 yield entry
+
+    async def names_changed(self, network_ids: list[str]) -> None:
+        """The controller changed names on these networks: fetch them now rather than at the next
+        reconcile. Every host with a port on one of them refreshes; the others have nothing to update."""
+        mine = {p.network_id for spec in self._specs.values() for p in spec.ports}
+        if mine & set(network_ids):
+            await self._dns.refresh()
 
     async def exec(self, instance_id: str, spec: ExecSpec) -> ExecProcess:
         inst = self._specs.get(instance_id)
@@ -451,6 +464,11 @@ class Agent:
             await self._net.sync(a.spec for a in assignments.values())
         except Exception:
             log.exception("could not converge the network dataplane; retrying at the next reconcile")
+        try:
+            await self._dns.sync(a.spec for a in assignments.values())
+            await self._dns.refresh()
+        except Exception:
+            log.exception("could not converge the resolvers; retrying at the next reconcile")
 
     async def _converge(self, assignment: Assignment, container: dict[str, Any] | None) -> None:
         instance_id = assignment.spec.id

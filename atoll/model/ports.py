@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from atoll.model.dnsrecords import NetworkNames
 from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
 from atoll.model.registry import Credential, PullEvent, PushEvent
@@ -98,6 +99,11 @@ class HostAgent(Protocol):
 
     async def exec(self, instance_id: str, spec: ExecSpec) -> ExecProcess: ...
 
+    async def names_changed(self, network_ids: list[str]) -> None:
+        """Names on these networks changed: fetch them again now (``ControlPlane.network_names``), so a
+        change resolves once the controller's call returns rather than at the next reconcile."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -116,4 +122,8 @@ class ControlPlane(Protocol):
 
     async def instance_exited(self, host_id: str, instance_id: str, exit: ExitInfo) -> float | None:
         """Record an exit. Returns the back-off in seconds if the restart policy restarts it, else None."""
+        ...
+
+    async def network_names(self, host_id: str) -> list[NetworkNames]:
+        """The names of every network that has a port on ``host_id``, for the host's resolvers."""
         ...

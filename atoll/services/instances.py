@@ -21,7 +21,7 @@ from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.instance import InstanceSpec, InstanceStatus, LogEntry, RestartPolicy
 from atoll.model.ports import ExecProcess, ExecSpec, HostAgent
 from atoll.schemas import Instance, InstanceCreate
-from atoll.services import images, netports
+from atoll.services import dnsrecords, images, netports
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
 from atoll.services.context import Controller
@@ -90,6 +90,7 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
     except BaseException:
         delete_instance_row(ctl, spec.id, None)
         raise
+    await dnsrecords.announce(ctl, dnsrecords.spec_networks(spec))
     return view
 
 
@@ -222,7 +223,9 @@ async def remove(ctl: Controller, *, project: str, ref: str, force: bool = False
             row_after = s.get(InstanceRow, instance_id)
             if row_after is not None and row_after.exit_code is not None:
                 last = wait_result(row_after)
+        networks = dnsrecords.instance_networks(ctl, instance_id)
         delete_instance_row(ctl, instance_id, last)
+    await dnsrecords.announce(ctl, networks)
 
 
 def logs(

@@ -1,0 +1,138 @@
+"""The names the controller hands to hosts: the pure computation, and the records of real rows made
+through the API (SQLite, a fake host agent), including the nudges after each change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from atoll.model.dnsrecords import NameRecord, NetworkNames
+from atoll.services.context import Controller
+from atoll.services.control import LocalControlPlane
+from atoll.services.dnsrecords import PortName, compute, dns_name
+
+from .factories import import_image
+from .fakes import FakeAgent
+
+NET_A, NET_B = "a" * 64, "b" * 64
+ID_1, ID_2 = "1" * 64, "2" * 64
+
+
+def test_dns_name() -> None:
+    assert dns_name("Web.") == "web"
+    assert dns_name("cool_name") == "cool_name"
+    assert dns_name("a" * 63) == "a" * 63
+    assert dns_name("a" * 64) is None  # a label has at most 63 characters
+    assert dns_name("a..b") is None
+    assert dns_name("") is None
+
+
+def test_compute_groups_names_by_network() -> None:
+    ports = [
+        PortName(NET_A, ID_1, "web", ("www", "WEB"), "10.0.0.2"),
+        PortName(NET_B, ID_1, "web", (), "10.1.0.2"),
+        PortName(NET_A, ID_2, "db", ("store",), "10.0.0.3"),
+    ]
+    out = compute(ports, {NET_A: ["10.0.0.0/24"], NET_B: ["10.1.0.0/24"], "c" * 64: ["10.2.0.0/24"]})
+    assert out == [
+        NetworkNames(
+            NET_A,
+            records=[
+                NameRecord("db", "10.0.0.3", ID_2, primary=True),
+                NameRecord("222222222222", "10.0.0.3", ID_2),
+                NameRecord("store", "10.0.0.3", ID_2),
+                NameRecord("web", "10.0.0.2", ID_1, primary=True),
+                NameRecord("111111111111", "10.0.0.2", ID_1),
+                NameRecord("www", "10.0.0.2", ID_1),  # "WEB" is the name again, once
+            ],
+            cidrs=["10.0.0.0/24"],
+        ),
+        NetworkNames(
+            NET_B,
+            records=[
+                NameRecord("web", "10.1.0.2", ID_1, primary=True),
+                NameRecord("111111111111", "10.1.0.2", ID_1),
+            ],
+            cidrs=["10.1.0.0/24"],
+        ),
+        NetworkNames("c" * 64, records=[], cidrs=["10.2.0.0/24"]),
+    ]
+
+
+@pytest.fixture
+async def busybox(client: httpx.AsyncClient) -> dict[str, Any]:
+    return await import_image(client, 1, tags=["busybox:latest"], cmd=["sh"])
+
+
+async def post(client: httpx.AsyncClient, path: str, project: str = "default", **body: Any) -> Any:
+    resp = await client.post(f"/v1/projects/{project}/{path}", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def by_network(names: list[NetworkNames]) -> dict[str, dict[str, list[str]]]:
+    out: dict[str, dict[str, list[str]]] = {}
+    for network in names:
+        table = out.setdefault(network.network_id, {})
+        for record in network.records:
+            table.setdefault(record.name, []).append(record.address)
+    return out
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("busybox")
+async def test_records_follow_instances(client: httpx.AsyncClient, ctl: Controller, agent: FakeAgent) -> None:
+    plane = LocalControlPlane(ctl)
+    assert await plane.network_names(agent.host_id) == []
+    front = await post(client, "networks", name="front", subnets=[{"cidr": "10.0.0.0/24"}])
+    back = await post(client, "networks", name="back", subnets=[{"cidr": "10.1.0.0/24"}])
+    await post(client, "networks", name="unused", subnets=[{"cidr": "10.2.0.0/24"}])
+    web = await post(
+        client,
+        "instances",
+        image="busybox",
+        name="web",
+        networks=[{"network": "front", "aliases": ["www"]}, {"network": "back"}],
+    )
+    assert agent.called("names_changed") == [sorted([front["id"], back["id"]])]
+    db = await post(client, "instances", image="busybox", name="db", networks=[{"network": "back"}])
+    await post(client, "instances", image="busybox", name="loner")  # no networks: no names
+    names = await plane.network_names(agent.host_id)
+    assert [n.network_id for n in names] == sorted([front["id"], back["id"]])  # only networks in use
+    table = by_network(names)
+    assert table[front["id"]] == {"web": ["10.0.0.2"], web["id"][:12]: ["10.0.0.2"], "www": ["10.0.0.2"]}
+    assert table[back["id"]] == {
+        "db": ["10.1.0.3"],
+        db["id"][:12]: ["10.1.0.3"],
+        "web": ["10.1.0.2"],
+        web["id"][:12]: ["10.1.0.2"],
+    }
+    assert {n.network_id: n.cidrs for n in names} == {
+        front["id"]: ["10.0.0.0/24"],
+        back["id"]: ["10.1.0.0/24"],
+    }
+
+    resp = await client.delete("/v1/projects/default/instances/web", params={"force": True})
+    assert resp.status_code == 204, resp.text
+    assert agent.called("names_changed")[-1] == sorted([front["id"], back["id"]])
+    table = by_network(await plane.network_names(agent.host_id))
+    assert table == {back["id"]: {"db": ["10.1.0.3"], db["id"][:12]: ["10.1.0.3"]}}
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("busybox")
+async def test_projects_never_share_names(
+    client: httpx.AsyncClient, ctl: Controller, agent: FakeAgent
+) -> None:
+    resp = await client.post("/v1/projects", json={"name": "other"})
+    assert resp.status_code == 201, resp.text
+    await import_image(client, 1, project="other", tags=["busybox:latest"], cmd=["sh"])
+    mine = await post(client, "networks", name="net", subnets=[{"cidr": "10.9.0.0/24"}])
+    theirs = await post(client, "networks", project="other", name="net", subnets=[{"cidr": "10.9.0.0/24"}])
+    await post(client, "instances", image="busybox", name="a", networks=[{"network": "net"}])
+    await post(client, "instances", project="other", image="busybox", name="b", networks=[{"network": "net"}])
+    table = by_network(await LocalControlPlane(ctl).network_names(agent.host_id))
+    assert set(table[mine["id"]]) - {k for k in table[mine["id"]] if len(k) == 12} == {"a"}
+    assert set(table[theirs["id"]]) - {k for k in table[theirs["id"]] if len(k) == 12} == {"b"}
