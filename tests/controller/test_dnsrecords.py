@@ -13,7 +13,7 @@ from atoll.services.context import Controller
 from atoll.services.control import LocalControlPlane
 from atoll.services.dnsrecords import PortName, compute, dns_name
 
-from .factories import import_image
+from .factories import error_of, import_image
 from .fakes import FakeAgent
 
 NET_A, NET_B = "a" * 64, "b" * 64
@@ -34,6 +34,7 @@ def test_compute_groups_names_by_network() -> None:
         PortName(NET_A, ID_1, "web", ("www", "WEB"), "10.0.0.2"),
         PortName(NET_B, ID_1, "web", (), "10.1.0.2"),
         PortName(NET_A, ID_2, "db", ("store",), "10.0.0.3"),
+        PortName(NET_B, "3" * 64, "x" * 64, (), "10.1.0.9"),  # a valid instance name, not a DNS label
     ]
     out = compute(ports, {NET_A: ["10.0.0.0/24"], NET_B: ["10.1.0.0/24"], "c" * 64: ["10.2.0.0/24"]})
     assert out == [
@@ -54,6 +55,7 @@ def test_compute_groups_names_by_network() -> None:
             records=[
                 NameRecord("web", "10.1.0.2", ID_1, primary=True),
                 NameRecord("111111111111", "10.1.0.2", ID_1),
+                NameRecord("333333333333", "10.1.0.9", "3" * 64),  # still reachable by its short id
             ],
             cidrs=["10.1.0.0/24"],
         ),
@@ -136,3 +138,29 @@ async def test_projects_never_share_names(
     table = by_network(await LocalControlPlane(ctl).network_names(agent.host_id))
     assert set(table[mine["id"]]) - {k for k in table[mine["id"]] if len(k) == 12} == {"a"}
     assert set(table[theirs["id"]]) - {k for k in table[theirs["id"]] if len(k) == 12} == {"b"}
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("busybox")
+async def test_rename_renames_the_name_on_networks(
+    client: httpx.AsyncClient, ctl: Controller, agent: FakeAgent
+) -> None:
+    net = await post(client, "networks", name="net", subnets=[{"cidr": "10.3.0.0/24"}])
+    inst = await post(client, "instances", image="busybox", name="old", networks=[{"network": "net"}])
+    await post(client, "instances", image="busybox", name="taken", networks=[{"network": "net"}])
+    nudges = len(agent.called("names_changed"))
+    resp = await client.post("/v1/projects/default/instances/old/rename", json={"name": "new"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["name"] == "new" and resp.json()["id"] == inst["id"]
+    assert agent.called("names_changed")[nudges:] == [[net["id"]]]
+    table = by_network(await LocalControlPlane(ctl).network_names(agent.host_id))
+    assert "new" in table[net["id"]] and "old" not in table[net["id"]]
+
+    resp = await client.post("/v1/projects/default/instances/new/rename", json={"name": "taken"})
+    assert "name: 'taken' is already in use" in error_of(resp, 409)["message"]
+    resp = await client.post("/v1/projects/default/instances/new/rename", json={"name": "-bad"})
+    assert error_of(resp, 400)["message"].startswith("name")
+    resp = await client.post("/v1/projects/default/instances/nope/rename", json={"name": "x"})
+    error_of(resp, 404)
+    resp = await client.post("/v1/projects/default/instances/new/rename", json={"name": "new"})
+    assert resp.status_code == 200  # the same name again changes nothing

@@ -37,35 +37,62 @@ TTL = 600
 
 
 @dataclass(frozen=True)
-class NameView:
-    """The names one instance can resolve."""
+class NetworkIndex:
+    """One network's names, indexed once per refresh and shared by the views of all its instances."""
 
     addresses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """name -> addresses, in the order of the instance's ports."""
+    """name -> addresses on this network."""
     names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """address -> instance names, for reverse lookups."""
     subnets: tuple[IPv4Network, ...] = ()
 
 
-def build_view(networks: Iterable[NetworkNames]) -> NameView:
+def index_network(network: NetworkNames) -> NetworkIndex:
     addresses: dict[str, list[str]] = {}
     names: dict[str, list[str]] = {}
-    subnets: list[IPv4Network] = []
-    for network in networks:
-        for record in network.records:
-            have = addresses.setdefault(record.name, [])
-            if record.address not in have:
-                have.append(record.address)
-            if record.primary:
-                reverse = names.setdefault(record.address, [])
-                if record.name not in reverse:
-                    reverse.append(record.name)
-        subnets.extend(IPv4Network(cidr) for cidr in network.cidrs)
-    return NameView(
+    for record in network.records:
+        have = addresses.setdefault(record.name, [])
+        if record.address not in have:
+            have.append(record.address)
+        if record.primary:
+            reverse = names.setdefault(record.address, [])
+            if record.name not in reverse:
+                reverse.append(record.name)
+    return NetworkIndex(
         addresses={k: tuple(v) for k, v in addresses.items()},
         names={k: tuple(v) for k, v in names.items()},
-        subnets=tuple(subnets),
+        subnets=tuple(IPv4Network(cidr) for cidr in network.cidrs),
     )
+
+
+@dataclass(frozen=True)
+class NameView:
+    """The names one instance can resolve: those of its networks, in the order of its ports."""
+
+    networks: tuple[NetworkIndex, ...] = ()
+
+    def addresses(self, name: str) -> list[str] | None:
+        """None if no shared network knows ``name``."""
+        found: list[str] | None = None
+        for network in self.networks:
+            for address in network.addresses.get(name, ()):
+                found = found if found is not None else []
+                if address not in found:
+                    found.append(address)
+        return found
+
+    def names(self, address: str) -> list[str]:
+        out: list[str] = []
+        for network in self.networks:
+            out += [n for n in network.names.get(address, ()) if n not in out]
+        return out
+
+    def in_subnets(self, address: IPv4Address) -> bool:
+        return any(address in subnet for network in self.networks for subnet in network.subnets)
+
+
+def build_view(networks: Iterable[NetworkNames]) -> NameView:
+    return NameView(tuple(index_network(n) for n in networks))
 
 
 def _key(name: dns.name.Name) -> str:
@@ -86,7 +113,7 @@ def _reverse(query: dns.message.Message, qname: dns.name.Name, view: NameView) -
         return None  # a partial name (a zone, not one address): not ours to answer
     if not isinstance(address, IPv4Address):
         return None
-    names = view.names.get(str(address))
+    names = view.names(str(address))
     if names:
         response = _response(query, dns.rcode.NOERROR)
         response.flags |= dns.flags.AA
@@ -96,7 +123,7 @@ def _reverse(query: dns.message.Message, qname: dns.name.Name, view: NameView) -
             )
         )
         return response
-    if any(address in subnet for subnet in view.subnets):
+    if view.in_subnets(address):
         return _response(query, dns.rcode.NXDOMAIN)
     return None
 
@@ -114,13 +141,13 @@ def answer(query: dns.message.Message, view: NameView) -> dns.message.Message | 
     if question.rdtype == dns.rdatatype.PTR and qname.is_subdomain(dns.reversename.ipv4_reverse_domain):
         return _reverse(query, qname, view)
     key = _key(qname)
-    found = view.addresses.get(key)
+    found = view.addresses(key)
     if found is not None:
         response = _response(query, dns.rcode.NOERROR)
         response.flags |= dns.flags.AA
         if question.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
             response.answer.append(
-                dns.rrset.from_text_list(qname, TTL, dns.rdataclass.IN, dns.rdatatype.A, list(found))
+                dns.rrset.from_text_list(qname, TTL, dns.rdataclass.IN, dns.rdatatype.A, found)
             )
         return response
     if key and "." not in key:

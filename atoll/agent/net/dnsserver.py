@@ -35,7 +35,15 @@ import dns.exception
 import dns.message
 
 from atoll.agent.net import netns
-from atoll.agent.net.dnsanswer import NameView, answer, build_view, servfail, to_wire, udp_limit
+from atoll.agent.net.dnsanswer import (
+    NameView,
+    NetworkIndex,
+    answer,
+    index_network,
+    servfail,
+    to_wire,
+    udp_limit,
+)
 from atoll.agent.net.dnsforward import Upstream, forward, host_upstreams
 from atoll.model.dnsrecords import RESOLVER_ADDRESS, NetworkNames
 from atoll.model.instance import InstanceSpec
@@ -47,8 +55,10 @@ DNS_PORT = 53
 IP_FREEBIND = 15
 """Bind even before the namespace's loopback is up (linux/in.h)."""
 MAX_PENDING = 64
-"""Queries one instance may have in flight; more are dropped, so one tenant cannot flood the agent."""
+"""Forwarded queries one instance may have in flight; more are dropped (the client retries), so one
+tenant cannot pile up work in the agent."""
 TCP_IDLE = 10.0
+CACHE_SIZE = 512
 
 Fetch = Callable[[], Awaitable[list[NetworkNames]]]
 
@@ -78,24 +88,55 @@ class _Listener:
     instance_id: str
     network_ids: tuple[str, ...]
     upstreams: tuple[Upstream, ...]
-    view: NameView = field(default_factory=NameView)
+    _view: NameView = field(default_factory=NameView)
+    cache: dict[tuple[bytes, bool], bytes] = field(default_factory=dict)
+    """Local answers by query (all but its id) and transport: a reply depends on nothing else while
+    the view stays, and building one with dnspython costs ~7 times the round trip itself."""
     udp: asyncio.DatagramTransport | None = None
     tcp: asyncio.Server | None = None
     pending: int = 0
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    async def handle(self, data: bytes, *, tcp: bool) -> bytes | None:
+    @property
+    def view(self) -> NameView:
+        return self._view
+
+    @view.setter
+    def view(self, view: NameView) -> None:
+        self._view = view
+        self.cache.clear()
+
+    def answer_here(self, data: bytes, *, tcp: bool) -> tuple[bytes | None, dns.message.Message | None]:
+        """``(reply, None)`` when answered here, ``(None, query)`` when it is to be forwarded, and
+        ``(None, None)`` for bytes that are not a query at all (dropped: there is no id to answer)."""
+        key = (data[2:], tcp)
+        cached = self.cache.get(key)
+        if cached is not None and len(data) >= 2:
+            return data[:2] + cached, None
         try:
             query = dns.message.from_wire(data)
         except dns.exception.DNSException:
-            return None  # not a query we can even answer FORMERR to; a client retries or gives up
+            return None, None
         response = answer(query, self.view)
         if response is None:
-            reply = await forward(data, self.upstreams, tcp=tcp) if self.upstreams else None
-            if reply is not None:
-                return reply
-            response = servfail(query)
-        return to_wire(response, 65535 if tcp else udp_limit(query))
+            return None, query
+        reply = to_wire(response, 65535 if tcp else udp_limit(query))
+        if len(self.cache) >= CACHE_SIZE:
+            self.cache.clear()
+        self.cache[key] = reply[2:]
+        return reply, None
+
+    async def forward(self, data: bytes, query: dns.message.Message, *, tcp: bool) -> bytes:
+        reply = await forward(data, self.upstreams, tcp=tcp) if self.upstreams else None
+        if reply is not None:
+            return reply
+        return to_wire(servfail(query), 65535 if tcp else udp_limit(query))
+
+    async def handle(self, data: bytes, *, tcp: bool) -> bytes | None:
+        reply, query = self.answer_here(data, tcp=tcp)
+        if query is not None:
+            return await self.forward(data, query, tcp=tcp)
+        return reply
 
     def spawn(self, coro: Awaitable[None]) -> None:
         if self.pending >= MAX_PENDING:
@@ -134,11 +175,18 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)  # selector transports do not subclass it
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.listener.spawn(self._reply(data, addr))
+        # Local names are answered right here; only forwarding, which waits on the network, gets a task.
+        reply, query = self.listener.answer_here(data, tcp=False)
+        if reply is not None:
+            self._send(reply, addr)
+        elif query is not None:
+            self.listener.spawn(self._forwarded(data, query, addr))
 
-    async def _reply(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = await self.listener.handle(data, tcp=False)
-        if reply is not None and self.transport is not None and not self.transport.is_closing():
+    async def _forwarded(self, data: bytes, query: dns.message.Message, addr: tuple[str, int]) -> None:
+        self._send(await self.listener.forward(data, query, tcp=False), addr)
+
+    def _send(self, reply: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
 
@@ -178,6 +226,7 @@ class NameService:
         self._resolv_conf = resolv_conf
         self._port = port
         self._networks: dict[str, NetworkNames] = {}
+        self._indexes: dict[str, NetworkIndex] = {}
         self._listeners: dict[str, _Listener] = {}
         self._released: set[str] = set()
         self._fresh: set[str] = set()
@@ -205,14 +254,21 @@ class NameService:
             if self._fetched >= wanted:
                 return
             upto = self._asked
-            networks = await self._fetch()
-            self._networks = {n.network_id: n for n in networks}
-            for listener in self._listeners.values():
-                self._update_view(listener)
+            networks = {n.network_id: n for n in await self._fetch()}
+            if networks != self._networks:  # index only what changed: a host may hold thousands of names
+                self._indexes = {
+                    network_id: self._indexes[network_id]
+                    if self._networks.get(network_id) == names and network_id in self._indexes
+                    else index_network(names)
+                    for network_id, names in networks.items()
+                }
+                self._networks = networks
+                for listener in self._listeners.values():
+                    self._update_view(listener)
             self._fetched = upto
 
     def _update_view(self, listener: _Listener) -> None:
-        listener.view = build_view(self._networks[n] for n in listener.network_ids if n in self._networks)
+        listener.view = NameView(tuple(self._indexes[n] for n in listener.network_ids if n in self._indexes))
 
     def _upstreams(self, spec: InstanceSpec) -> tuple[Upstream, ...]:
         """The subnet's servers, from inside the instance, if its networks name any; else the host's."""
