@@ -207,7 +207,10 @@ class Agent:
             path.mkdir(parents=True, exist_ok=True)
         self._specs[spec.id] = spec
         await self._net.attach(spec)  # before any start: the namespace keeps its address across runs
-        await self._dns.serve(spec)
+        try:
+            await self._dns.serve(spec)
+        except Exception:  # names are not worth failing the instance for; reconcile binds again
+            log.exception("could not serve names to instance %s", spec.id)
 
     async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
         async with self._lock(spec.id):

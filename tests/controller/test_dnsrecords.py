@@ -164,3 +164,21 @@ async def test_rename_renames_the_name_on_networks(
     error_of(resp, 404)
     resp = await client.post("/v1/projects/default/instances/new/rename", json={"name": "new"})
     assert resp.status_code == 200  # the same name again changes nothing
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("busybox")
+async def test_an_auto_removed_instance_loses_its_names(
+    client: httpx.AsyncClient, ctl: Controller, agent: FakeAgent
+) -> None:
+    net = await post(client, "networks", name="net", subnets=[{"cidr": "10.4.0.0/24"}])
+    await post(client, "instances", image="busybox", name="stay", networks=[{"network": "net"}])
+    tmp = await post(
+        client, "instances", image="busybox", name="tmp", auto_remove=True, networks=[{"network": "net"}]
+    )
+    assert (await client.post(f"/v1/projects/default/instances/{tmp['id']}/start")).status_code == 200
+    nudges = len(agent.called("names_changed"))
+    await agent.exit(tmp["id"], 0)
+    assert agent.called("names_changed")[nudges:] == [[net["id"]]]
+    table = by_network(await LocalControlPlane(ctl).network_names(agent.host_id))
+    assert "tmp" not in table[net["id"]] and "stay" in table[net["id"]]

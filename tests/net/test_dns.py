@@ -21,7 +21,7 @@ import pytest
 
 from atoll.agent.net import netns
 from atoll.agent.net.dataplane import HostNetwork
-from atoll.agent.net.dnsserver import NameService
+from atoll.agent.net.dnsserver import MAX_STREAMS, NameService
 from atoll.model.dnsrecords import RESOLVER_ADDRESS, NameRecord, NetworkNames
 from atoll.model.instance import InstanceSpec
 
@@ -258,6 +258,39 @@ def test_without_subnet_servers_the_hosts_resolvers_are_asked_from_the_host(
             assert upstream.seen == [("127.0.0.1", "example.test.")]
         finally:
             await upstream.close()
+            await names.close()
+            await dataplane.release(a.id, a.ports)
+
+    asyncio.run(scenario())
+
+
+def test_no_loops_and_bounded_connections(dataplane: HostNetwork, host: Host, tmp_path: Path) -> None:
+    a = instance(replace(port(NET_A, "10.0.0.2"), dns=[RESOLVER_ADDRESS]))  # "forward to yourself"
+
+    async def scenario() -> None:
+        names = service(dataplane, host, tmp_path, [])
+        try:
+            await dataplane.attach(a)
+            await names.serve(a)
+            await names.refresh()
+            path = dataplane.netns_path(a.id)
+            # Nothing to forward to (the resolver itself is no upstream): SERVFAIL at once, no loop.
+            assert (await ask(path, "example.test")).rcode() == dns.rcode.SERVFAIL
+
+            def connect_many() -> list[bytes]:
+                socks = [
+                    socket.create_connection((RESOLVER_ADDRESS, 53), timeout=5)
+                    for _ in range(MAX_STREAMS + 1)
+                ]
+                try:
+                    socks[-1].settimeout(5)
+                    return [socks[-1].recv(10)]  # b"": closed by the resolver, the others stay open
+                finally:
+                    for sock in socks:
+                        sock.close()
+
+            assert await asyncio.to_thread(netns.run_in, path, connect_many) == [b""]
+        finally:
             await names.close()
             await dataplane.release(a.id, a.ports)
 

@@ -58,6 +58,8 @@ MAX_PENDING = 64
 """Forwarded queries one instance may have in flight; more are dropped (the client retries), so one
 tenant cannot pile up work in the agent."""
 TCP_IDLE = 10.0
+MAX_STREAMS = 16
+"""TCP connections one instance may hold open; more are closed at once."""
 CACHE_SIZE = 512
 
 Fetch = Callable[[], Awaitable[list[NetworkNames]]]
@@ -95,6 +97,8 @@ class _Listener:
     udp: asyncio.DatagramTransport | None = None
     tcp: asyncio.Server | None = None
     pending: int = 0
+    streams: int = 0
+    """Open TCP connections."""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -194,6 +198,10 @@ async def _serve_stream(
     listener: _Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """Length-prefixed messages, one after another, until the client closes or idles."""
+    if listener.streams >= MAX_STREAMS:
+        writer.close()
+        return
+    listener.streams += 1
     try:
         while True:
             async with asyncio.timeout(TCP_IDLE):
@@ -207,6 +215,7 @@ async def _serve_stream(
     except (OSError, TimeoutError, asyncio.IncompleteReadError):
         pass
     finally:
+        listener.streams -= 1
         writer.close()
 
 
@@ -275,7 +284,8 @@ class NameService:
         own = next((p.dns for p in spec.ports if p.dns), [])
         if own:
             path = self._netns_path(spec.id)
-            return tuple(Upstream(address, netns=path) for address in own)
+            # Inside the instance, 127.0.0.11 is this very resolver: asking it would be a loop.
+            return tuple(Upstream(address, netns=path) for address in own if address != RESOLVER_ADDRESS)
         return tuple(host_upstreams(self._resolv_conf, self._host_netns))
 
     # -- listeners ---------------------------------------------------------------------------------
