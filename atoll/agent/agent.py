@@ -110,7 +110,11 @@ class Agent:
         self._loop_task: asyncio.Task[None] | None = None
         names = Names(config.net_prefix, config.nft_table)
         self._net = HostNetwork(NetConfig(names=names, netns_dir=config.run_dir / "netns"))
-        self._dns = NameService(lambda: control.network_names(config.host_id), self._net.netns_path)
+        self._dns = NameService(
+            lambda: control.network_names(config.host_id),
+            self._net.netns_path,
+            host_netns=self._net.config.host_netns,  # the host's resolvers are asked from there
+        )
 
     @classmethod
     async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:

@@ -12,4 +12,4 @@ router = APIRouter(prefix="/v1/projects/{project}/instances", tags=["instances"]
 
 @router.post("/{ref}/rename")
 async def rename_instance(ctl: Ctl, project: str, ref: str, body: InstanceRename) -> Instance:
-    return await rename.rename(ctl, project=project, ref=ref, name=body.name)
+    return await rename.rename_and_announce(ctl, project=project, ref=ref, name=body.name)
