@@ -12,6 +12,8 @@ from atoll.model.dnsrecords import NameRecord, NetworkNames
 from atoll.services.context import Controller
 from atoll.services.control import LocalControlPlane
 from atoll.services.dnsrecords import PortName, compute, dns_name
+from atoll.services.hosts import register_host
+from atoll.store.models import InstanceRow
 
 from .factories import error_of, import_image
 from .fakes import FakeAgent
@@ -182,3 +184,30 @@ async def test_an_auto_removed_instance_loses_its_names(
     assert agent.called("names_changed")[nudges:] == [[net["id"]]]
     table = by_network(await LocalControlPlane(ctl).network_names(agent.host_id))
     assert "tmp" not in table[net["id"]] and "stay" in table[net["id"]]
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("busybox")
+async def test_peers_on_other_hosts_resolve(
+    client: httpx.AsyncClient, ctl: Controller, agent: FakeAgent
+) -> None:
+    """Records come from the controller, not from what a host runs: a host gets every port of the
+    networks it has a port on, wherever the instance runs, and every host is nudged."""
+    other = FakeAgent(host="host-2")
+    register_host(ctl, other, name="host-2", runtime="fake", cgroup_version=2)
+    net = await post(client, "networks", name="net", subnets=[{"cidr": "10.5.0.0/24"}])
+    here = await post(client, "instances", image="busybox", name="here", networks=[{"network": "net"}])
+    there = await post(client, "instances", image="busybox", name="there", networks=[{"network": "net"}])
+    with ctl.sessions.begin() as s:  # as if the scheduler had placed it on host-2
+        row = s.get(InstanceRow, there["id"])
+        assert row is not None
+        row.host_id = other.host_id
+    plane = LocalControlPlane(ctl)
+    for host in (agent.host_id, other.host_id):
+        table = by_network(await plane.network_names(host))
+        assert table[net["id"]]["here"] == [here["networks"][0]["ip"]]
+        assert table[net["id"]]["there"] == [there["networks"][0]["ip"]]
+    assert await plane.network_names("host-without-ports") == []
+    resp = await client.delete(f"/v1/projects/default/instances/{here['id']}", params={"force": True})
+    assert resp.status_code == 204, resp.text
+    assert agent.called("names_changed")[-1] == other.called("names_changed")[-1] == [net["id"]]
