@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from atoll.model.dnsrecords import NameRecord, NetworkNames
 from atoll.services.context import Controller
@@ -211,3 +213,41 @@ async def test_peers_on_other_hosts_resolve(
     resp = await client.delete(f"/v1/projects/default/instances/{here['id']}", params={"force": True})
     assert resp.status_code == 204, resp.text
     assert agent.called("names_changed")[-1] == other.called("names_changed")[-1] == [net["id"]]
+
+
+label = st.text(alphabet="abcAB-_1", min_size=1, max_size=5)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([NET_A, NET_B]),
+            st.sampled_from([ID_1, ID_2, "3" * 64]),
+            label,
+            st.lists(label, max_size=3),
+            st.integers(2, 250),
+        ),
+        max_size=12,
+    )
+)
+def test_compute_properties(raw: list[tuple[str, str, str, list[str], int]]) -> None:
+    joined = {(net, inst): (name, aliases, n) for net, inst, name, aliases, n in raw}  # one port per network
+    ports = [
+        PortName(net, inst, name, tuple(aliases), f"10.0.0.{n}")
+        for (net, inst), (name, aliases, n) in joined.items()
+    ]
+    out = compute(ports, {NET_A: ["10.0.0.0/24"]})
+    assert [n.network_id for n in out] == sorted({NET_A, *(p.network_id for p in ports)})
+    for network in out:
+        mine = [p for p in ports if p.network_id == network.network_id]
+        seen = set()
+        for record in network.records:
+            # Every answer is the address of one of that instance's ports on this very network.
+            assert any(p.instance_id == record.instance_id and p.address == record.address for p in mine)
+            assert (record.name, record.instance_id, record.address) not in seen
+            seen.add((record.name, record.instance_id, record.address))
+            assert record.name == record.name.lower()
+        for port in mine:
+            names = {r.name for r in network.records if r.instance_id == port.instance_id}
+            assert {port.instance_name.lower(), port.instance_id[:12]} <= names
+            assert {a.lower() for a in port.aliases} <= names
