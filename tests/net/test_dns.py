@@ -21,7 +21,8 @@ import pytest
 
 from atoll.agent.net import netns
 from atoll.agent.net.dataplane import HostNetwork
-from atoll.agent.net.dnsserver import MAX_STREAMS, NameService
+from atoll.agent.net.dnsforward import UDP_TIMEOUT
+from atoll.agent.net.dnsserver import MAX_PENDING, MAX_STREAMS, NameService
 from atoll.model.dnsrecords import RESOLVER_ADDRESS, NameRecord, NetworkNames
 from atoll.model.instance import InstanceSpec
 
@@ -290,6 +291,40 @@ def test_no_loops_and_bounded_connections(dataplane: HostNetwork, host: Host, tm
                         sock.close()
 
             assert await asyncio.to_thread(netns.run_in, path, connect_many) == [b""]
+        finally:
+            await names.close()
+            await dataplane.release(a.id, a.ports)
+
+    asyncio.run(scenario())
+
+
+def test_forwarded_queries_in_flight_are_bounded(dataplane: HostNetwork, host: Host, tmp_path: Path) -> None:
+    a = instance(replace(port(NET_A, "10.0.0.2"), dns=["10.0.0.99"]))  # nobody answers there
+
+    async def scenario() -> None:
+        names = service(dataplane, host, tmp_path, [])
+        try:
+            await dataplane.attach(a)
+            await names.serve(a)
+
+            def flood() -> int:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.connect((RESOLVER_ADDRESS, 53))
+                for i in range(MAX_PENDING + 16):
+                    sock.send(dns.message.make_query(f"name{i}.test", "A").to_wire())
+                replies = 0
+                sock.settimeout(UDP_TIMEOUT + 2)
+                try:
+                    while True:
+                        sock.recv(4096)
+                        replies += 1
+                except TimeoutError:
+                    return replies
+                finally:
+                    sock.close()
+
+            # Each forward waits for the silent upstream; those beyond the limit are dropped unanswered.
+            assert await asyncio.to_thread(netns.run_in, dataplane.netns_path(a.id), flood) == MAX_PENDING
         finally:
             await names.close()
             await dataplane.release(a.id, a.ports)

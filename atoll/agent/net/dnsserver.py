@@ -26,7 +26,7 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -142,8 +142,9 @@ class _Listener:
             return await self.forward(data, query, tcp=tcp)
         return reply
 
-    def spawn(self, coro: Awaitable[None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if self.pending >= MAX_PENDING:
+            coro.close()  # dropped: the client asks again
             return
         self.pending += 1
 
