@@ -408,3 +408,9 @@ STREAM_STDIN = 0
 STREAM_STDOUT = 1
 STREAM_STDERR = 2
 LOG_MEDIA_TYPE = "application/vnd.atoll.multiplexed-stream"
+
+
+class InstanceRename(Wire):
+    """A new name for an instance; its names on networks follow (aliases stay as they are)."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")

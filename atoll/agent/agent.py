@@ -33,6 +33,7 @@ from atoll.agent.images.overlay import is_mounted, mount_overlay, unmount
 from atoll.agent.images.store import ImageStore
 from atoll.agent.layout import InstanceLayout, instance_layout
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
+from atoll.agent.net.dnsserver import NameService
 from atoll.agent.net.names import DEFAULT_PREFIX, DEFAULT_TABLE, Names
 from atoll.agent.net.overlaysync import OverlaySync
 from atoll.agent.net.publish import DEFAULT_POOL
@@ -51,6 +52,7 @@ from atoll.agent.volumes.local import LocalVolumes
 from atoll.agent.volumes.prepare import populate, prepare
 from atoll.agent.watch import ExitWatcher
 from atoll.model.clock import from_timestamp, utcnow
+from atoll.model.dnsrecords import RESOLVER_ADDRESS
 from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
@@ -143,6 +145,11 @@ class Agent:
         self._volumes = LocalVolumes(config.data_dir / "volumes")
         self._routing_lock = asyncio.Lock()
         """Fetch-and-apply of routers, one at a time, so an older answer never lands after a newer one."""
+        self._dns = NameService(
+            lambda: control.network_names(config.host_id),
+            self._net.netns_path,
+            host_netns=self._net.config.host_netns,  # the host's resolvers are asked from there
+        )
 
     @classmethod
     async def open(cls, config: AgentConfig, control: ControlPlane) -> Agent:
@@ -186,6 +193,7 @@ class Agent:
         for task in list(self._tasks):
             task.cancel()
         await self._registries.close()
+        await self._dns.close()
 
     async def _reconcile_forever(self) -> None:
         while True:
@@ -249,6 +257,10 @@ class Agent:
         await self._net.attach(spec)  # before any start: the namespace keeps its address across runs
         if spec.ports:
             await self._overlay.refresh()
+        try:
+            await self._dns.serve(spec)
+        except Exception:  # names are not worth failing the instance for; reconcile binds again
+            log.exception("could not serve names to instance %s", spec.id)
 
     async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
         async with self._lock(spec.id):
@@ -275,7 +287,7 @@ class Agent:
                 layout.etc,
                 spec.hostname or spec.id[:12],
                 addresses=[p.ip for p in spec.ports],
-                nameservers=next((p.dns for p in spec.ports if p.dns), []),
+                nameservers=[RESOLVER_ADDRESS] if spec.ports else [],  # subnets' servers: its upstreams
             )
             config = build_config(
                 spec,
@@ -449,6 +461,7 @@ class Agent:
         layout = self._layout(instance_id)
         unmount(layout.rootfs)
         remove_cgroup(self._cgroup(instance_id))
+        await self._dns.stop(instance_id)  # its sockets would keep the namespace alive
         await self._net.release(instance_id, spec.ports if spec is not None else ())
         if spec is not None and spec.ports:
             await self._overlay.refresh()
@@ -470,6 +483,13 @@ class Agent:
 
             async for entry in follow_log(layout.log, offset=end, stopped=stopped):
                 yield entry
+
+    async def names_changed(self, network_ids: list[str]) -> None:
+        """The controller changed names on these networks: fetch them now rather than at the next
+        reconcile. Every host with a port on one of them refreshes; the others have nothing to update."""
+        mine = {p.network_id for spec in self._specs.values() for p in spec.ports}
+        if mine & set(network_ids):
+            await self._dns.refresh()
 
     async def exec(self, instance_id: str, spec: ExecSpec) -> ExecProcess:
         inst = self._specs.get(instance_id)
@@ -549,6 +569,11 @@ class Agent:
         except Exception:
             log.exception("could not converge the network dataplane; retrying at the next reconcile")
         await self._overlay.reconcile()
+        try:
+            await self._dns.sync(a.spec for a in assignments.values())
+            await self._dns.refresh()
+        except Exception:
+            log.exception("could not converge the resolvers; retrying at the next reconcile")
 
     async def _converge(self, assignment: Assignment, container: dict[str, Any] | None) -> None:
         instance_id = assignment.spec.id

@@ -1,5 +1,5 @@
 """Instance lifecycle commands, named and shaped as docker's: ps, logs, start, stop, restart, kill, rm,
-inspect, wait."""
+inspect, wait, rename."""
 
 from __future__ import annotations
 
@@ -151,3 +151,13 @@ def inspect(ctx: typer.Context, refs: Refs) -> None:
 def wait(ctx: typer.Context, refs: Refs) -> None:
     """Block until instances exit, and print their exit codes."""
     for_each(refs, context.api(ctx).wait_instance, show=lambda _, result: typer.echo(result.exit_code))
+
+
+@app.command()
+def rename(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Instance name or id.")],
+    new_name: Annotated[str, typer.Argument(help="Its new name (also its name on its networks).")],
+) -> None:
+    """Rename an instance."""
+    context.api(ctx).rename_instance(ref, new_name)

@@ -223,6 +223,10 @@ class AtollAPI(RegistryMethods, NetworkMethods, VolumeMethods, RouterMethods, Se
     def restart_instance(self, ref: str, *, timeout: float | None = None) -> Instance:
         return self._action(ref, "restart", _opt(timeout=timeout), blocking=True)
 
+    def rename_instance(self, ref: str, name: str) -> Instance:
+        resp = self._request("POST", self._path("instances", ref, "rename"), json={"name": name})
+        return model_of(resp, Instance)
+
     def kill_instance(self, ref: str, *, signal: str | int | None = None) -> Instance:
         return self._action(ref, "kill", _opt(signal=signal))
 

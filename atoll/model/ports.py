@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from atoll.model.dnsrecords import NetworkNames
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
@@ -134,6 +135,11 @@ class HostAgent(Protocol):
         """Fetch this host's security groups (``ControlPlane.security``) again and apply them now."""
         ...
 
+    async def names_changed(self, network_ids: list[str]) -> None:
+        """Names on these networks changed: fetch them again now (``ControlPlane.network_names``), so a
+        change resolves once the controller's call returns rather than at the next reconcile."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -168,4 +174,8 @@ class ControlPlane(Protocol):
 
     async def security(self, host_id: str) -> HostSecurity:
         """The security groups of the ports on ``host_id``, resolved for enforcement."""
+        ...
+
+    async def network_names(self, host_id: str) -> list[NetworkNames]:
+        """The names of every network that has a port on ``host_id``, for the host's resolvers."""
         ...

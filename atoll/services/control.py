@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from atoll.model.dnsrecords import NetworkNames
 from atoll.model.instance import ExitInfo, InstanceStatus, RuntimeState
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.ports import Assignment
 from atoll.model.routing import RouterSpec
 from atoll.model.secgroups import HostSecurity
-from atoll.services import hostnets, overlay
+from atoll.services import dnsrecords, hostnets, overlay
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING, record_exit, record_started
@@ -73,3 +74,6 @@ class LocalControlPlane:
 
     async def security(self, host_id: str) -> HostSecurity:
         return host_security(self._ctl, host_id)
+
+    async def network_names(self, host_id: str) -> list[NetworkNames]:
+        return dnsrecords.network_names(self._ctl, host_id)

@@ -13,6 +13,7 @@ import time
 
 from atoll.model.instance import ExitInfo, InstanceStatus, RestartPolicy, RuntimeState
 from atoll.schemas import WaitResult
+from atoll.services import dnsrecords
 from atoll.services.clock import now_iso, seconds_between
 from atoll.services.context import Controller, EventKind, InstanceEvent
 from atoll.services.restart import next_streak, restart_delay
@@ -122,8 +123,10 @@ async def auto_remove_instance(ctl: Controller, host_id: str, instance_id: str, 
         return
     finally:
         ctl.removing.discard(instance_id)
+    networks = dnsrecords.instance_networks(ctl, instance_id)
     delete_instance_row(ctl, instance_id, last)
     await forget(ctl, anonymous)
+    await dnsrecords.announce(ctl, networks)
 
 
 def delete_instance_row(ctl: Controller, instance_id: str, last: WaitResult | None) -> None:

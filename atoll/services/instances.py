@@ -21,7 +21,7 @@ from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.instance import InstanceSpec, InstanceStatus, LogEntry, RestartPolicy
 from atoll.model.ports import ExecProcess, ExecSpec, HostAgent
 from atoll.schemas import Instance, InstanceCreate
-from atoll.services import images, netports, overlay, publish, secgroup_ports
+from atoll.services import dnsrecords, images, netports, overlay, publish, secgroup_ports
 from atoll.services import volumes as volume_svc
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
@@ -97,6 +97,7 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
     if spec.ports:
         await overlay.notify_hosts(ctl, except_host=agent.host_id)
         await security_changed(ctl)  # the new addresses join their groups on every host
+    await dnsrecords.announce(ctl, dnsrecords.spec_networks(spec))
     return view
 
 
@@ -249,10 +250,12 @@ async def remove(
             row_after = s.get(InstanceRow, instance_id)
             if row_after is not None and row_after.exit_code is not None:
                 last = wait_result(row_after)
+        networks = dnsrecords.instance_networks(ctl, instance_id)
         delete_instance_row(ctl, instance_id, last)
         await volume_svc.forget(ctl, anonymous)
     await overlay.notify_hosts(ctl, except_host=agent.host_id if agent is not None else "")
     await security_changed(ctl)  # its addresses leave their groups on every host
+    await dnsrecords.announce(ctl, networks)
 
 
 def logs(

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from atoll.model.errors import Conflict, InvalidInput
 from atoll.schemas import Instance
+from atoll.services import dnsrecords
 from atoll.services.context import Controller
 from atoll.services.instances import resolve
 from atoll.services.projects import require_project
@@ -37,4 +38,13 @@ def rename(ctl: Controller, *, project: str, ref: str, name: str) -> Instance:
             raise Conflict(f"name: {name!r} is already in use") from e
         view = instance_view(row)
     ctl.events.publish_changed(view.id)
+    return view
+
+
+async def rename_and_announce(ctl: Controller, *, project: str, ref: str, name: str) -> Instance:
+    """``rename``, then tell the hosts: the name is also the instance's name on its networks, so it
+    resolves by the time the call returns (a rename that only calls ``rename`` resolves after the
+    hosts' next reconcile)."""
+    view = rename(ctl, project=project, ref=ref, name=name)
+    await dnsrecords.announce(ctl, dnsrecords.instance_networks(ctl, view.id))
     return view

@@ -277,6 +277,9 @@ class FakeAgent:
         for entry in entries if tail is None else entries[len(entries) - tail :]:
             yield entry
 
+    async def names_changed(self, network_ids: list[str]) -> None:
+        self._call("names_changed", network_ids)
+
     async def exec(self, instance_id: str, spec: ExecSpec) -> FakeExec:
         self._call("exec", (instance_id, spec))
         proc = FakeExec(spec)

@@ -72,7 +72,8 @@ def test_two_instances_on_one_network_talk(cloud: Cloud, api: AtollAPI) -> None:
     inside = ok(cloud.cli("exec", "front-a", "ip", "addr", "show", "eth0"))
     assert f"inet {ip_a}/24" in inside and nic.mac in inside
     assert f"{ip_a}\t" in ok(cloud.cli("exec", "front-a", "cat", "/etc/hosts"))
-    assert ok(cloud.cli("exec", "front-a", "cat", "/etc/resolv.conf")) == "nameserver 10.77.0.53\n"
+    # The agent's resolver answers names; the subnet's server (10.77.0.53) is its upstream.
+    assert ok(cloud.cli("exec", "front-a", "cat", "/etc/resolv.conf")) == "nameserver 127.0.0.11\n"
     assert "default via 10.77.0.1 dev eth0" in ok(cloud.cli("exec", "front-a", "ip", "route"))
     # One bridge, its VXLAN device (overlay is the default type) and two veths, named with the cloud's
     # prefix. The VXLAN device has no peer on a single host, so nothing leaves the machine.

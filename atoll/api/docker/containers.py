@@ -184,7 +184,7 @@ class Containers:
         name = req.arg("name").removeprefix("/")
         if not name:
             raise bad_request("name: a new name is required")
-        rename.rename(self.ctl, project=PROJECT, ref=inst.id, name=name)
+        await rename.rename_and_announce(self.ctl, project=PROJECT, ref=inst.id, name=name)
         return Empty(204)
 
     async def prune(self, req: Request) -> Json:
