@@ -141,6 +141,12 @@ class StockDockerd:
                 if base in Path(f"/proc/{pid}/cmdline").read_bytes():
                     self.pids.add(int(pid))
 
+    def processes(self) -> list[int]:
+        """The daemon side now running: dockerd, containerd, the shims."""
+        self.pids.clear()
+        self._remember_pids()
+        return sorted(self.pids)
+
     def load_busybox(self) -> str:
         """`docker load` the starter image's content as busybox:latest; returns the image id."""
         tar = self.base / "busybox-image.tar"
