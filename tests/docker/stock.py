@@ -162,9 +162,11 @@ class StockDockerd:
     def stop(self) -> None:
         """Remove every container, stop dockerd and its containerd, and clear whatever they left."""
         if self.proc is not None:
-            listed = self.docker("ps", "-aq", timeout=30).stdout.split()
-            if listed:
-                self.docker("rm", "-f", "-v", *listed, timeout=120)
+            # A daemon too busy to answer must not keep the rest of the clean-up from running.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                listed = self.docker("ps", "-aq", timeout=30).stdout.split()
+                if listed:
+                    self.docker("rm", "-f", "-v", *listed, timeout=120)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(30)
