@@ -1,0 +1,199 @@
+"""Atoll's Docker API against a stock dockerd on this machine, through the same `docker` CLI, in one run.
+
+(a) median wall time of `docker run --rm busybox true` (N runs after a warm-up);
+(b) the rate of 50 detached starts, `docker run -d busybox sleep 1d`, one after another;
+(c) host memory per idle container beyond the containers' own processes: (MemAvailable drop over the
+    50 starts - the containers' own PSS) / 50, as bench/lifecycle.py measures it. What dockerd spends
+    outside the container's cgroup (its shim, containerd and dockerd state) counts; so does Atoll's.
+    On a machine shared with other work MemAvailable moves by more than 50 containers cost, so a
+    second figure counts only what can be attributed: the growth of the daemon side's PSS (dockerd,
+    containerd and the shims; `atoll up`) plus the kernel memory charged to the containers' cgroups.
+
+Atoll is a fresh `atoll up` on temp paths (tests/e2e/cloud.py: own ports, socket, net prefix, nft table,
+cgroup parent); dockerd is the private one of tests/docker/stock.py (own roots and socket, no bridge, no
+iptables) with the same busybox content. They run one after the other, each alone. Both are stopped and
+everything is removed at the end. The CLI is /usr/local/bin/docker for both, so its own start-up
+(tens of ms) is in both figures.
+
+Run as root: `.venv/bin/python -m bench.docker_compare [--runs 20] [--count 50]`.
+The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.lifecycle import mem_available, process_memory, settle
+from tests.docker.stock import DOCKER_CLI, StockDockerd, missing_binaries
+from tests.e2e.cloud import Cloud
+
+Docker = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def cli_for(host: str) -> Docker:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env.update(DOCKER_HOST=host, DOCKER_CONFIG="/nonexistent-atoll-docker-config")
+
+    def docker(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([DOCKER_CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)}: {proc.returncode} {proc.stderr}")
+        return proc
+
+    return docker
+
+
+def cgroup_pids(parent: str) -> list[int]:
+    """Every process in the containers' cgroups (the pids hierarchy holds each container's tree)."""
+    pids: set[int] = set()
+    for procs in Path("/sys/fs/cgroup/pids", parent).glob("**/cgroup.procs"):
+        pids.update(int(p) for p in procs.read_text().split())
+    return sorted(pids)
+
+
+def kmem(parent: str) -> int:
+    """Kernel memory charged to the containers' cgroups (page tables, stacks, slab): theirs, but overhead."""
+    total = 0
+    for usage in Path("/sys/fs/cgroup/memory", parent).glob("*/memory.kmem.usage_in_bytes"):
+        total += int(usage.read_text())
+    return total
+
+
+def attributed(daemon: Callable[[], list[int]], parent: str) -> int:
+    """What the daemon side holds (PSS of its processes outside the containers' cgroups: dockerd,
+    containerd and the shims; `atoll up`) plus the containers' kernel memory."""
+    inside = set(cgroup_pids(parent))
+    return sum(process_memory(p)[0] for p in daemon() if p not in inside) + kmem(parent)
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getsid(int(pid)) == sid:
+                pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+def measure(
+    docker: Docker, cgroup_parent: str, daemon: Callable[[], list[int]], runs: int, count: int
+) -> dict[str, float]:
+    for _ in range(3):  # warm the CLI, the daemon and the page cache
+        docker("run", "--rm", "busybox", "true")
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        docker("run", "--rm", "busybox", "true")
+        times.append(time.perf_counter() - t0)
+
+    settle()
+    before = mem_available()
+    held = attributed(daemon, cgroup_parent)
+    t0 = time.perf_counter()
+    for _ in range(count):
+        docker("run", "-d", "busybox", "sleep", "1d")
+    rate = count / (time.perf_counter() - t0)
+    settle()
+    drop = before - mem_available()
+    held = attributed(daemon, cgroup_parent) - held
+    own = [process_memory(p)[0] for p in cgroup_pids(cgroup_parent)]
+    ids = docker("ps", "-aq").stdout.split()
+    docker("rm", "-f", *ids)
+    return {
+        "run_rm_true_ms": round(statistics.median(times) * 1000, 1),
+        "run_rm_true_min_ms": round(min(times) * 1000, 1),
+        "detached_starts_per_s": round(rate, 2),
+        "mem_available_drop_per_container_mb": round(drop / count / 2**20, 3),
+        "container_own_pss_mb": round(sum(own) / count / 2**20, 3),
+        "mem_per_container_mb": round((drop - sum(own)) / count / 2**20, 3),
+        "container_processes": len(own),
+        "attributed_per_container_mb": round(held / count / 2**20, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--count", type=int, default=50)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root")
+    if missing := missing_binaries():
+        sys.exit(f"not installed: {', '.join(missing)}")
+
+    base = Path(tempfile.mkdtemp(prefix="atoll-bench-docker-"))
+    figures: dict[str, Any] = {}
+    cloud = Cloud(base=base / "atoll")
+    cloud.base.mkdir()
+    try:
+        cloud.start()
+        figures["atoll"] = measure(
+            cli_for(cloud.docker_host),
+            cloud.cgroup_parent,
+            lambda: session_pids(cloud.proc.pid if cloud.proc else -1),
+            args.runs,
+            args.count,
+        )
+    finally:
+        cloud.teardown()
+    print(f"atoll:   {figures['atoll']}", flush=True)
+
+    daemon = StockDockerd(base=base / "dockerd", cgroup_parent=f"atoll-bench-dockerd-{uuid.uuid4().hex[:6]}")
+    try:
+        daemon.start()
+        daemon.load_busybox()
+        version = subprocess.run(
+            [DOCKER_CLI, "version", "--format", "{{.Server.Version}}"],
+            env=daemon.cli_env(),
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        figures["dockerd"] = measure(
+            cli_for(daemon.host), daemon.cgroup_parent, daemon.processes, args.runs, args.count
+        )
+        figures["dockerd_version"] = version
+    finally:
+        daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"dockerd: {figures['dockerd']}", flush=True)
+
+    a, d = figures["atoll"], figures["dockerd"]
+    figures["time_ratio"] = round(a["run_rm_true_ms"] / d["run_rm_true_ms"], 3)
+    figures["start_rate_ratio"] = round(a["detached_starts_per_s"] / d["detached_starts_per_s"], 2)
+    figures["memory_ratio"] = round(a["mem_per_container_mb"] / d["mem_per_container_mb"], 3)
+    figures["attributed_memory_ratio"] = round(
+        a["attributed_per_container_mb"] / d["attributed_per_container_mb"], 3
+    )
+    print(
+        f"(a) docker run --rm busybox true: atoll {a['run_rm_true_ms']} ms, dockerd {d['run_rm_true_ms']} ms,"
+        f" ratio {figures['time_ratio']}x (target <= 0.25x)"
+    )
+    print(
+        f"(b) {args.count} detached starts: atoll {a['detached_starts_per_s']}/s, dockerd "
+        f"{d['detached_starts_per_s']}/s, ratio {figures['start_rate_ratio']}x (target >= 5x)"
+    )
+    print(
+        f"(c) memory per idle container beyond its own PSS: atoll {a['mem_per_container_mb']} MB, dockerd "
+        f"{d['mem_per_container_mb']} MB, ratio {figures['memory_ratio']}x (target <= 0.15x); attributed "
+        f"(daemon-side PSS growth + containers' kernel memory): atoll {a['attributed_per_container_mb']} MB, "
+        f"dockerd {d['attributed_per_container_mb']} MB, ratio {figures['attributed_memory_ratio']}x"
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
