@@ -287,6 +287,8 @@ class Instance(Wire):
     stop_timeout: float
     auto_remove: bool
     networks: list[InstanceNic] = []
+    paused: bool = False
+    """Frozen by pause (only while running)."""
 
 
 class WaitResult(Wire):

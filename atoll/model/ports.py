@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from atoll.model.image import ImageConfig, ImageRecord
-from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
+from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, Resources, RuntimeState
 from atoll.model.registry import Credential, PullEvent, PushEvent
+from atoll.model.usage import InstanceStats, ProcessTable
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,22 @@ class HostAgent(Protocol):
 
     async def resize_tty(self, instance_id: str, rows: int, cols: int) -> None:
         """Set the size of the main process's terminal (``tty`` instances)."""
+        ...
+
+    async def pause_instance(self, instance_id: str) -> None:
+        """Freeze every process of a running instance (the cgroup freezer)."""
+        ...
+
+    async def unpause_instance(self, instance_id: str) -> None: ...
+
+    async def instance_top(self, instance_id: str, ps_args: str) -> ProcessTable:
+        """``ps`` (with ``ps_args``, default ``-ef``) limited to the instance's processes."""
+        ...
+
+    async def instance_stats(self, instance_id: str) -> InstanceStats: ...
+
+    async def update_resources(self, instance_id: str, resources: Resources) -> None:
+        """Apply new limits to a running instance at once (they are kept in its spec for later runs)."""
         ...
 
 

@@ -101,6 +101,7 @@ def instance_view(row: InstanceRow) -> Instance:
         stop_timeout=spec.stop_timeout,
         auto_remove=row.auto_remove,
         networks=[nic_view(p) for p in spec.ports],
+        paused=bool(row.paused) and row.status == "running",
     )
 
 

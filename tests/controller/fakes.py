@@ -18,9 +18,10 @@ from typing import Any
 from atoll.model.clock import utcnow
 from atoll.model.errors import BadImage, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageRecord
-from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, RuntimeState
+from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, Resources, RuntimeState
 from atoll.model.ports import ControlPlane, ExecSpec
 from atoll.model.registry import Credential, Pulled, PullEvent, Pushed, PushEvent, TransferEvent
+from atoll.model.usage import InstanceStats, ProcessTable
 
 TERMINATING = {"SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP"}
 
@@ -276,3 +277,20 @@ class FakeAgent:
 
     async def resize_tty(self, instance_id: str, rows: int, cols: int) -> None:
         self._call("resize_tty", (instance_id, rows, cols))
+
+    async def pause_instance(self, instance_id: str) -> None:
+        self._call("pause_instance", instance_id)
+
+    async def unpause_instance(self, instance_id: str) -> None:
+        self._call("unpause_instance", instance_id)
+
+    async def instance_top(self, instance_id: str, ps_args: str) -> ProcessTable:
+        self._call("instance_top", (instance_id, ps_args))
+        return ProcessTable(titles=["PID", "CMD"])
+
+    async def instance_stats(self, instance_id: str) -> InstanceStats:
+        self._call("instance_stats", instance_id)
+        return InstanceStats("", 0, 0, 0, 0, 1, 0, 0, 0, 0, 0)
+
+    async def update_resources(self, instance_id: str, resources: Resources) -> None:
+        self._call("update_resources", (instance_id, resources))

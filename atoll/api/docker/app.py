@@ -10,6 +10,7 @@ from atoll.api.docker.images import Images
 from atoll.api.docker.router import Router
 from atoll.api.docker.server import DockerServer
 from atoll.api.docker.system import System
+from atoll.api.docker.usage import Usage
 from atoll.api.errors import status_for
 from atoll.model.errors import AtollError
 from atoll.services.context import Controller
@@ -30,5 +31,6 @@ def create_docker_server(ctl: Controller) -> DockerServer:
         *Output(containers).routes(),
         *Execs(containers).routes(),
         *Images(ctl).routes(),
+        *Usage(containers).routes(),
     ]
     return DockerServer(Router(routes), map_error)

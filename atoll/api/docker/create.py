@@ -109,7 +109,7 @@ def _positive(host: dict[str, Any], key: str) -> int | None:
     return value
 
 
-def _resources(host: dict[str, Any]) -> ResourcesWire:
+def resources(host: dict[str, Any]) -> ResourcesWire:
     memory = _positive(host, "Memory")
     if memory is not None and memory < 6 * 1024 * 1024:
         raise bad_request("HostConfig.Memory: minimum memory limit allowed is 6MB")
@@ -144,7 +144,7 @@ def _first_error(e: ValidationError, prefix: str) -> str:
     return f"{loc}: {err['msg']}"
 
 
-def _restart_policy(host: dict[str, Any]) -> RestartPolicyWire:
+def restart_policy(host: dict[str, Any]) -> RestartPolicyWire:
     raw = host.get("RestartPolicy") or {}
     if not isinstance(raw, dict):
         raise bad_request("HostConfig.RestartPolicy: expected an object")
@@ -216,8 +216,8 @@ def instance_create(body: dict[str, Any], name: str) -> InstanceCreate:
         "tty": bool(body.get("Tty")),
         "stdin": bool(body.get("OpenStdin")),
         "readonly_rootfs": bool(host.get("ReadonlyRootfs")),
-        "resources": _resources(host),
-        "restart_policy": _restart_policy(host),
+        "resources": resources(host),
+        "restart_policy": restart_policy(host),
         "stop_signal": body.get("StopSignal") or None,
         "stop_timeout": stop_timeout if stop_timeout is not None and stop_timeout >= 0 else None,
         "auto_remove": bool(host.get("AutoRemove")),

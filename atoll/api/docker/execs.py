@@ -24,7 +24,7 @@ from atoll.services import instances
 MAX_RECORDS = 1000
 EXEC_FIELDS = {
     "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "Cmd", "Env", "WorkingDir", "User",
-    "DetachKeys", "ConsoleSize",
+    "DetachKeys", "ConsoleSize", "Container",  # Container: docker-py repeats the path's id
 }  # fmt: skip
 
 
