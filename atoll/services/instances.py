@@ -25,7 +25,7 @@ from atoll.services import images, netports
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
 from atoll.services.context import Controller
-from atoll.services.exits import ACTIVE, STOPPED, delete_instance_row, wait_result
+from atoll.services.exits import ACTIVE, STOPPED, delete_instance_row, record_activity, wait_result
 from atoll.services.ids import is_hex, new_id
 from atoll.services.names import random_name
 from atoll.services.projects import require_project
@@ -90,6 +90,7 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
     except BaseException:
         delete_instance_row(ctl, spec.id, None)
         raise
+    record_activity(ctl, "create", view)
     return view
 
 

@@ -13,6 +13,7 @@ from atoll.model.usage import InstanceStats, ProcessTable
 from atoll.schemas import Instance, ResourcesWire, RestartPolicyWire
 from atoll.services.config_merge import merge_resources
 from atoll.services.context import Controller
+from atoll.services.exits import record_activity
 from atoll.services.instances import resolve
 from atoll.services.projects import require_project
 from atoll.services.views import instance_spec, instance_view, spec_json
@@ -31,9 +32,12 @@ def _running(ctl: Controller, project: str, ref: str) -> tuple[str, HostAgent, b
 def _set_paused(ctl: Controller, instance_id: str, paused: bool) -> None:
     with ctl.sessions.begin() as s:
         row = s.get(InstanceRow, instance_id)
-        if row is not None:
-            row.paused = paused
+        if row is None:
+            return
+        row.paused = paused
+        view = instance_view(row)
     ctl.events.publish_changed(instance_id)
+    record_activity(ctl, "pause" if paused else "unpause", view)
 
 
 def is_paused(ctl: Controller, instance_id: str) -> bool:
@@ -108,4 +112,5 @@ async def update(
                 row.restart_max_retries = restart_policy.max_retries
             view = instance_view(row)
     ctl.events.publish_changed(instance_id)
+    record_activity(ctl, "update", view)
     return view

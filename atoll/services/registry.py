@@ -66,6 +66,7 @@ async def pull_image(ctl: Controller, *, project: str, reference: str) -> AsyncI
     async for event in agent.pull_image(str(ref), creds):
         if isinstance(event, Pulled):
             [view] = images.catalog(ctl, project=project, records=[event.record], host_id=agent.host_id)
+            ctl.activity.record("image", "pull", view.id, project, name=str(ref))
             yield TransferProgress(status=f"Downloaded {ref}", image=view, digest=event.digest)
         else:
             yield _progress(event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from atoll.api.docker.attach import Output
 from atoll.api.docker.containers import Containers
+from atoll.api.docker.events import Events
 from atoll.api.docker.execs import Execs
 from atoll.api.docker.http import DockerError
 from atoll.api.docker.images import Images
@@ -32,5 +33,6 @@ def create_docker_server(ctl: Controller) -> DockerServer:
         *Execs(containers).routes(),
         *Images(ctl).routes(),
         *Usage(containers).routes(),
+        *Events(ctl).routes(),
     ]
     return DockerServer(Router(routes), map_error)

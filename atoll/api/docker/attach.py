@@ -27,7 +27,7 @@ RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 
 
-def _unix_or_iso(value: str, field: str) -> float | None:
+def unix_or_iso(value: str, field: str) -> float | None:
     if not value or value == "0":
         return None
     try:
@@ -60,8 +60,8 @@ class Output:
         tail = None if tail_text in ("all", "") else req.int_arg("tail")
         if tail is not None and tail < 0:
             tail = None
-        since = _unix_or_iso(req.arg("since"), "since")
-        until = _unix_or_iso(req.arg("until"), "until")
+        since = unix_or_iso(req.arg("since"), "since")
+        until = unix_or_iso(req.arg("until"), "until")
         timestamps, tty = req.flag("timestamps"), inst.process.tty
         entries = instances.logs(
             self.ctl,
