@@ -125,6 +125,8 @@ class Images:
         unknown = set(filters) - LIST_FILTERS
         if unknown:
             raise bad_request(f"invalid filter '{sorted(unknown)[0]}'")
+        # Atoll has no intermediate build images, so `all` changes nothing: untagged images are listed.
+        req.flag("all")
         dangling = filters.get("dangling", [])
         if any(v not in ("true", "false", "1", "0") for v in dangling):
             raise bad_request("invalid filter 'dangling': expected true or false")
@@ -138,8 +140,6 @@ class Images:
                     continue
                 image = image.model_copy(update={"repo_tags": tags})
             if "label" in filters and not _label_match(image, filters["label"]):
-                continue
-            if not image.repo_tags and not req.flag("all") and not dangling:
                 continue
             out.append(summary(image))
         return Json(out)
