@@ -83,9 +83,15 @@ def is_zero(value: Any) -> bool:
     return False
 
 
+MAPS = {"Volumes", "ExposedPorts", "PortBindings", "Tmpfs", "Sysctls", "StorageOpt", "Annotations"}
+"""Maps keyed by the user's data: any key is a request (``{"/data": {}}``), whatever its value."""
+
+
 def _refuse_unknown(section: dict[str, Any], handled: set[str], where: str) -> None:
     for key, value in section.items():
-        if key not in handled and not is_zero(value):
+        if key in handled:
+            continue
+        if (key in MAPS and value) or not is_zero(value):
             raise bad_request(f"{where}{key}: not supported by Atoll yet (got {value!r})")
 
 
