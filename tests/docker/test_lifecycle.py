@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+from atoll.services.clock import parse_iso
 from tests.docker.conftest import DOCKER, DockerCLI
 from tests.e2e.helpers import wait_for
 
@@ -186,3 +187,34 @@ def test_attach_to_a_running_container_streams_new_output(cli: DockerCLI) -> Non
         wait_for(lambda: cli.ok("inspect", "-f", "{{.State.Status}}", "talker").strip() == "exited")
     finally:
         cli.run("rm", "-f", "talker")
+
+
+def test_exec_detached_and_in_a_paused_container(cli: DockerCLI, sleeper: str) -> None:
+    cli.ok("exec", "-d", sleeper, "sh", "-c", "echo detached > /tmp/mark")
+    wait_for(lambda: cli.run("exec", sleeper, "cat", "/tmp/mark").stdout == "detached\n")
+    cli.ok("pause", sleeper)
+    try:
+        frozen = cli.run("exec", sleeper, "true")
+        assert frozen.returncode != 0 and "is paused" in frozen.stderr
+    finally:
+        cli.ok("unpause", sleeper)
+
+
+def test_logs_since_until_and_streams(dockerpy: docker.DockerClient) -> None:
+    c = dockerpy.containers.run(
+        "busybox", ["sh", "-c", "echo a; echo b >&2; sleep 1.2; echo c"], detach=True, name="timed"
+    )
+    try:
+        assert c.wait()["StatusCode"] == 0
+        c.reload()
+        stamped = c.logs(timestamps=True).decode().splitlines()
+        assert [line.split(" ", 1)[1] for line in stamped] == ["a", "b", "c"]
+        assert c.logs(stdout=True, stderr=False) == b"a\nc\n"
+        assert c.logs(stdout=False, stderr=True) == b"b\n"
+        t0 = parse_iso(c.attrs["State"]["StartedAt"])
+        assert t0 is not None
+        assert c.logs(since=t0.timestamp() + 1.0) == b"c\n"
+        assert c.logs(until=t0.timestamp() + 1.0) == b"a\nb\n"
+        assert c.logs(tail=1) == b"c\n"
+    finally:
+        c.remove(force=True)
