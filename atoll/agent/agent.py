@@ -48,7 +48,7 @@ from atoll.agent.runtime.logs import follow_log, log_size, read_log
 from atoll.agent.runtime.oci import build_config, build_exec_process, build_resources
 from atoll.agent.runtime.oci_runtime import OciRuntime, select_runtime
 from atoll.agent.runtime.rootpath import find_executable
-from atoll.agent.runtime.stdinfifo import close_stdin, make_fifo, resize_tty, write_stdin
+from atoll.agent.runtime.stdinfifo import close_stdin, initial_size, make_fifo, resize_tty, write_stdin
 from atoll.agent.runtime.usage import process_table, read_stats
 from atoll.agent.runtime.users import resolve_user
 from atoll.agent.watch import ExitWatcher
@@ -252,6 +252,9 @@ class Agent:
             log_fd = os.open(layout.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             exit_fd = os.open(layout.exit_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
             stdin_fd = make_fifo(layout.stdin) if spec.process.stdin or spec.process.tty else -1
+            if stdin_fd >= 0 and spec.process.tty and spec.process.console_size:
+                rows, cols = spec.process.console_size
+                initial_size(stdin_fd, rows, cols)  # init applies it before it starts the process
             passed = stdin_fd if stdin_fd >= 0 else None
             try:
                 return await self._runtime.run_detached(

@@ -36,7 +36,7 @@ HOST_TRANSLATED = {
 }  # fmt: skip
 HOST_ACCEPTED = {
     "Init",  # atoll-init is always pid 1: it reaps and forwards signals like docker-init
-    "ConsoleSize",  # the first resize of a tty comes from the client anyway
+    "ConsoleSize",  # translated for a tty; meaningless without one
     "ContainerIDFile",  # written by the CLI itself
     "MemorySwappiness",  # checked below: only the default
 }
@@ -167,6 +167,13 @@ def restart_policy(host: dict[str, Any]) -> RestartPolicyWire:
     return RestartPolicyWire(name=name, max_retries=retries)
 
 
+def _console_size(host: dict[str, Any]) -> list[int] | None:
+    size = host.get("ConsoleSize")
+    if not size or not isinstance(size, list) or len(size) != 2 or not all(isinstance(n, int) for n in size):
+        return None
+    return list(size) if size[0] > 0 and size[1] > 0 else None
+
+
 def _check_network(body: dict[str, Any], host: dict[str, Any]) -> None:
     mode = host.get("NetworkMode") or ""
     if mode not in NETWORK_MODES:
@@ -220,6 +227,7 @@ def instance_create(body: dict[str, Any], name: str) -> InstanceCreate:
         "hostname": body.get("Hostname") or None,
         "labels": labels,
         "tty": bool(body.get("Tty")),
+        "console_size": _console_size(host),
         "stdin": bool(body.get("OpenStdin")),
         "readonly_rootfs": bool(host.get("ReadonlyRootfs")),
         "resources": resources(host),
