@@ -309,7 +309,7 @@ class DockerServer:
         try:
             await Connection(reader, writer, self.router, self.map_error, self.max_body).serve()
         except asyncio.CancelledError:
-            pass  # closing the server; asyncio's stream machinery logs a cancelled connection task as an error
+            pass  # closing the server: asyncio would log a cancelled connection task as an error
         finally:
             self._connections.discard(task)
 
