@@ -115,6 +115,13 @@ def test_hijack_hands_over_trailing_data_and_the_socket(tmp_path: Path) -> None:
         writer.write(b"later")
         assert await asyncio.wait_for(reader.readexactly(5), 10) == b"LATER"
         writer.close()
+        # A client that does not ask to upgrade gets the raw stream after a 200, as from dockerd.
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(b"POST /hijack HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\nplain")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        assert await asyncio.wait_for(reader.readexactly(5), 10) == b"PLAIN"
+        writer.close()
 
     asyncio.run(_with_server(sock, body))
 
