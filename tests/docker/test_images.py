@@ -141,3 +141,15 @@ def test_login_is_checked_and_used_for_pushes(cli: DockerCLI, locked: Registry, 
         assert pushed.returncode == 0, pushed.stderr
     finally:
         cli.run("rmi", ref)
+
+
+def test_image_prune_removes_unused_images_only(cli: DockerCLI, registry: Registry) -> None:
+    image = factory.Image(layers=[busybox_layer()], cmd=["sh"], env=["PATH=/bin"])
+    upload(registry, "e2e/prunable", "1", image)
+    ref = f"{registry.host}/e2e/prunable:1"
+    cli.ok("pull", ref)
+    assert cli.ok("image", "prune", "-f").strip().endswith("Total reclaimed space: 0B")  # nothing dangling
+    out = cli.ok("image", "prune", "-a", "-f")
+    assert f"untagged: {ref}" in out and "deleted: sha256:" in out
+    assert ref not in cli.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert "busybox" in cli.ok("images")  # public, and used: kept

@@ -18,7 +18,7 @@ from atoll.api.docker.router import Route
 from atoll.api.docker.views import unix_time
 from atoll.model.errors import AtollError, Conflict, NotFound, RegistryAuthError
 from atoll.schemas import Image, TransferProgress
-from atoll.services import images, registry
+from atoll.services import images, prune, registry
 from atoll.services.context import Controller
 
 PROJECT = "default"
@@ -251,6 +251,18 @@ class Images:
             raise DockerError(401, e.message) from None
         return Json({"Status": "Login Succeeded", "IdentityToken": ""})
 
+    async def prune(self, req: Request) -> Json:
+        filters = req.filters()
+        unknown = set(filters) - {"dangling"}
+        if unknown:
+            raise bad_request(f"invalid filter '{sorted(unknown)[0]}': image prune takes only dangling here")
+        dangling = filters.get("dangling", ["true"])[-1]
+        if dangling not in ("true", "false", "1", "0"):
+            raise bad_request(f"invalid filter 'dangling={dangling}'")
+        result = await prune.prune_images(self.ctl, project=PROJECT, all=dangling in ("false", "0"))
+        deleted = [{"Untagged": t} for t in result.untagged] + [{"Deleted": d} for d in result.deleted]
+        return Json({"ImagesDeleted": deleted or None, "SpaceReclaimed": result.reclaimed})
+
     async def build(self, req: Request) -> Json:
         raise DockerError(501, "docker build is not supported by Atoll yet (import or pull images instead)")
 
@@ -258,6 +270,7 @@ class Images:
         return [
             Route("GET", "/images/json", self.list_),
             Route("POST", "/images/create", self.create),
+            Route("POST", "/images/prune", self.prune),
             Route("POST", "/build", self.build),
             Route("GET", "/images/{name*}/json", self.inspect),
             Route("POST", "/images/{name*}/tag", self.tag),
