@@ -121,3 +121,24 @@ def test_wait_answers_headers_before_the_container_ends(cli: DockerCLI, cloud: C
         assert b'"StatusCode": 5' in rest
     finally:
         cli.run("rm", "-f", "waited")
+
+
+def test_detach_keys_end_an_attach_and_leave_the_container_running(cli: DockerCLI, cloud: Cloud) -> None:
+    cli.ok("run", "-dit", "--name", "detachable", "busybox", "sh")
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(cloud.docker_socket))
+            path = "/v1.50/containers/detachable/attach?stream=1&stdin=1&stdout=1&stderr=1"
+            _request(s, "POST", path, upgrade=True)
+            head, data = _read_head(s)
+            assert head.startswith(b"HTTP/1.1 101") and b"raw-stream" in head
+            s.sendall(b"echo mark$((40+2))\n")
+            s.settimeout(20)
+            while b"mark42" not in data:
+                data += s.recv(65536)
+            s.sendall(b"\x10\x11")  # ctrl-p ctrl-q
+            while chunk := s.recv(65536):  # the server ends the stream
+                data += chunk
+        assert json.loads(cli.ok("inspect", "detachable"))[0]["State"]["Running"] is True
+    finally:
+        cli.run("rm", "-f", "detachable")

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from atoll.api.docker.create import instance_create
+from atoll.api.docker.detach import DetachScanner, parse_keys
 from atoll.api.docker.http import DockerError, Json, Request
 from atoll.api.docker.router import Route, Router, split_version
 from atoll.api.docker.views import human_duration
@@ -131,3 +132,15 @@ def test_human_duration_matches_docker() -> None:
         "Less than a second", "1 second", "42 seconds", "About a minute", "10 minutes", "About an hour",
         "2 hours", "3 days",
     ]  # fmt: skip
+
+
+def test_detach_keys() -> None:
+    assert parse_keys("") == b"\x10\x11"
+    assert parse_keys("ctrl-a,x,ctrl-@") == b"\x01x\x00"
+    with pytest.raises(DockerError):
+        parse_keys("ctrl-1")
+    scanner = DetachScanner(b"\x10\x11")
+    assert scanner.feed(b"ab\x10") == (b"ab", False)  # a possible start is held back
+    assert scanner.feed(b"c") == (b"\x10c", False)  # ...and released when the sequence breaks
+    assert scanner.feed(b"\x10\x10") == (b"\x10", False)
+    assert scanner.feed(b"\x11rest") == (b"", True)
