@@ -325,6 +325,9 @@ class InstanceCreate(Wire):
     tty: bool = False
     stdin: bool = False
     """Keep the main process's stdin open for writers (``docker run -i``); see docs/runtime.md."""
+    console_size: list[Annotated[int, Field(ge=1, le=65535)]] | None = Field(
+        default=None, min_length=2, max_length=2, description="[rows, cols] of the tty at start"
+    )
     resources: ResourcesWire = ResourcesWire()
     restart_policy: RestartPolicyWire = RestartPolicyWire()
     stop_signal: str | None = None
@@ -350,6 +353,7 @@ class ProcessWire(Wire):
     user: str
     tty: bool
     stdin: bool = False
+    console_size: list[int] | None = None
 
 
 class Instance(Wire):
@@ -381,8 +385,9 @@ class Instance(Wire):
     auto_remove: bool
     networks: list[InstanceNic] = []
     mounts: list[InstanceMount] = []
-
     published: list[PublishedPortWire] = []
+    paused: bool = False
+    """Frozen by pause (only while running)."""
 
 
 class WaitResult(Wire):

@@ -88,6 +88,8 @@ class Atoll:
             "ATOLL_RUN_DIR": str(base / "run"),
             "ATOLL_API_PORT": str(self.port),
             "ATOLL_CGROUP_PARENT": self.cgroup_parent,
+            "ATOLL_DOCKER_SOCKET": "",  # no Docker listener: the real cloud's socket and port stay free
+            "ATOLL_DOCKER_TCP": "",
         }
         self.log = open(base / "atoll.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([ATOLL, "up"], env=env, stdout=self.log, stderr=self.log)

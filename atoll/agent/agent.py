@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
@@ -39,14 +39,21 @@ from atoll.agent.net.overlaysync import OverlaySync
 from atoll.agent.net.publish import DEFAULT_POOL
 from atoll.agent.registry.options import RegistryOptions
 from atoll.agent.registry.service import Registries
-from atoll.agent.runtime.cgroups import CgroupReader, cgroup_version, list_cgroups, remove_cgroup
+from atoll.agent.runtime.cgroups import (
+    CgroupReader,
+    cgroup_version,
+    detect_host_cgroups,
+    list_cgroups,
+    remove_cgroup,
+)
 from atoll.agent.runtime.exitfile import read_exit_file
 from atoll.agent.runtime.initbin import ensure_init_binary
 from atoll.agent.runtime.logs import follow_log, log_size, read_log
-from atoll.agent.runtime.oci import build_config, build_exec_process, instance_mounts
+from atoll.agent.runtime.oci import build_config, build_exec_process, build_resources, instance_mounts
 from atoll.agent.runtime.oci_runtime import OciRuntime, select_runtime
 from atoll.agent.runtime.rootpath import find_executable
-from atoll.agent.runtime.stdinfifo import close_stdin, make_fifo, resize_tty, write_stdin
+from atoll.agent.runtime.stdinfifo import close_stdin, initial_size, make_fifo, resize_tty, write_stdin
+from atoll.agent.runtime.usage import process_table, read_stats
 from atoll.agent.runtime.users import resolve_user
 from atoll.agent.volumes.local import LocalVolumes
 from atoll.agent.volumes.prepare import populate, prepare
@@ -55,10 +62,11 @@ from atoll.model.clock import from_timestamp, utcnow
 from atoll.model.dnsrecords import RESOLVER_ADDRESS
 from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
-from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
+from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, Resources, RuntimeState
 from atoll.model.overlay import DEFAULT_VXLAN_PORT
 from atoll.model.ports import Assignment, ControlPlane, ExecProcess, ExecSpec
 from atoll.model.registry import Credential, PullEvent, PushEvent
+from atoll.model.usage import InstanceStats, ProcessTable
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +311,9 @@ class Agent:
             log_fd = os.open(layout.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
             exit_fd = os.open(layout.exit_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
             stdin_fd = make_fifo(layout.stdin) if spec.process.stdin or spec.process.tty else -1
+            if stdin_fd >= 0 and spec.process.tty and spec.process.console_size:
+                rows, cols = spec.process.console_size
+                initial_size(stdin_fd, rows, cols)  # init applies it before it starts the process
             passed = stdin_fd if stdin_fd >= 0 else None
             try:
                 return await self._runtime.run_detached(
@@ -533,6 +544,36 @@ class Agent:
             await self.refresh_security()
         except Exception:
             log.exception("could not fetch the security groups of this host")
+
+    def _require_running(self, instance_id: str) -> None:
+        if instance_id not in self._runs:
+            raise Conflict(f"instance {instance_id[:12]} is not running")
+
+    async def pause_instance(self, instance_id: str) -> None:
+        async with self._lock(instance_id):
+            self._require_running(instance_id)
+            await self._runtime.pause(instance_id)
+
+    async def unpause_instance(self, instance_id: str) -> None:
+        async with self._lock(instance_id):
+            self._require_running(instance_id)
+            await self._runtime.resume(instance_id)
+
+    async def instance_top(self, instance_id: str, ps_args: str) -> ProcessTable:
+        self._require_running(instance_id)
+        return await process_table(CgroupReader(self._cgroup(instance_id)).procs(), ps_args)
+
+    async def instance_stats(self, instance_id: str) -> InstanceStats:
+        self._require_running(instance_id)
+        return await asyncio.to_thread(read_stats, CgroupReader(self._cgroup(instance_id)))
+
+    async def update_resources(self, instance_id: str, resources: Resources) -> None:
+        async with self._lock(instance_id):
+            spec = self._specs.get(instance_id)
+            if spec is not None:
+                self._specs[instance_id] = replace(spec, resources=resources)
+            if instance_id in self._runs:
+                await self._runtime.update(instance_id, build_resources(resources, detect_host_cgroups()))
 
     # -- reconciliation ----------------------------------------------------------------------------
 

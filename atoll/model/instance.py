@@ -60,6 +60,8 @@ class ProcessSpec:
     tty: bool = False
     stdin: bool = False
     """The process reads a stdin that writers attach to (see docs/runtime.md); else /dev/null."""
+    console_size: list[int] | None = None
+    """[rows, cols] of the tty when the process starts (with ``tty``)."""
 
 
 @dataclass(frozen=True)

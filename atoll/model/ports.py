@@ -13,11 +13,12 @@ from typing import Protocol
 
 from atoll.model.dnsrecords import NetworkNames
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
-from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
+from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, Resources, RuntimeState
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.registry import Credential, PullEvent, PushEvent
 from atoll.model.routing import RouterSpec
 from atoll.model.secgroups import HostSecurity
+from atoll.model.usage import InstanceStats, ProcessTable
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,22 @@ class HostAgent(Protocol):
     async def names_changed(self, network_ids: list[str]) -> None:
         """Names on these networks changed: fetch them again now (``ControlPlane.network_names``), so a
         change resolves once the controller's call returns rather than at the next reconcile."""
+        ...
+
+    async def pause_instance(self, instance_id: str) -> None:
+        """Freeze every process of a running instance (the cgroup freezer)."""
+        ...
+
+    async def unpause_instance(self, instance_id: str) -> None: ...
+
+    async def instance_top(self, instance_id: str, ps_args: str) -> ProcessTable:
+        """``ps`` (with ``ps_args``, default ``-ef``) limited to the instance's processes."""
+        ...
+
+    async def instance_stats(self, instance_id: str) -> InstanceStats: ...
+
+    async def update_resources(self, instance_id: str, resources: Resources) -> None:
+        """Apply new limits to a running instance at once (they are kept in its spec for later runs)."""
         ...
 
 

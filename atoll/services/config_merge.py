@@ -142,6 +142,7 @@ def merge_config(
         user=request.user if request.user is not None else image.user,
         tty=request.tty,
         stdin=request.stdin,
+        console_size=list(request.console_size) if request.tty and request.console_size else None,
     )
     return InstanceSpec(
         id=instance_id,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from atoll.model.errors import Conflict, NotFound
 from atoll.model.ports import HostAgent
 from atoll.schemas import WaitResult
+from atoll.services.activity import ActivityLog
 from atoll.services.addrpools import DEFAULT_POOLS, AddressPool, parse_pools
 from atoll.services.mounts import BindPolicy
 
@@ -162,6 +163,8 @@ class Controller:
     starts: StartsInFlight = field(default_factory=StartsInFlight)
     removing: set[str] = field(default_factory=set)
     """Instances a user is removing: their exit must not trigger an auto-remove of its own."""
+    activity: ActivityLog = field(default_factory=ActivityLog)
+    """What happened, for ``docker events``."""
     stop_grace: float = 5.0
     """How long a stop waits, after the agent returned, for the agent's exit report to arrive."""
     bind_mounts: BindPolicy = field(default_factory=BindPolicy)

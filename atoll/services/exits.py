@@ -12,11 +12,12 @@ import logging
 import time
 
 from atoll.model.instance import ExitInfo, InstanceStatus, RestartPolicy, RuntimeState
-from atoll.schemas import WaitResult
+from atoll.schemas import Instance, WaitResult
 from atoll.services import dnsrecords
 from atoll.services.clock import now_iso, seconds_between
 from atoll.services.context import Controller, EventKind, InstanceEvent
 from atoll.services.restart import next_streak, restart_delay
+from atoll.services.views import instance_view
 from atoll.services.volumes import anonymous_volumes, forget
 from atoll.store.models import InstanceRow
 
@@ -49,7 +50,9 @@ def record_started(ctl: Controller, host_id: str | None, state: RuntimeState) ->
         row.oom_killed = False
         row.error = ""
         row.restart_at = None
+        view = instance_view(row)
     ctl.events.publish(InstanceEvent(state.id, EventKind.CHANGED))
+    record_activity(ctl, "start", view)
     return True
 
 
@@ -101,7 +104,9 @@ async def record_exit(ctl: Controller, host_id: str | None, instance_id: str, ex
         result = wait_result(row)
         auto_remove = delay is None and row.auto_remove and instance_id not in ctl.removing
         host = row.host_id
+        view = instance_view(row)
     ctl.events.publish(InstanceEvent(instance_id, EventKind.EXITED, result))
+    record_activity(ctl, "die", view, exitCode=str(result.exit_code))
     if auto_remove:
         await auto_remove_instance(ctl, host, instance_id, result)
     return delay
@@ -130,8 +135,26 @@ async def auto_remove_instance(ctl: Controller, host_id: str, instance_id: str, 
 
 
 def delete_instance_row(ctl: Controller, instance_id: str, last: WaitResult | None) -> None:
+    view = None
     with ctl.sessions.begin() as s:
         row = s.get(InstanceRow, instance_id)
         if row is not None:
+            view = instance_view(row)
             s.delete(row)
     ctl.events.publish(InstanceEvent(instance_id, EventKind.REMOVED, last))
+    if view is not None:
+        record_activity(ctl, "destroy", view)
+
+
+def record_activity(ctl: Controller, action: str, inst: Instance, **attributes: str) -> None:
+    """An instance's entry in the activity log, with Docker's attributes (name, image, labels)."""
+    ctl.activity.record(
+        "container",
+        action,
+        inst.id,
+        inst.project,
+        **inst.labels,
+        image=inst.image,
+        name=inst.name,
+        **attributes,
+    )

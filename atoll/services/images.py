@@ -300,7 +300,9 @@ def tag_image(ctl: Controller, *, project: str, ref: str, tag: str) -> Image:
             src = _upsert(s, project, rec, False, None)
         _set_tag(s, project, target, src.id)
         s.flush()
-        return _view(s, src)
+        view = _view(s, src)
+    ctl.activity.record("image", "tag", view.id, project, name=str(target))
+    return view
 
 
 def _users(s: Session, row: ImageRow) -> list[InstanceRow]:
@@ -375,7 +377,10 @@ def _plan_removal(s: Session, project: str, ref: str, force: bool) -> tuple[Imag
 async def remove_image(ctl: Controller, *, project: str, ref: str, force: bool = False) -> ImageRemoved:
     with ctl.sessions.begin() as s:
         require_project(s, project)
+        image_id = resolve(s, project, ref)[0].id
         result, hosts = _plan_removal(s, project, ref, force)
+    for tag in result.untagged:
+        ctl.activity.record("image", "untag", image_id, project, name=tag)
     if not result.deleted:
         return result
     image_id = result.deleted[0]
@@ -391,4 +396,5 @@ async def remove_image(ctl: Controller, *, project: str, ref: str, force: bool =
             s.execute(
                 delete(ImageHostRow).where(ImageHostRow.image_id == image_id, ImageHostRow.host_id.in_(hosts))
             )
+    ctl.activity.record("image", "delete", image_id, project, name=ref)
     return result

@@ -26,7 +26,7 @@ from atoll.services import volumes as volume_svc
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
 from atoll.services.context import Controller
-from atoll.services.exits import ACTIVE, STOPPED, delete_instance_row, wait_result
+from atoll.services.exits import ACTIVE, STOPPED, delete_instance_row, record_activity, wait_result
 from atoll.services.ids import is_hex, new_id
 from atoll.services.mounts import image_volumes, plan_mounts
 from atoll.services.names import random_name
@@ -98,6 +98,7 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
         await overlay.notify_hosts(ctl, except_host=agent.host_id)
         await security_changed(ctl)  # the new addresses join their groups on every host
     await dnsrecords.announce(ctl, dnsrecords.spec_networks(spec))
+    record_activity(ctl, "create", view)
     return view
 
 

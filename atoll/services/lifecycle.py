@@ -15,7 +15,15 @@ from atoll.model.errors import Conflict
 from atoll.model.instance import ExitInfo, InstanceStatus
 from atoll.schemas import Instance, WaitResult
 from atoll.services.context import Controller, EventKind, Subscription
-from atoll.services.exits import ACTIVE, RUNNING, STOPPED, record_exit, record_started, wait_result
+from atoll.services.exits import (
+    ACTIVE,
+    RUNNING,
+    STOPPED,
+    record_activity,
+    record_exit,
+    record_started,
+    wait_result,
+)
 from atoll.services.instances import resolve
 from atoll.services.projects import require_project
 from atoll.services.signals import canonical_signal
@@ -107,6 +115,7 @@ async def stop(ctl: Controller, *, project: str, ref: str, timeout: float | None
             ctl.events.publish_changed(instance_id)
         else:
             await _settle(ctl, sub, instance_id, ctl.stop_grace)
+    record_activity(ctl, "stop", before)
     return _current(ctl, instance_id, before)
 
 
@@ -123,6 +132,7 @@ async def kill(ctl: Controller, *, project: str, ref: str, signal: str = "SIGKIL
             row.user_stopped = True
             host_id, before = row.host_id, instance_view(row)
         await ctl.agents.get(host_id).signal_instance(instance_id, name)
+        record_activity(ctl, "kill", before, signal=name)
         if name == "SIGKILL":
             await _settle(ctl, sub, instance_id, ctl.stop_grace)
     return _current(ctl, instance_id, before)
@@ -130,7 +140,9 @@ async def kill(ctl: Controller, *, project: str, ref: str, signal: str = "SIGKIL
 
 async def restart(ctl: Controller, *, project: str, ref: str, timeout: float | None = None) -> Instance:
     await stop(ctl, project=project, ref=ref, timeout=timeout)
-    return await start(ctl, project=project, ref=ref)
+    view = await start(ctl, project=project, ref=ref)
+    record_activity(ctl, "restart", view)
+    return view
 
 
 async def wait(

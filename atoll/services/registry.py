@@ -72,6 +72,7 @@ async def pull_image(ctl: Controller, *, project: str, reference: str) -> AsyncI
                 host_id=agent.host_id,
                 pulled_as=(ref.repository, event.digest),
             )
+            ctl.activity.record("image", "pull", view.id, project, name=str(ref))
             yield TransferProgress(status=f"Downloaded {ref}", image=view, digest=event.digest)
         else:
             yield _progress(event)

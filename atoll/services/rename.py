@@ -12,6 +12,7 @@ from atoll.model.errors import Conflict, InvalidInput
 from atoll.schemas import Instance
 from atoll.services import dnsrecords
 from atoll.services.context import Controller
+from atoll.services.exits import record_activity
 from atoll.services.instances import resolve
 from atoll.services.projects import require_project
 from atoll.services.views import instance_view
@@ -31,6 +32,7 @@ def rename(ctl: Controller, *, project: str, ref: str, name: str) -> Instance:
         taken = s.scalar(select(InstanceRow).where(InstanceRow.project == project, InstanceRow.name == name))
         if taken is not None:
             raise Conflict(f"name: {name!r} is already in use by instance {taken.id[:12]}")
+        old = row.name
         row.name = name
         try:
             s.flush()
@@ -38,6 +40,7 @@ def rename(ctl: Controller, *, project: str, ref: str, name: str) -> Instance:
             raise Conflict(f"name: {name!r} is already in use") from e
         view = instance_view(row)
     ctl.events.publish_changed(view.id)
+    record_activity(ctl, "rename", view, oldName=old)
     return view
 
 

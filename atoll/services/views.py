@@ -111,6 +111,7 @@ def instance_view(row: InstanceRow) -> Instance:
         networks=[nic_view(p) for p in spec.ports],
         mounts=[mount_view(m) for m in spec.mounts],
         published=[published_view(p) for p in spec.published],
+        paused=bool(row.paused) and row.status == "running",
     )
 
 

@@ -136,6 +136,8 @@ class InstanceRow(Base):
     """Set by stop and kill: the restart policy must not bring the instance back."""
     restart_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Unix time at which a RESTARTING instance's back-off ends."""
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Frozen by ``pause`` (only meaningful while RUNNING)."""
 
     __table_args__ = (
         UniqueConstraint("project", "name", name="uq_instances_project_name"),

@@ -18,11 +18,12 @@ from typing import Any
 from atoll.model.clock import utcnow
 from atoll.model.errors import BadImage, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
-from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, RuntimeState
+from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, Resources, RuntimeState
 from atoll.model.ports import ControlPlane, ExecSpec
 from atoll.model.registry import Credential, Pulled, PullEvent, Pushed, PushEvent, TransferEvent
 from atoll.model.routing import RouterSpec
 from atoll.model.secgroups import HostSecurity
+from atoll.model.usage import InstanceStats, ProcessTable
 
 TERMINATING = {"SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP"}
 
@@ -312,3 +313,20 @@ class FakeAgent:
         from ``calls`` (every change of membership refreshes)."""
         if self.control is not None:
             self.policies.append(await self.control.security(self.host))
+
+    async def pause_instance(self, instance_id: str) -> None:
+        self._call("pause_instance", instance_id)
+
+    async def unpause_instance(self, instance_id: str) -> None:
+        self._call("unpause_instance", instance_id)
+
+    async def instance_top(self, instance_id: str, ps_args: str) -> ProcessTable:
+        self._call("instance_top", (instance_id, ps_args))
+        return ProcessTable(titles=["PID", "CMD"])
+
+    async def instance_stats(self, instance_id: str) -> InstanceStats:
+        self._call("instance_stats", instance_id)
+        return InstanceStats("", 0, 0, 0, 0, 1, 0, 0, 0, 0, 0)
+
+    async def update_resources(self, instance_id: str, resources: Resources) -> None:
+        self._call("update_resources", (instance_id, resources))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -24,10 +26,17 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iterator[Cloud]:
+def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    need_registry()
+    with running_registry(tmp_path_factory.mktemp("docker-locked"), htpasswd=("alice", "s3cret")) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory, registry: Registry, locked: Registry) -> Iterator[Cloud]:
     if not os.path.exists(DOCKER):
         pytest.skip(f"the Docker CLI is not installed at {DOCKER}")
-    env = {"ATOLL_INSECURE_REGISTRIES": registry.host}
+    env = {"ATOLL_INSECURE_REGISTRIES": f"{registry.host},{locked.host}"}
     c = Cloud(base=tmp_path_factory.mktemp("atoll-test-docker-images"), extra_env=env)
     c.start()
     try:
@@ -97,3 +106,50 @@ def test_build_is_refused_clearly(cli: DockerCLI) -> None:
     proc = cli.run("build", "-t", "x", "-", input=b"FROM busybox\n")
     assert proc.returncode != 0
     assert "not supported by Atoll yet" in proc.stderr
+
+
+def test_push_then_pull_back(cli: DockerCLI, registry: Registry) -> None:
+    ref = f"{registry.host}/e2e/pushed:1"
+    cli.ok("tag", "busybox", ref)
+    pushed = cli.run("push", ref)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "digest: sha256:" in pushed.stdout
+    cli.ok("rmi", ref)
+    assert cli.run("pull", ref).returncode == 0
+    assert cli.ok("run", "--rm", ref, "echo", "round trip") == "round trip\n"
+    cli.ok("rmi", ref)
+
+
+def test_login_is_checked_and_used_for_pushes(cli: DockerCLI, locked: Registry, tmp_path: Path) -> None:
+    env = {**cli.env(), "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+
+    def docker_cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [DOCKER, *args], env=env, input=input, capture_output=True, text=True, timeout=60
+        )
+
+    ref = f"{locked.host}/team/app:1"
+    cli.ok("tag", "busybox", ref)
+    try:
+        refused = docker_cli("push", ref)
+        assert refused.returncode != 0
+        wrong = docker_cli("login", locked.host, "-u", "alice", "--password-stdin", input="nope\n")
+        assert wrong.returncode != 0
+        right = docker_cli("login", locked.host, "-u", "alice", "--password-stdin", input="s3cret\n")
+        assert right.returncode == 0 and "Login Succeeded" in right.stdout, right.stderr
+        pushed = docker_cli("push", ref)
+        assert pushed.returncode == 0, pushed.stderr
+    finally:
+        cli.run("rmi", ref)
+
+
+def test_image_prune_removes_unused_images_only(cli: DockerCLI, registry: Registry) -> None:
+    image = factory.Image(layers=[busybox_layer()], cmd=["sh"], env=["PATH=/bin"])
+    upload(registry, "e2e/prunable", "1", image)
+    ref = f"{registry.host}/e2e/prunable:1"
+    cli.ok("pull", ref)
+    assert cli.ok("image", "prune", "-f").strip().endswith("Total reclaimed space: 0B")  # nothing dangling
+    out = cli.ok("image", "prune", "-a", "-f")
+    assert f"untagged: {ref}" in out and "deleted: sha256:" in out
+    assert ref not in cli.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert "busybox" in cli.ok("images")  # public, and used: kept

@@ -55,7 +55,7 @@ def test_run_t_gives_a_terminal(cli: DockerCLI) -> None:
 
 def test_run_it_carries_input_and_resizes(cli: DockerCLI) -> None:
     """-it needs the CLI's own stdin to be a terminal: `script` gives it one."""
-    inner = "sleep 0.5; stty size; read a; echo got $a"
+    inner = "stty size; read a; echo got $a"  # no sleep: the size is set before the process starts
     command = f"stty cols 99 rows 33; {DOCKER} run -it --rm busybox sh -c '{inner}'"
     proc = subprocess.run(
         ["script", "-qec", command, "/dev/null"],

@@ -131,6 +131,29 @@ class CgroupReader:
     def memory_usage(self) -> int:
         return _int(self._memory / ("memory.current" if self._v2 else "memory.usage_in_bytes"))
 
+    def memory_limit(self) -> int:
+        """0 when unlimited."""
+        text = _read(self._memory / ("memory.max" if self._v2 else "memory.limit_in_bytes")).strip()
+        if not text.isdigit() or int(text) >= 1 << 62:
+            return 0
+        return int(text)
+
+    def memory_inactive_file(self) -> int:
+        return _keyed(self._memory / "memory.stat", "inactive_file" if self._v2 else "total_inactive_file")
+
+    def pids_max(self) -> int:
+        """0 when unlimited."""
+        return _int(self._pids / "pids.max")
+
+    def cpu_split_ns(self) -> tuple[int, int]:
+        """(user, system) CPU time."""
+        if self._v2:
+            stat = self._cpuacct / "cpu.stat"
+            return _keyed(stat, "user_usec") * 1000, _keyed(stat, "system_usec") * 1000
+        tick = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") or 100)
+        stat = self._cpuacct / "cpuacct.stat"
+        return _keyed(stat, "user") * tick, _keyed(stat, "system") * tick
+
     def pids_current(self) -> int:
         return _int(self._pids / "pids.current")
 

@@ -22,6 +22,7 @@ import logging
 import os
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,25 @@ class OciRuntime:
                 state = await self.state(container_id) if code != 0 else None
             if state is not None:
                 raise RuntimeFailure(f"{self.name} delete {container_id}: {err or f'exit status {code}'}")
+
+    async def pause(self, container_id: str) -> None:
+        code, _, err = await self._call("pause", container_id)
+        if code != 0:
+            raise RuntimeFailure(f"{self.name} pause {container_id}: {err or f'exit status {code}'}")
+
+    async def resume(self, container_id: str) -> None:
+        code, _, err = await self._call("resume", container_id)
+        if code != 0:
+            raise RuntimeFailure(f"{self.name} resume {container_id}: {err or f'exit status {code}'}")
+
+    async def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """Apply OCI ``linux.resources`` to a running container (``update -r``)."""
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump(resources, f)
+            f.flush()
+            code, _, err = await self._call("update", "-r", f.name, container_id)
+        if code != 0:
+            raise RuntimeFailure(f"{self.name} update {container_id}: {err or f'exit status {code}'}")
 
     async def list(self) -> list[dict[str, Any]]:
         if not self.root.exists():

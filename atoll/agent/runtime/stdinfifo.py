@@ -84,5 +84,10 @@ async def close_stdin(path: Path, instance_id: str) -> None:
     await _write_frames(path, instance_id, [struct.pack(">I", 0)])
 
 
+def initial_size(fd: int, rows: int, cols: int) -> None:
+    """Queue a resize in a FIFO nobody reads yet: the init applies what is queued before it forks."""
+    os.write(fd, struct.pack(">IHH", RESIZE, rows, cols))
+
+
 async def resize_tty(path: Path, instance_id: str, rows: int, cols: int) -> None:
     await _write_frames(path, instance_id, [struct.pack(">IHH", RESIZE, rows, cols)])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from atoll.api.docker.attach import Output
 from atoll.api.docker.containers import Containers
+from atoll.api.docker.events import Events
 from atoll.api.docker.execs import Execs
 from atoll.api.docker.http import DockerError
 from atoll.api.docker.images import Images
 from atoll.api.docker.router import Router
 from atoll.api.docker.server import DockerServer
 from atoll.api.docker.system import System
+from atoll.api.docker.usage import Usage
 from atoll.api.errors import status_for
 from atoll.model.errors import AtollError
 from atoll.services.context import Controller
@@ -30,5 +32,7 @@ def create_docker_server(ctl: Controller) -> DockerServer:
         *Output(containers).routes(),
         *Execs(containers).routes(),
         *Images(ctl).routes(),
+        *Usage(containers).routes(),
+        *Events(ctl).routes(),
     ]
     return DockerServer(Router(routes), map_error)

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from atoll.api.docker.containers import PROJECT, Containers
+from atoll.api.docker.detach import DetachScanner, parse_keys
 from atoll.api.docker.http import DockerError, Empty, Hijack, RawStream, Request, Stream, bad_request
 from atoll.api.docker.router import Route
 from atoll.api.streams import frame, stream_id
@@ -27,7 +28,7 @@ RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 
 
-def _unix_or_iso(value: str, field: str) -> float | None:
+def unix_or_iso(value: str, field: str) -> float | None:
     if not value or value == "0":
         return None
     try:
@@ -60,8 +61,8 @@ class Output:
         tail = None if tail_text in ("all", "") else req.int_arg("tail")
         if tail is not None and tail < 0:
             tail = None
-        since = _unix_or_iso(req.arg("since"), "since")
-        until = _unix_or_iso(req.arg("until"), "until")
+        since = unix_or_iso(req.arg("since"), "since")
+        until = unix_or_iso(req.arg("until"), "until")
         timestamps, tty = req.flag("timestamps"), inst.process.tty
         entries = instances.logs(
             self.ctl,
@@ -87,12 +88,19 @@ class Output:
         inst = self.containers.get(req.params["id"])
         want = {name for name in ("stdout", "stderr") if req.flag(name)}
         with_stdin, replay, follow = req.flag("stdin"), req.flag("logs"), req.flag("stream")
+        keys = parse_keys(req.arg("detachKeys"))
         attached_at = now_iso()
 
         async def run(raw: RawStream) -> None:
             out = asyncio.ensure_future(self._output(raw, inst, want, replay, follow, attached_at))
-            inp = asyncio.ensure_future(self._input(raw, inst, with_stdin, attached_at))
+            inp = asyncio.ensure_future(self._input(raw, inst, with_stdin, attached_at, keys))
             try:
+                done, _ = await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
+                if inp in done and not inp.cancelled() and inp.exception() is None and inp.result():
+                    out.cancel()  # detached: the client goes, the container stays
+                    with contextlib.suppress(BaseException):
+                        await out
+                    return
                 await out
             finally:
                 inp.cancel()
@@ -121,22 +129,32 @@ class Output:
         except AtollError:
             return
 
-    async def _input(self, raw: RawStream, inst: Instance, with_stdin: bool, attached_at: str) -> None:
+    async def _input(
+        self, raw: RawStream, inst: Instance, with_stdin: bool, attached_at: str, keys: bytes
+    ) -> bool:
         """Client bytes to the container's stdin, once it runs (until then they wait in the socket);
-        without stdin they are read and dropped, so the client's end of the connection never blocks."""
+        without stdin they are read and dropped, so the client's end of the connection never blocks.
+        Returns True when the client typed the detach keys (TTY containers)."""
         forward = with_stdin and inst.process.stdin
         if forward and not await watch.wait_started(
             self.ctl, project=PROJECT, ref=inst.id, since=attached_at
         ):
-            return
+            return False
+        scanner = DetachScanner(keys) if forward and inst.process.tty else None
         while True:
             data = await raw.read()
             if not data:
                 break
-            if forward:
+            detached = False
+            if scanner is not None:
+                data, detached = scanner.feed(data)
+            if forward and data:
                 await stdin.write(self.ctl, project=PROJECT, ref=inst.id, data=data)
+            if detached:
+                return True
         if forward:
             await stdin.close(self.ctl, project=PROJECT, ref=inst.id)
+        return False
 
     async def resize(self, req: Request) -> Empty:
         inst = self.containers.get(req.params["id"])

@@ -16,9 +16,9 @@ from atoll.api.docker.create import docker_field_names, instance_create
 from atoll.api.docker.http import DockerError, Empty, Json, Request, Stream, bad_request
 from atoll.api.docker.router import Route
 from atoll.api.docker.views import inspect, summary, unix_time
-from atoll.model.errors import InvalidInput, NotFound
+from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.schemas import Instance
-from atoll.services import images, instances, lifecycle, rename
+from atoll.services import images, instances, lifecycle, operate, rename
 from atoll.services.context import Controller
 from atoll.services.lifecycle import WaitCondition
 
@@ -101,6 +101,13 @@ class Containers:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    async def _thaw(self, inst: Instance) -> None:
+        """A paused container is unpaused before it is stopped, killed or removed (a frozen process
+        cannot act on a signal), as dockerd does."""
+        if inst.paused:
+            with contextlib.suppress(Conflict):
+                await operate.unpause(self.ctl, project=PROJECT, ref=inst.id)
+
     async def start(self, req: Request) -> Empty:
         inst = self.get(req.params["id"])
         if inst.status == "running":
@@ -124,11 +131,13 @@ class Containers:
         inst = self.get(req.params["id"])
         if inst.status not in ("running", "restarting"):
             return Empty(304)
+        await self._thaw(inst)
         await lifecycle.stop(self.ctl, project=PROJECT, ref=inst.id, timeout=self._timeout(req))
         return Empty(204)
 
     async def restart(self, req: Request) -> Empty:
         inst = self.get(req.params["id"])
+        await self._thaw(inst)
         await lifecycle.restart(self.ctl, project=PROJECT, ref=inst.id, timeout=self._timeout(req))
         return Empty(204)
 
@@ -138,6 +147,7 @@ class Containers:
             raise DockerError(
                 409, f"Cannot kill container: {req.params['id']}: container {inst.id} is not running"
             )
+        await self._thaw(inst)
         await lifecycle.kill(self.ctl, project=PROJECT, ref=inst.id, signal=req.arg("signal") or "SIGKILL")
         return Empty(204)
 
@@ -176,6 +186,8 @@ class Containers:
                 f'cannot remove container "/{inst.name}": container is running: '
                 "stop the container before removing or force remove",
             )
+        if force:
+            await self._thaw(inst)
         await instances.remove(self.ctl, project=PROJECT, ref=inst.id, force=force)
         return Empty(204)
 

@@ -36,7 +36,7 @@ HOST_TRANSLATED = {
 }  # fmt: skip
 HOST_ACCEPTED = {
     "Init",  # atoll-init is always pid 1: it reaps and forwards signals like docker-init
-    "ConsoleSize",  # the first resize of a tty comes from the client anyway
+    "ConsoleSize",  # translated for a tty; meaningless without one
     "ContainerIDFile",  # written by the CLI itself
     "MemorySwappiness",  # checked below: only the default
 }
@@ -83,9 +83,15 @@ def is_zero(value: Any) -> bool:
     return False
 
 
+MAPS = {"Volumes", "ExposedPorts", "PortBindings", "Tmpfs", "Sysctls", "StorageOpt", "Annotations"}
+"""Maps keyed by the user's data: any key is a request (``{"/data": {}}``), whatever its value."""
+
+
 def _refuse_unknown(section: dict[str, Any], handled: set[str], where: str) -> None:
     for key, value in section.items():
-        if key not in handled and not is_zero(value):
+        if key in handled:
+            continue
+        if (key in MAPS and value) or not is_zero(value):
             raise bad_request(f"{where}{key}: not supported by Atoll yet (got {value!r})")
 
 
@@ -109,7 +115,7 @@ def _positive(host: dict[str, Any], key: str) -> int | None:
     return value
 
 
-def _resources(host: dict[str, Any]) -> ResourcesWire:
+def resources(host: dict[str, Any]) -> ResourcesWire:
     memory = _positive(host, "Memory")
     if memory is not None and memory < 6 * 1024 * 1024:
         raise bad_request("HostConfig.Memory: minimum memory limit allowed is 6MB")
@@ -144,7 +150,7 @@ def _first_error(e: ValidationError, prefix: str) -> str:
     return f"{loc}: {err['msg']}"
 
 
-def _restart_policy(host: dict[str, Any]) -> RestartPolicyWire:
+def restart_policy(host: dict[str, Any]) -> RestartPolicyWire:
     raw = host.get("RestartPolicy") or {}
     if not isinstance(raw, dict):
         raise bad_request("HostConfig.RestartPolicy: expected an object")
@@ -159,6 +165,13 @@ def _restart_policy(host: dict[str, Any]) -> RestartPolicyWire:
             f"HostConfig.RestartPolicy.MaximumRetryCount: cannot be used with restart policy {name!r}"
         )
     return RestartPolicyWire(name=name, max_retries=retries)
+
+
+def _console_size(host: dict[str, Any]) -> list[int] | None:
+    size = host.get("ConsoleSize")
+    if not size or not isinstance(size, list) or len(size) != 2 or not all(isinstance(n, int) for n in size):
+        return None
+    return list(size) if size[0] > 0 and size[1] > 0 else None
 
 
 def _check_network(body: dict[str, Any], host: dict[str, Any]) -> None:
@@ -214,10 +227,11 @@ def instance_create(body: dict[str, Any], name: str) -> InstanceCreate:
         "hostname": body.get("Hostname") or None,
         "labels": labels,
         "tty": bool(body.get("Tty")),
+        "console_size": _console_size(host),
         "stdin": bool(body.get("OpenStdin")),
         "readonly_rootfs": bool(host.get("ReadonlyRootfs")),
-        "resources": _resources(host),
-        "restart_policy": _restart_policy(host),
+        "resources": resources(host),
+        "restart_policy": restart_policy(host),
         "stop_signal": body.get("StopSignal") or None,
         "stop_timeout": stop_timeout if stop_timeout is not None and stop_timeout >= 0 else None,
         "auto_remove": bool(host.get("AutoRemove")),

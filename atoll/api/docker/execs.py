@@ -24,7 +24,8 @@ from atoll.services import instances
 MAX_RECORDS = 1000
 EXEC_FIELDS = {
     "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "Cmd", "Env", "WorkingDir", "User",
-    "DetachKeys", "ConsoleSize",
+    "DetachKeys", "ConsoleSize", "Detach",
+    "Container",  # docker-py repeats the path's id
 }  # fmt: skip
 
 
@@ -67,6 +68,8 @@ class Execs:
             raise bad_request("Cmd: no exec command specified")
         if inst.status != "running":
             raise DockerError(409, f"container {inst.id} is not running")
+        if inst.paused:
+            raise DockerError(409, f"Container {inst.id} is paused, unpause the container before exec")
         spec = ExecSpec(
             args=cmd,
             env=list(body.get("Env") or []),

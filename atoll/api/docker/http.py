@@ -8,6 +8,7 @@ and exec). Errors are raised as ``DockerError`` and rendered as Docker renders t
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -136,7 +137,7 @@ class Stream:
 class RawStream:
     """A hijacked connection: the bytes the client sent after its request, then the socket itself."""
 
-    def __init__(self, reader: Any, writer: Any, trailing: bytes) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trailing: bytes) -> None:
         self._reader = reader
         self._writer = writer
         self._trailing = trailing
@@ -145,8 +146,7 @@ class RawStream:
         if self._trailing:
             first, self._trailing = self._trailing, b""
             return first
-        data: bytes = await self._reader.read(n)
-        return data
+        return await self._reader.read(n)
 
     async def write(self, data: bytes) -> None:
         self._writer.write(data)

@@ -1,4 +1,5 @@
-"""Image endpoints: list, inspect, tag, remove, pull (``POST /images/create``); build is refused.
+"""Image endpoints: list, inspect, tag, remove, pull (``POST /images/create``), push, login (``/auth``);
+build is refused.
 
 Pull streams Docker's JSON progress lines (``{"status", "id", "progressDetail"}``), which the CLI
 renders as its per-layer bars; a failure after the first line ends the stream with ``{"error",
@@ -15,9 +16,9 @@ from typing import Any
 from atoll.api.docker.http import DockerError, Json, Request, Stream, bad_request
 from atoll.api.docker.router import Route
 from atoll.api.docker.views import unix_time
-from atoll.model.errors import AtollError, Conflict, NotFound
+from atoll.model.errors import AtollError, Conflict, NotFound, RegistryAuthError
 from atoll.schemas import Image, TransferProgress
-from atoll.services import images, registry
+from atoll.services import images, prune, registry
 from atoll.services.context import Controller
 
 PROJECT = "default"
@@ -125,6 +126,8 @@ class Images:
         unknown = set(filters) - LIST_FILTERS
         if unknown:
             raise bad_request(f"invalid filter '{sorted(unknown)[0]}'")
+        # Atoll has no intermediate build images, so `all` changes nothing: untagged images are listed.
+        req.flag("all")
         dangling = filters.get("dangling", [])
         if any(v not in ("true", "false", "1", "0") for v in dangling):
             raise bad_request("invalid filter 'dangling': expected true or false")
@@ -138,8 +141,6 @@ class Images:
                     continue
                 image = image.model_copy(update={"repo_tags": tags})
             if "label" in filters and not _label_match(image, filters["label"]):
-                continue
-            if not image.repo_tags and not req.flag("all") and not dangling:
                 continue
             out.append(summary(image))
         return Json(out)
@@ -210,6 +211,58 @@ class Images:
 
         return Stream(lines())
 
+    async def push(self, req: Request) -> Stream:
+        name, tag = req.params["name"], req.arg("tag")
+        reference = f"{name}:{tag}" if tag else name
+        self.get(reference)
+        events = registry.push_image(self.ctl, project=PROJECT, reference=reference)
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            first = None
+
+        async def lines() -> AsyncIterator[bytes]:
+            yield json.dumps({"status": f"The push refers to repository [{name}]"}).encode() + b"\r\n"
+            try:
+                if first is not None:
+                    yield json.dumps(progress_line(first)).encode() + b"\r\n"
+                async for event in events:
+                    yield json.dumps(progress_line(event)).encode() + b"\r\n"
+            except AtollError as e:
+                yield (
+                    json.dumps({"errorDetail": {"message": e.message}, "error": e.message}).encode() + b"\r\n"
+                )
+
+        return Stream(lines())
+
+    async def auth(self, req: Request) -> Json:
+        """``docker login``: the login is checked against the registry and kept for the project, so pulls
+        and pushes through this listener use it (the CLI's own X-Registry-Auth header is not needed)."""
+        body = req.json_object()
+        username, password = body.get("username") or "", body.get("password") or ""
+        if not username or not password:
+            raise bad_request("username and password: both are required")
+        server = body.get("serveraddress") or "docker.io"
+        try:
+            await registry.login(
+                self.ctl, project=PROJECT, registry=server, username=username, password=password
+            )
+        except RegistryAuthError as e:
+            raise DockerError(401, e.message) from None
+        return Json({"Status": "Login Succeeded", "IdentityToken": ""})
+
+    async def prune(self, req: Request) -> Json:
+        filters = req.filters()
+        unknown = set(filters) - {"dangling"}
+        if unknown:
+            raise bad_request(f"invalid filter '{sorted(unknown)[0]}': image prune takes only dangling here")
+        dangling = filters.get("dangling", ["true"])[-1]
+        if dangling not in ("true", "false", "1", "0"):
+            raise bad_request(f"invalid filter 'dangling={dangling}'")
+        result = await prune.prune_images(self.ctl, project=PROJECT, all=dangling in ("false", "0"))
+        deleted = [{"Untagged": t} for t in result.untagged] + [{"Deleted": d} for d in result.deleted]
+        return Json({"ImagesDeleted": deleted or None, "SpaceReclaimed": result.reclaimed})
+
     async def build(self, req: Request) -> Json:
         raise DockerError(501, "docker build is not supported by Atoll yet (import or pull images instead)")
 
@@ -217,8 +270,11 @@ class Images:
         return [
             Route("GET", "/images/json", self.list_),
             Route("POST", "/images/create", self.create),
+            Route("POST", "/images/prune", self.prune),
             Route("POST", "/build", self.build),
             Route("GET", "/images/{name*}/json", self.inspect),
             Route("POST", "/images/{name*}/tag", self.tag),
+            Route("POST", "/images/{name*}/push", self.push),
+            Route("POST", "/auth", self.auth),
             Route("DELETE", "/images/{name*}", self.remove),
         ]

@@ -77,11 +77,13 @@ class Connection:
         writer: asyncio.StreamWriter,
         router: Router,
         map_error: ErrorMapper,
+        max_body: int = MAX_BODY,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.router = router
         self.map_error = map_error
+        self.max_body = max_body
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=READ_SIZE * 4)
 
     async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
@@ -135,7 +137,9 @@ class Connection:
             part = await self._next_event()
             if isinstance(part, h11.Data):
                 body += part.data
-                if len(body) > MAX_BODY:
+                if len(body) > self.max_body:
+                    too_large = DockerError(413, f"request body over {self.max_body} bytes")
+                    await self._respond_now(error_json(too_large))
                     raise _ClientGone
             elif isinstance(part, h11.EndOfMessage):
                 break
@@ -150,6 +154,18 @@ class Connection:
             headers=headers,
             body=bytes(body),
         )
+
+    async def _respond_now(self, answer: Json) -> None:
+        """An error before the request was read to its end; the connection closes after it."""
+        payload = json.dumps(answer.body).encode()
+        headers = [*common_headers(), ("Content-Type", "application/json"), ("Connection", "close")]
+        headers.append(("Content-Length", str(len(payload))))
+        with contextlib.suppress(h11.LocalProtocolError):
+            await self._send(
+                h11.Response(status_code=answer.status, headers=headers, reason=reason(answer.status))
+            )
+            await self._send(h11.Data(data=payload))
+            await self._send(h11.EndOfMessage())
 
     async def _answer(self, request: Request) -> Answer:
         try:
@@ -279,9 +295,10 @@ class Connection:
 class DockerServer:
     """Listens on any number of unix and tcp addresses; each connection is served by ``Connection``."""
 
-    def __init__(self, router: Router, map_error: ErrorMapper) -> None:
+    def __init__(self, router: Router, map_error: ErrorMapper, max_body: int = MAX_BODY) -> None:
         self.router = router
         self.map_error = map_error
+        self.max_body = max_body
         self._servers: list[asyncio.Server] = []
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -290,7 +307,9 @@ class DockerServer:
         assert task is not None
         self._connections.add(task)
         try:
-            await Connection(reader, writer, self.router, self.map_error).serve()
+            await Connection(reader, writer, self.router, self.map_error, self.max_body).serve()
+        except asyncio.CancelledError:
+            pass  # closing the server: asyncio would log a cancelled connection task as an error
         finally:
             self._connections.discard(task)
 

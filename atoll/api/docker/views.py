@@ -92,7 +92,9 @@ def _host_config(inst: Instance) -> dict[str, Any]:
         "CpuPeriod": r.cpu_period if r.cpu_period and not cpus else 0,
         "PidsLimit": r.pids_limit,
         "Init": True,
-        "LogConfig": {"Type": "atoll", "Config": {}},
+        # Clients (docker-py's run) read logs back only from drivers they know to be readable; Atoll's
+        # log is readable like json-file's.
+        "LogConfig": {"Type": "json-file", "Config": {}},
         "Binds": None,
         "PortBindings": {},
         "Privileged": False,
@@ -106,9 +108,9 @@ def _host_config(inst: Instance) -> dict[str, Any]:
     }
 
 
-def inspect(inst: Instance, paused: bool = False) -> dict[str, Any]:
+def inspect(inst: Instance) -> dict[str, Any]:
     args = inst.process.args
-    running = inst.status == "running"
+    running, paused = inst.status == "running", inst.paused
     return {
         "Id": inst.id,
         "Created": inst.created_at,
@@ -187,7 +189,7 @@ def inspect(inst: Instance, paused: bool = False) -> dict[str, Any]:
     }
 
 
-def summary(inst: Instance, paused: bool = False) -> dict[str, Any]:
+def summary(inst: Instance) -> dict[str, Any]:
     """One row of ``GET /containers/json``."""
     return {
         "Id": inst.id,
@@ -198,8 +200,8 @@ def summary(inst: Instance, paused: bool = False) -> dict[str, Any]:
         "Created": unix_time(inst.created_at),
         "Ports": [],
         "Labels": inst.labels,
-        "State": state_name(inst, paused),
-        "Status": status_text(inst, paused),
+        "State": state_name(inst, inst.paused),
+        "Status": status_text(inst, inst.paused),
         "HostConfig": {"NetworkMode": "default"},
         "NetworkSettings": {"Networks": {}},
         "Mounts": [],

@@ -428,6 +428,9 @@ int main(int argc, char **argv)
         set_nonblock(relay.in_w);
     if (with_stdin)
         set_nonblock(STDIN_FD);
+    /* A resize the agent queued before the start sets the pty's size before the child can ask. */
+    if (with_stdin && tty)
+        relay_read();
     for (int k = 0; k < nstreams; k++)
         set_nonblock(streams[k].fd);
 
