@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from atoll.model.cluster import HostReport
 from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, RuntimeState
 from atoll.model.registry import Credential, PullEvent, PushEvent
@@ -116,4 +117,8 @@ class ControlPlane(Protocol):
 
     async def instance_exited(self, host_id: str, instance_id: str, exit: ExitInfo) -> float | None:
         """Record an exit. Returns the back-off in seconds if the restart policy restarts it, else None."""
+        ...
+
+    async def heartbeat(self, host_id: str, report: HostReport) -> None:
+        """The host is alive, reachable at ``report.address``, with this capacity and measured use."""
         ...

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from atoll.model.errors import Conflict, NotFound
 from atoll.model.ports import HostAgent
 from atoll.schemas import WaitResult
+from atoll.services.clusterconf import ClusterConfig
 
 
 class AgentRegistry:
@@ -162,3 +163,5 @@ class Controller:
     """Instances a user is removing: their exit must not trigger an auto-remove of its own."""
     stop_grace: float = 5.0
     """How long a stop waits, after the agent returned, for the agent's exit report to arrive."""
+    cluster: ClusterConfig | None = None
+    """Set by ``atoll serve``: hosts join over the network (see services/membership.py)."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from atoll.model.cluster import HostReport
 from atoll.model.instance import ExitInfo, InstanceStatus, RuntimeState
 from atoll.model.ports import Assignment
+from atoll.services import membership
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING, record_exit, record_started
@@ -52,3 +54,6 @@ class LocalControlPlane:
 
     async def instance_exited(self, host_id: str, instance_id: str, exit: ExitInfo) -> float | None:
         return await record_exit(self._ctl, host_id, instance_id, exit)
+
+    async def heartbeat(self, host_id: str, report: HostReport) -> None:
+        membership.heartbeat(self._ctl, host_id, report)

@@ -21,7 +21,7 @@ from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.instance import InstanceSpec, InstanceStatus, LogEntry, RestartPolicy
 from atoll.model.ports import ExecProcess, ExecSpec, HostAgent
 from atoll.schemas import Instance, InstanceCreate
-from atoll.services import images, netports
+from atoll.services import images, netports, placement
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
 from atoll.services.context import Controller
@@ -111,7 +111,7 @@ def _insert(
             image_id=image.id,
             layers=list(image.layers),
         )
-        agent = ctl.agents.pick()
+        agent = ctl.agents.get(placement.choose_host(ctl, s, spec))
         row = InstanceRow(
             id=instance_id,
             project=project,
