@@ -53,6 +53,20 @@ class Settings:
     registry_ca_dir: Path = field(default_factory=lambda: Path(_env("REGISTRY_CA_DIR", "/etc/atoll/certs.d")))
     """``<dir>/<host:port>/*.crt`` are CAs trusted for that registry, as in Docker's certs.d."""
 
+    cluster_host: str = field(default_factory=lambda: _env("CLUSTER_HOST", "0.0.0.0"))
+    """``atoll serve``: where the agent-facing mTLS listener binds. Every peer must show a certificate."""
+
+    cluster_port: int = field(default_factory=lambda: int(_env("CLUSTER_PORT", "7781")))
+
+    cluster_advertise: str = field(default_factory=lambda: _env("CLUSTER_ADVERTISE", ""))
+    """``host:port`` that join tokens tell new hosts to dial; empty: this host's name and the port."""
+
+    heartbeat_interval: float = field(default_factory=lambda: float(_env("HEARTBEAT_INTERVAL", "5")))
+    """Seconds between an agent's heartbeats."""
+
+    heartbeat_timeout: float = field(default_factory=lambda: float(_env("HEARTBEAT_TIMEOUT", "15")))
+    """Seconds of silence after which the controller marks a host down (three missed heartbeats)."""
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'atoll.db'}"

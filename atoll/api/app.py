@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from atoll import __version__
 from atoll.api.errors import install_error_handlers
-from atoll.api.routes import exec_ws, hosts, images, instances, networks, projects, registry
+from atoll.api.routes import cluster, exec_ws, hosts, images, instances, networks, projects, registry
 from atoll.services.context import Controller
 
 ROUTERS = (
@@ -17,6 +17,7 @@ ROUTERS = (
     instances.router,
     networks.router,
     exec_ws.router,
+    cluster.router,
 )
 
 

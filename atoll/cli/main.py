@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from atoll import __version__
-from atoll.cli import execute, images, instances, networks, projects, registry, run, up
+from atoll.cli import cluster, execute, hosts, images, instances, networks, projects, registry, run, up
 from atoll.cli.context import CliState
 from atoll.cli.output import AtollGroup
 from atoll.client import DEFAULT_PROJECT, DEFAULT_URL, AtollAPI
@@ -20,14 +20,15 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-TOP_LEVEL = (run.app, instances.app, execute.app, registry.app, up.app)
+TOP_LEVEL = (run.app, instances.app, execute.app, registry.app, up.app, cluster.app)
 GROUPS = {
     "image": images.app,
     "project": projects.projects,
-    "host": projects.hosts,
+    "host": hosts.hosts,
     "network": networks.networks,
     "subnet": networks.subnets,
     "port": networks.ports,
+    "token": cluster.tokens,
 }
 
 for sub in TOP_LEVEL:

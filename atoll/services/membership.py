@@ -23,7 +23,7 @@ from atoll.services.context import Controller
 from atoll.services.ids import new_id
 from atoll.services.placement import allocations
 from atoll.store.cluster import ClusterHostRow, JoinTokenRow
-from atoll.store.models import HostRow, InstanceRow
+from atoll.store.models import HostRow, ImageHostRow, InstanceRow
 from atoll.wire import pki, tokens
 
 log = logging.getLogger(__name__)
@@ -267,3 +267,10 @@ def remove_host(ctl: Controller, *, ref: str) -> None:
         if host is not None:
             s.delete(host)
     ctl.agents.discard(host_id)
+
+
+def record_image_on_host(ctl: Controller, *, image_id: str, host_id: str) -> None:
+    """The host holds this image's content (found there when it connected)."""
+    with ctl.sessions.begin() as s:
+        if s.get(ImageHostRow, (image_id, host_id)) is None:
+            s.add(ImageHostRow(image_id=image_id, host_id=host_id))

@@ -23,7 +23,14 @@ def _error_classes() -> dict[str, type[AtollError]]:
     return found
 
 
-STATUS = {"not_found": 404, "conflict": 409, "invalid": 400, "bad_image": 400}
+STATUS = {
+    "not_found": 404,
+    "conflict": 409,
+    "invalid": 400,
+    "bad_image": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+}
 """HTTP statuses for the wire only; the native API keeps its own mapping."""
 
 

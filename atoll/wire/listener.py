@@ -44,6 +44,19 @@ def peer_protocol(accept: Callable[[str | None], bool]) -> type[H11Protocol]:
 
             self.app = app
 
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.transport is None:  # refused in connection_made: uvicorn never saw it
+                return
+            super().connection_lost(exc)
+
+        def shutdown(self) -> None:
+            # An idle keep-alive connection is closed with a TLS close_notify, and asyncio then waits
+            # up to 30 s for the peer's answer, which a pooled client never reads: abort it instead.
+            idle = self.cycle is None or self.cycle.response_complete
+            super().shutdown()
+            if idle:
+                self.transport.abort()
+
     return PeerProtocol
 
 
@@ -63,7 +76,7 @@ def https_server(
         log_level="warning",
         lifespan="off",
         http=peer_protocol(accept),
-        ws="websockets",
+        ws="websockets-sansio",
         ws_ping_interval=None,
         ssl_keyfile=str(identity.key),
         ssl_certfile=str(identity.cert),
