@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import logging
 import socket
 from pathlib import Path
@@ -70,6 +71,13 @@ def host_connector(ident: pki.Identity) -> Any:
     return connect
 
 
+def starter_created(busybox: Path = Path("/bin/busybox")) -> str:
+    """The starter's creation time is busybox's own mtime (the tar's too): every host builds the same
+    image id from it, so the tag ``busybox:latest`` means one image across the cluster."""
+    when = datetime.datetime.fromtimestamp(int(busybox.stat().st_mtime), datetime.UTC)
+    return when.isoformat().replace("+00:00", "Z")
+
+
 class StarterImages:
     """Gives each host that connects the starter image (built here, deterministic, so every host ends up
     with the same image id)."""
@@ -96,7 +104,7 @@ class StarterImages:
             async with self._lock:
                 if not self._tar.exists():
                     await asyncio.to_thread(busybox_rootfs_tar, self._tar)
-            record = await agent.build_image(_file_chunks(self._tar), STARTER_CONFIG)
+            record = await agent.build_image(_file_chunks(self._tar), STARTER_CONFIG, starter_created())
             images.catalog(
                 ctl,
                 project="default",
@@ -193,4 +201,5 @@ async def serve(settings: Settings) -> None:
 
 def run_serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per RPC call otherwise
     asyncio.run(serve(settings))

@@ -164,8 +164,10 @@ class Agent:
     async def import_images(self, archive: AsyncIterator[bytes]) -> list[ImageRecord]:
         return await self._store.import_archive(archive)
 
-    async def build_image(self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig) -> ImageRecord:
-        return await self._store.build(rootfs_tar, config)
+    async def build_image(
+        self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig, created: str = ""
+    ) -> ImageRecord:
+        return await self._store.build(rootfs_tar, config, created=created or None)
 
     async def image_present(self, image_id: str) -> bool:
         return self._store.get(image_id) is not None

@@ -53,8 +53,11 @@ class HostAgent(Protocol):
         """Import a ``docker save`` or OCI image-layout tar stream; all-or-nothing."""
         ...
 
-    async def build_image(self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig) -> ImageRecord:
-        """Make a one-layer image from a root filesystem tar stream."""
+    async def build_image(
+        self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig, created: str = ""
+    ) -> ImageRecord:
+        """Make a one-layer image from a root filesystem tar stream. ``created`` (RFC 3339) fixes the
+        config's creation time, so the same input builds the same image id on every host; empty: now."""
         ...
 
     async def image_present(self, image_id: str) -> bool: ...

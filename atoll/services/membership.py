@@ -28,7 +28,7 @@ from atoll.wire import pki, tokens
 
 log = logging.getLogger(__name__)
 
-READY, DOWN, OFFLINE = "ready", "down", "offline"
+READY, DOWN, OFFLINE, JOINING = "ready", "down", "offline", "joining"
 
 
 def _cluster(ctl: Controller) -> ClusterConfig:
@@ -76,7 +76,12 @@ def join(ctl: Controller, request: JoinRequest) -> JoinAnswer:
         row.used_at, row.used_by = now_iso(), host_id
         s.add(
             HostRow(
-                id=host_id, name=request.name, state=READY, runtime="", cgroup_version=0, last_seen=now_iso()
+                id=host_id,
+                name=request.name,
+                state=JOINING,
+                runtime="",
+                cgroup_version=0,
+                last_seen=now_iso(),
             )
         )
         s.flush()
@@ -96,8 +101,9 @@ def join(ctl: Controller, request: JoinRequest) -> JoinAnswer:
                 labels={},
             )
         )
+    # Not dialled yet: the agent starts serving after it has its certificate; its first heartbeat
+    # says it is listening.
     log.info("host %s (%s) joined from %s", request.name, host_id, request.address)
-    _connect(ctl, host_id, request.address)
     return JoinAnswer(host_id=host_id, certificate=certificate.decode(), ca=cluster.ca_cert_pem.decode())
 
 
@@ -111,16 +117,17 @@ def authorize_host(ctl: Controller, host_id: str | None) -> str:
     return host_id
 
 
-def _connect(ctl: Controller, host_id: str, address: str) -> None:
+def _connect(ctl: Controller, host_id: str, address: str, *, announce: bool) -> None:
+    """Route calls for ``host_id`` to ``address``; ``announce`` runs the on-connect hook (starter image)
+    when the host is new to this controller process, moved, or came back."""
     cluster = _cluster(ctl)
-    if host_id in ctl.agents:
-        current = ctl.agents.get(host_id)
-        if getattr(current, "address", None) == address:
-            return
-    agent = cluster.connect(host_id, address)
-    ctl.agents.add(agent)
-    if cluster.on_host_connected is not None:
-        cluster.on_host_connected(agent)
+    current = ctl.agents.get(host_id) if host_id in ctl.agents else None
+    if current is None or getattr(current, "address", None) != address:
+        current = cluster.connect(host_id, address)
+        ctl.agents.add(current)
+        announce = True
+    if announce and cluster.on_host_connected is not None:
+        cluster.on_host_connected(current)
 
 
 def connect_known_hosts(ctl: Controller) -> None:
@@ -128,7 +135,7 @@ def connect_known_hosts(ctl: Controller) -> None:
     with ctl.sessions() as s:
         rows = [(r.host_id, r.address) for r in s.scalars(select(ClusterHostRow))]
     for host_id, address in rows:
-        _connect(ctl, host_id, address)
+        _connect(ctl, host_id, address, announce=False)
 
 
 def heartbeat(ctl: Controller, host_id: str, report: HostReport) -> None:
@@ -151,11 +158,12 @@ def heartbeat(ctl: Controller, host_id: str, report: HostReport) -> None:
             "disk_bytes": u.disk_bytes,
             "pids": u.pids,
         }
-        if host.state != READY:
-            log.info("host %s (%s) is back", host.name, host_id)
+        came_back = host.state != READY
+        if came_back:
+            log.info("host %s (%s) is ready", host.name, host_id)
         host.name, host.runtime, host.cgroup_version = report.name, report.runtime, report.cgroup_version
         host.state, host.last_seen = READY, now_iso()
-    _connect(ctl, host_id, report.address)
+    _connect(ctl, host_id, report.address, announce=came_back)
 
 
 def mark_silent_hosts_down(ctl: Controller) -> list[str]:

@@ -18,6 +18,7 @@ from atoll.agent.cluster.join import join
 from atoll.api.app import create_app
 from atoll.api.cluster_listener import cluster_app
 from atoll.controller import host_connector, load_or_make_ca
+from atoll.model.cluster import HostReport, HostResources
 from atoll.model.ports import ControlPlane
 from atoll.services import membership
 from atoll.services.clusterconf import ClusterConfig
@@ -27,6 +28,19 @@ from atoll.wire import pki
 from atoll.wire.listener import https_server
 from tests.controller.fakes import FakeAgent
 from tests.e2e.cloud import free_port
+
+GIB = 1 << 30
+
+
+def report(address: str, cpu: int = 4000, memory: int = 8 * GIB, name: str = "h") -> HostReport:
+    return HostReport(
+        address=address,
+        name=name,
+        runtime="fake",
+        cgroup_version=2,
+        capacity=HostResources(cpu_millis=cpu, memory_bytes=memory, disk_bytes=100 * GIB, pids=10000),
+        used=HostResources(),
+    )
 
 
 @pytest.fixture
@@ -78,6 +92,7 @@ class InProcessCluster:
             accept=lambda peer: peer == pki.CONTROLLER_CN,
         )
         await self.serve(server)
+        await control.heartbeat(joined.host_id, report(listen, name=name))
         return Host(fake, data_dir, joined.host_id, control, server)
 
     async def close(self) -> None:

@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 from atoll.agent.cluster.membership import identity
-from atoll.model.cluster import HostReport, HostResources
 from atoll.model.errors import Forbidden, NotFound, Unauthorized
 from atoll.model.instance import LogEntry
 from atoll.model.ports import ExecSpec
@@ -18,22 +17,9 @@ from atoll.wire import pki, tokens
 from tests.controller.factories import P, create_instance, error_of, import_image
 from tests.controller.fakes import image_id
 
-from .conftest import InProcessCluster
+from .conftest import GIB, InProcessCluster, report
 
 pytestmark = pytest.mark.anyio
-
-GIB = 1 << 30
-
-
-def report(address: str, cpu: int = 4000, memory: int = 8 * GIB) -> HostReport:
-    return HostReport(
-        address=address,
-        name="h",
-        runtime="fake",
-        cgroup_version=2,
-        capacity=HostResources(cpu_millis=cpu, memory_bytes=memory, disk_bytes=100 * GIB, pids=10000),
-        used=HostResources(),
-    )
 
 
 async def test_join_then_lifecycle_logs_exec_over_the_wire(
@@ -87,7 +73,8 @@ async def test_tokens_are_single_use_expire_and_cannot_be_forged(cluster: InProc
     with pytest.raises(Unauthorized, match="fingerprint"):
         await cluster.add_host("five", token=wrong_ca)
     with cluster.ctl.sessions() as s:
-        assert s.get(JoinTokenRow, real.secret_hash) is not None  # the refused joins spent nothing
+        unspent = s.get(JoinTokenRow, real.secret_hash)
+        assert unspent is not None and unspent.used_at == ""  # the refused joins spent nothing
     assert [h.name for h in membership.list_hosts(cluster.ctl)] == ["one"]
 
 

@@ -159,7 +159,9 @@ class FakeAgent:
             self.images[rec.id] = rec
         return records
 
-    async def build_image(self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig) -> ImageRecord:
+    async def build_image(
+        self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig, created: str = ""
+    ) -> ImageRecord:
         data = await self._read(rootfs_tar)
         self._call("build_image", config)
         digest = hashlib.sha256(data + json.dumps(config.to_oci(), sort_keys=True).encode()).hexdigest()

@@ -33,6 +33,7 @@ def agent_config(settings: Settings) -> AgentConfig:
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per RPC call otherwise
 
 
 def run(settings: Settings) -> None:
