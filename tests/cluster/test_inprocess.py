@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
 
 from atoll.agent.cluster.membership import identity
 from atoll.model.errors import Forbidden, NotFound, Unauthorized
+from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import LogEntry
 from atoll.model.ports import ExecSpec
 from atoll.services import membership
@@ -18,6 +20,20 @@ from tests.controller.factories import P, create_instance, error_of, import_imag
 from tests.controller.fakes import image_id
 
 from .conftest import GIB, InProcessCluster, report
+
+
+def record(n: int, tag: str) -> ImageRecord:
+    return ImageRecord(
+        id=image_id(n),
+        repo_tags=[tag],
+        layers=[image_id(f"layer{n}")],
+        size=100,
+        created="2024-01-01T00:00:00Z",
+        architecture="amd64",
+        os="linux",
+        config=ImageConfig(cmd=["sh"]),
+    )
+
 
 pytestmark = pytest.mark.anyio
 
@@ -157,3 +173,35 @@ async def test_heartbeats_capacity_drain_and_down(
     # It comes back with its next heartbeat.
     await one.control.heartbeat(one.host_id, report(f"127.0.0.1:{one.server.config.port}"))
     assert (await client.get(f"/v1/cluster/hosts/{one.host_id}")).json()["state"] == "ready"
+
+
+async def test_pull_progress_and_errors_stream_over_the_wire(
+    cluster: InProcessCluster, client: httpx.AsyncClient
+) -> None:
+    host = await cluster.add_host("one")
+    host.fake.pullable["reg.example/app:1"] = record(7, "reg.example/app:1")
+    resp = await client.post(f"{P}/images/pull", json={"reference": "reg.example/app:1"})
+    assert resp.status_code == 200, resp.text
+    events = [json.loads(line) for line in resp.text.splitlines()]
+    assert events[0]["status"] == "Downloading" and "digest" in json.dumps(events[-1])
+    assert image_id(7) in host.fake.images
+    err = error_of(await client.post(f"{P}/images/pull", json={"reference": "reg.example/absent:1"}), 404)
+    assert err["message"] == "reg.example/absent:1: manifest unknown"
+
+
+async def test_concurrent_creates_never_over_book(
+    cluster: InProcessCluster, client: httpx.AsyncClient
+) -> None:
+    """Twenty creates at once, 3 GiB each, on two 8 GiB hosts: exactly two fit on each."""
+    one = await cluster.add_host("one")
+    two = await cluster.add_host("two")
+    await import_image(client, 1)
+    two.fake.images[image_id(1)] = one.fake.images[image_id(1)]
+    membership.record_image_on_host(cluster.ctl, image_id=image_id(1), host_id=two.host_id)
+    body = {"image": "busybox", "resources": {"memory": 3 * GIB}}
+    answers = await asyncio.gather(*(client.post(f"{P}/instances", json=body) for _ in range(20)))
+    created = [r.json() for r in answers if r.status_code == 201]
+    assert sorted(r.status_code for r in answers) == [201] * 4 + [409] * 16
+    assert sorted(i["host"] for i in created) == sorted([one.host_id] * 2 + [two.host_id] * 2)
+    for host in membership.list_hosts(cluster.ctl):
+        assert host.capacity is not None and host.allocated.memory_bytes <= host.capacity.memory_bytes
