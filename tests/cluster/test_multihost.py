@@ -203,3 +203,22 @@ def test_killed_agent_leaves_containers_running_and_readopts_them(cluster: Multi
     out = cluster.cli("exec", "survivor", "echo", "adopted")
     assert out.returncode == 0 and out.stdout == "adopted\n", out.stderr
     cleanup(cluster)
+
+
+def test_controller_restart_keeps_workloads_and_hosts(cluster: MultiHost) -> None:
+    api = cluster.api()
+    ids = [run(cluster, f"keep{i}", "affinity:container!=keep*") for i in range(2)]
+    pids = {i: api.inspect_instance(i).pid for i in ids}
+    assert cluster.controller is not None
+    os.killpg(cluster.controller.pid, 9)
+    cluster.controller.wait()
+    for pid in pids.values():
+        assert os.path.exists(f"/proc/{pid}"), "workloads outlive the controller"
+    cluster.start_controller()
+    for agent in cluster.agents:
+        cluster.wait_state(agent, "ready")
+    for i in ids:
+        assert api.inspect_instance(i).pid == pids[i]
+        out = cluster.cli("exec", i, "echo", "still here")
+        assert out.returncode == 0 and out.stdout == "still here\n", out.stderr
+    cleanup(cluster)
