@@ -14,7 +14,9 @@ from typing import Annotated
 import typer
 
 from atoll.cli import context
+from atoll.cli.output import fail
 from atoll.cli.up import settings_for
+from atoll.model.errors import AtollError
 
 app = typer.Typer()
 tokens = typer.Typer(help="Join tokens for new hosts.", no_args_is_help=True)
@@ -59,16 +61,17 @@ def join(
     main = importlib.import_module("atoll.agent.cluster.main")
     try:
         main.join_and_run(settings, token, listen=listen, advertise=advertise, start=start)
-    except Exception as e:  # the agent's domain errors, which this module may not import
-        if type(e).__module__ != "atoll.model.errors":
-            raise
-        context_fail(str(e))
+    except AtollError as e:
+        fail(e.message)
 
 
 @app.command()
 def agent(data_dir: DataDir = None) -> None:
     """Run the agent of a host that has joined a cloud."""
-    importlib.import_module("atoll.agent.cluster.main").run(settings_for(data_dir, None, None))
+    try:
+        importlib.import_module("atoll.agent.cluster.main").run(settings_for(data_dir, None, None))
+    except FileNotFoundError as e:
+        fail(str(e))
 
 
 @tokens.command("create")
@@ -78,8 +81,3 @@ def token_create(
 ) -> None:
     """Print a single-use join token: `atoll join TOKEN` on the new host."""
     typer.echo(context.api(ctx).create_join_token(ttl).token)
-
-
-def context_fail(message: str) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(1)

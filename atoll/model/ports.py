@@ -74,6 +74,11 @@ class HostAgent(Protocol):
         """Push an image held by this host to ``reference``: progress events, then one ``Pushed``."""
         ...
 
+    def export_image(self, image_id: str) -> AsyncIterator[bytes]:
+        """The image as an OCI image-layout tar stream, for another host's ``import_images``.
+        BadImage if its layers keep no blob (images imported from archives)."""
+        ...
+
     async def registry_login(self, registry: str, credential: Credential) -> None:
         """Check that ``registry`` accepts ``credential``; RegistryAuthError if not."""
         ...

@@ -62,9 +62,6 @@ def join(ctl: Controller, request: JoinRequest) -> JoinAnswer:
     """Spend the token and admit the host, in one transaction: a token admits exactly one host."""
     cluster = _cluster(ctl)
     host_id = new_id()[:32]
-    certificate = pki.issue(
-        cluster.ca_key_pem, cluster.ca_cert_pem, request.csr.encode(), host_id, pki.host_dns_name(host_id)
-    )
     with ctl.sessions.begin() as s:
         row = s.get(JoinTokenRow, tokens.hash_secret(request.secret))
         if row is None:
@@ -73,6 +70,11 @@ def join(ctl: Controller, request: JoinRequest) -> JoinAnswer:
             raise Unauthorized(f"token: already used at {row.used_at}; tokens are single-use")
         if row.expires_at < time.time():
             raise Unauthorized("token: expired; create a new one with `atoll token create`")
+        # Signing is CPU work of a millisecond, no I/O: it may happen inside the transaction, and a bad
+        # CSR then leaves the token unspent.
+        certificate = pki.issue(
+            cluster.ca_key_pem, cluster.ca_cert_pem, request.csr.encode(), host_id, pki.host_dns_name(host_id)
+        )
         row.used_at, row.used_by = now_iso(), host_id
         s.add(
             HostRow(

@@ -7,11 +7,13 @@ claim lasts as long as the instance, stopped or not, so that starting it again n
 
 A host without a ``cluster_hosts`` row (the local host of ``atoll up``) reports no capacity: it is
 treated as unbounded, so single-node placement is unchanged. Hosts whose agent is not connected right
-now count as ``down``. Images are not moved between hosts yet: when some host holds the image, only the
-hosts holding it are candidates (``image`` in the explanation counts the others).
+now count as ``down``. In a cluster, hosts that already hold the image are tried first; if none fits,
+every host is a candidate and ``imagecopy`` copies the image to the chosen one.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -138,15 +140,16 @@ def choose_host(ctl: Controller, s: Session, spec: InstanceSpec) -> str:
         raise NotFound("no hosts: no agent is connected to this controller")
     hosts = _capacities(ctl, s)
     holders = set(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == spec.image_id)))
-    rejected: dict[str, int] = {}
-    if holders & {h.id for h in hosts}:
-        absent = [h for h in hosts if h.id not in holders]
-        if absent:
-            rejected["image absent"] = len(absent)
-        hosts = [h for h in hosts if h.id in holders]
-    usage = allocations(s)
     overcommit = ctl.cluster.overcommit if ctl.cluster is not None else Overcommit()
+    usage = allocations(s)
+    holding = [h for h in hosts if h.id in holders]
+    if holding and len(holding) < len(hosts) and ctl.cluster is not None:
+        # Hosts that already hold the image first: no copy, and images that cannot be exported (those
+        # imported from archives) still work there. Only when none of them fits does placement spill
+        # over to every host, and the image is copied to the one chosen.
+        with contextlib.suppress(NoHostFits):
+            return place(request, holding, usage, overcommit).host_id
     try:
         return place(request, hosts, usage, overcommit).host_id
     except NoHostFits as e:
-        raise Conflict(str(NoHostFits({**rejected, **e.rejected}))) from e
+        raise Conflict(str(e)) from e

@@ -18,12 +18,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from atoll.model.errors import AtollError, NotFound
+from atoll.model.errors import AtollError, InvalidInput, NotFound
 from atoll.wire.errors import error_body, error_status
 from atoll.wire.execwire import serve_exec
 from atoll.wire.shapes import MethodShape, encode_result, method_shapes
@@ -71,6 +71,9 @@ def rpc_routes(protocol: type, resolve: Resolver, prefix: str = "/rpc") -> list[
             if shape.kind == "exec":
                 raise NotFound(f"method {shape.name!r} is a websocket")
             result = await method(**kwargs)
+        except ClientDisconnect:
+            # The caller's request body failed midway (e.g. the image it was relaying broke off).
+            return _error_response(InvalidInput("body: the request stream ended early"))
         except Exception as e:
             return _error_response(e)
         return Response(encode_result(shape, result), media_type="application/json")

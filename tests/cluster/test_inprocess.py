@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from atoll.agent.cluster.membership import identity
-from atoll.model.errors import Forbidden, NotFound, Unauthorized
+from atoll.model.errors import BadImage, Forbidden, NotFound, Unauthorized
 from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import LogEntry
 from atoll.model.ports import ExecSpec
@@ -205,3 +205,37 @@ async def test_concurrent_creates_never_over_book(
     assert sorted(i["host"] for i in created) == sorted([one.host_id] * 2 + [two.host_id] * 2)
     for host in membership.list_hosts(cluster.ctl):
         assert host.capacity is not None and host.allocated.memory_bytes <= host.capacity.memory_bytes
+
+
+async def test_placement_prefers_holders_then_copies_the_image(
+    cluster: InProcessCluster, client: httpx.AsyncClient
+) -> None:
+    one = await cluster.add_host("one")
+    two = await cluster.add_host("two")
+    await import_image(client, 1)
+    holder = one if image_id(1) in one.fake.images else two
+    other = two if holder is one else one
+    a = await create_instance(client, name="a", resources={"memory": 6 * GIB})
+    assert a["host"] == holder.host_id and not other.fake.called("import_images")
+    # The holder is full: placement spills over and the image is copied, host to host, over the wire.
+    b = await create_instance(client, name="b", resources={"memory": 6 * GIB})
+    assert b["host"] == other.host_id
+    assert holder.fake.called("export_image") == [image_id(1)]
+    assert other.fake.images[image_id(1)] == holder.fake.images[image_id(1)]
+    # A copy that fails leaves nothing behind. Image 2 lands on one host; fill that host up.
+    await import_image(client, 2)
+    src = one if image_id(2) in one.fake.images else two
+    dst = two if src is one else one
+    for name in ("c", "fill"):
+        await create_instance(client, name=name, image=image_id(2), resources={"memory": GIB})
+    src.fake.fail["export_image"] = BadImage("layer x has no kept blob")
+    err = error_of(
+        await client.post(
+            f"{P}/instances", json={"image": image_id(2), "name": "late", "resources": {"memory": GIB}}
+        ),
+        409,
+    )
+    assert "could not be copied" in err["message"] and "no kept blob" in err["message"]
+    got = await client.get(f"{P}/instances/late")
+    assert got.status_code == 404, (err, got.text)
+    assert image_id(2) not in dst.fake.images

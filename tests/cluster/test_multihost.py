@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from atoll.schemas import InstanceCreate
+from atoll.agent.images.starter import busybox_rootfs_tar
+from atoll.schemas import ImageConfigWire, InstanceCreate
 from atoll.wire import pki, tokens
 
 from .procs import HEARTBEAT_TIMEOUT, MultiHost
@@ -222,3 +223,32 @@ def test_controller_restart_keeps_workloads_and_hosts(cluster: MultiHost) -> Non
         out = cluster.cli("exec", i, "echo", "still here")
         assert out.returncode == 0 and out.stdout == "still here\n", out.stderr
     cleanup(cluster)
+
+
+def test_an_image_is_copied_to_the_host_that_needs_it(cluster: MultiHost, tmp_path: Path) -> None:
+    api = cluster.api()
+    rootfs = tmp_path / "rootfs.tar"
+    busybox_rootfs_tar(rootfs)
+    with rootfs.open("rb") as f:
+        image = api.build_image(
+            f, tag="copied:1", config=ImageConfigWire(cmd=["sh"], env=["PATH=/bin"], labels={"copy": "me"})
+        )
+    try:
+        first = api.create_instance(InstanceCreate(image="copied:1", name="first", command=["sleep", "600"]))
+        holder = next(a for a in cluster.agents if a.host_id == first.host)
+        other = next(a for a in cluster.agents if a is not holder)
+        api.drain_host(holder.host_id)
+        try:
+            second = api.create_instance(
+                InstanceCreate(image="copied:1", name="second", command=["sleep", "600"])
+            )
+        finally:
+            api.undrain_host(holder.host_id)
+        assert second.host == other.host_id
+        api.start_instance(second.id)
+        out = cluster.cli("exec", "second", "sh", "-c", "echo $PATH")
+        assert out.returncode == 0 and out.stdout == "/bin\n", out.stderr
+        assert f"copied image {image.id[:19]}" in cluster.controller_log.read_text()
+    finally:
+        cleanup(cluster)
+        api.remove_image("copied:1")

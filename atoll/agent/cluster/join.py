@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from atoll.agent.cluster.membership import Membership, identity, save
-from atoll.model.errors import InvalidInput, RuntimeFailure, Unauthorized
+from atoll.agent.cluster.membership import Membership, cluster_dir, identity, save
+from atoll.model.errors import Conflict, InvalidInput, RuntimeFailure, Unauthorized
 from atoll.wire import pki, tokens
 
 TIMEOUT = 15.0
@@ -37,6 +37,8 @@ def fetch_ca(address: str) -> bytes:
 
 def join(token_text: str, data_dir: Path, *, listen: str, advertise: str = "", name: str = "") -> Membership:
     token = tokens.decode(token_text)
+    if (cluster_dir(data_dir) / "membership.json").exists():
+        raise Conflict(f"data_dir: {data_dir} already belongs to a cluster; run `atoll agent` instead")
     ca_pem = fetch_ca(token.address)
     try:
         seen = pki.fingerprint(ca_pem)
