@@ -210,14 +210,24 @@ def test_controller_restart_keeps_workloads_and_hosts(cluster: MultiHost) -> Non
     api = cluster.api()
     ids = [run(cluster, f"keep{i}", "affinity:container!=keep*") for i in range(2)]
     pids = {i: api.inspect_instance(i).pid for i in ids}
+    brief = api.create_instance(
+        InstanceCreate(image="busybox", name="brief", command=["sh", "-c", "sleep 2; exit 7"])
+    )
+    api.start_instance(brief.id)
     assert cluster.controller is not None
     os.killpg(cluster.controller.pid, 9)
     cluster.controller.wait()
     for pid in pids.values():
         assert os.path.exists(f"/proc/{pid}"), "workloads outlive the controller"
+    time.sleep(3)  # "brief" ends while nobody is there to hear it
     cluster.start_controller()
     for agent in cluster.agents:
         cluster.wait_state(agent, "ready")
+    deadline = time.monotonic() + 20
+    while api.inspect_instance(brief.id).status != "exited" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ended = api.inspect_instance(brief.id)
+    assert (ended.status, ended.exit_code) == ("exited", 7), "an exit during the outage is still recorded"
     for i in ids:
         assert api.inspect_instance(i).pid == pids[i]
         out = cluster.cli("exec", i, "echo", "still here")
