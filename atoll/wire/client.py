@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from atoll.model.errors import RuntimeFailure
+from atoll.wire import frames
 from atoll.wire.errors import parse_error, raise_error
 from atoll.wire.execwire import RemoteExecProcess
 from atoll.wire.server import ARGS_HEADER
@@ -111,6 +112,27 @@ def _stream(channel: Channel, shape: MethodShape) -> Callable[..., Any]:
     return call
 
 
+def _byte_stream(channel: Channel, shape: MethodShape) -> Callable[..., Any]:
+    async def call(_self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+        kwargs = _bind(shape, args, kwargs)
+        try:
+            async with channel.stream(shape.name, content=shape.encode_args(kwargs)) as response:
+                if response.status_code != 200:
+                    parse_error(await response.aread(), response.status_code, channel.peer)
+                async for kind, payload in frames.read_frames(response.aiter_raw()):
+                    if kind == frames.DATA:
+                        yield payload
+                    elif kind == frames.ERROR:
+                        raise_error(json.loads(payload), channel.peer)
+                    else:
+                        return
+        except httpx.HTTPError as e:
+            raise _unreachable(channel, e) from e
+        raise RuntimeFailure(f"{channel.peer}: the stream {shape.name} ended early")
+
+    return call
+
+
 def _exec(channel: Channel, shape: MethodShape) -> Callable[..., Any]:
     async def call(_self: Any, *args: Any, **kwargs: Any) -> RemoteExecProcess:
         kwargs = _bind(shape, args, kwargs)
@@ -139,7 +161,8 @@ def make_proxy(protocol: type, channel: Channel, **attributes: Any) -> Any:
     """An instance of a fresh class with one method per protocol method; ``attributes`` fill the
     protocol's properties (``host_id``), which are local knowledge, not calls."""
     namespace: dict[str, Any] = {
-        name: BUILDERS[shape.kind](channel, shape) for name, shape in method_shapes(protocol).items()
+        name: (_byte_stream if shape.raw_bytes else BUILDERS[shape.kind])(channel, shape)
+        for name, shape in method_shapes(protocol).items()
     }
     namespace["channel"] = channel
     namespace["__repr__"] = lambda self: f"<remote {protocol.__name__} {channel.peer}>"

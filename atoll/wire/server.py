@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from atoll.model.errors import AtollError, InvalidInput, NotFound
+from atoll.wire import frames
 from atoll.wire.errors import error_body, error_status
 from atoll.wire.execwire import serve_exec
 from atoll.wire.shapes import MethodShape, encode_result, method_shapes
@@ -67,6 +68,8 @@ def rpc_routes(protocol: type, resolve: Resolver, prefix: str = "/rpc") -> list[
             target = resolve(request, shape, kwargs)
             method = getattr(target, shape.name)
             if shape.kind == "stream":
+                if shape.raw_bytes:
+                    return StreamingResponse(_frames(shape, method(**kwargs)), media_type=frames.MEDIA_TYPE)
                 return StreamingResponse(_stream(shape, method(**kwargs)), media_type="application/x-ndjson")
             if shape.kind == "exec":
                 raise NotFound(f"method {shape.name!r} is a websocket")
@@ -92,6 +95,19 @@ def rpc_routes(protocol: type, resolve: Resolver, prefix: str = "/rpc") -> list[
         Route(f"{prefix}/{{method}}", call, methods=["POST"]),
         WebSocketRoute(f"{prefix}/{{method}}", ws_call),
     ]
+
+
+async def _frames(shape: MethodShape, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            if chunk:
+                yield frames.frame(frames.DATA, chunk)
+    except Exception as e:
+        if not isinstance(e, AtollError):
+            log.exception("rpc stream %s failed", shape.name)
+        yield frames.error_frame(error_body(e))
+        return
+    yield frames.frame(frames.END)
 
 
 async def _stream(shape: MethodShape, items: AsyncIterator[Any]) -> AsyncIterator[bytes]:

@@ -47,6 +47,8 @@ class MethodShape:
     all_params: tuple[str, ...] = ()
     """Every parameter name in declaration order, the body parameter included (for positional calls)."""
     is_async: bool = True
+    raw_bytes: bool = False
+    """A stream of ``bytes``: sent as binary frames (``frames.py``), not JSON lines."""
     """Whether the protocol declares ``async def`` (a coroutine) or ``def`` (returns an iterator)."""
 
     def encode_args(self, kwargs: dict[str, Any]) -> bytes:
@@ -106,6 +108,7 @@ def _shape(name: str, fn: Any) -> MethodShape:
         body=body,
         all_params=tuple(params),
         is_async=inspect.iscoroutinefunction(fn),
+        raw_bytes=kind == "stream" and result_tp is bytes,
     )
 
 

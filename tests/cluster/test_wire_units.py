@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from cryptography import x509
@@ -13,7 +14,7 @@ from atoll.model.image import ImageConfig, ImageRecord
 from atoll.model.instance import LogEntry
 from atoll.model.ports import ControlPlane, HostAgent
 from atoll.model.registry import Pulled, TransferEvent
-from atoll.wire import pki, tokens
+from atoll.wire import frames, pki, tokens
 from atoll.wire.errors import error_body, error_status, raise_error
 from atoll.wire.shapes import decode_result, encode_result, method_shapes
 
@@ -112,3 +113,27 @@ def test_domain_errors_keep_their_class(error: Exception) -> None:
 def test_other_errors_name_the_peer() -> None:
     with pytest.raises(RuntimeFailure, match=r"^host-9: ValueError: boom$"):
         raise_error(error_body(ValueError("boom")), "host-9")
+
+
+async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [1, 3, 7, 4096])
+async def test_frames_survive_any_network_chunking(size: int) -> None:
+    payloads = [b"", b"a", b"\x00" * 1000, bytes(range(256))]
+    wire = b"".join(frames.frame(frames.DATA, p) for p in payloads) + frames.frame(frames.END)
+    got = [f async for f in frames.read_frames(_chunks(wire, size))]
+    assert got == [(frames.DATA, p) for p in payloads] + [(frames.END, b"")]
+
+
+def test_byte_streams_use_frames() -> None:
+    assert method_shapes(HostAgent)["export_image"].raw_bytes
+    assert not method_shapes(HostAgent)["logs"].raw_bytes
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
