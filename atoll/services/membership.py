@@ -270,8 +270,7 @@ def remove_host(ctl: Controller, *, ref: str) -> None:
     placed there: remove or move them first."""
     host_id = _find(ctl, ref)
     with ctl.sessions.begin() as s:
-        count = len(list(s.scalars(select(InstanceRow.id).where(InstanceRow.host_id == host_id).limit(1))))
-        if count:
+        if s.scalar(select(InstanceRow.id).where(InstanceRow.host_id == host_id).limit(1)) is not None:
             raise Conflict(f"host {ref!r} still has instances; remove them first")
         host = s.get(HostRow, host_id)
         if host is not None:
