@@ -65,9 +65,11 @@ async def heartbeat_forever(
             used=capacity.used(agent.config.data_dir),
         )
         try:
-            await control.heartbeat(agent.host_id, report)
-        except AtollError as e:
-            log.warning("heartbeat failed: %s", e)
+            # Bounded: a controller that accepts the connection but never answers must not stop the
+            # beats that would tell it, once it recovers, that this host is alive.
+            await asyncio.wait_for(control.heartbeat(agent.host_id, report), timeout=max(5.0, 3 * interval))
+        except (AtollError, TimeoutError) as e:
+            log.warning("heartbeat failed: %s", e or "no answer")
         await asyncio.sleep(interval)
 
 
