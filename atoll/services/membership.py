@@ -185,6 +185,10 @@ def mark_silent_hosts_down(ctl: Controller) -> list[str]:
             log.warning(
                 "host %s (%s) is down: no heartbeat for %.0f s", host.name, host.id, cluster.heartbeat_timeout
             )
+    # Disconnected until it heartbeats again: imports and pulls go elsewhere, calls for its instances
+    # fail at once ("not connected") instead of waiting on a dead address, and `rm -f` can forget them.
+    for host_id in downed:
+        ctl.agents.discard(host_id)
     return downed
 
 

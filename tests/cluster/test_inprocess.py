@@ -164,6 +164,7 @@ async def test_heartbeats_capacity_drain_and_down(
     await asyncio.sleep(0.6)
     await two.control.heartbeat(two.host_id, report(f"127.0.0.1:{two.server.config.port}"))
     assert membership.mark_silent_hosts_down(cluster.ctl) == [one.host_id]
+    assert one.host_id not in cluster.ctl.agents and two.host_id in cluster.ctl.agents
     states = {h["id"]: h["state"] for h in (await client.get("/v1/cluster/hosts")).json()}
     assert states == {one.host_id: "down", two.host_id: "ready"}
     err = error_of(
@@ -173,6 +174,7 @@ async def test_heartbeats_capacity_drain_and_down(
     # It comes back with its next heartbeat.
     await one.control.heartbeat(one.host_id, report(f"127.0.0.1:{one.server.config.port}"))
     assert (await client.get(f"/v1/cluster/hosts/{one.host_id}")).json()["state"] == "ready"
+    assert one.host_id in cluster.ctl.agents
 
 
 async def test_pull_progress_and_errors_stream_over_the_wire(

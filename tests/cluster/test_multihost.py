@@ -190,6 +190,8 @@ def test_killed_agent_leaves_containers_running_and_readopts_them(cluster: Multi
     alpha.kill9()
     cluster.wait_state(alpha, "down", timeout=HEARTBEAT_TIMEOUT * 5)
     assert os.path.exists(f"/proc/{before.pid}"), "the container outlived its agent"
+    unreachable = cluster.cli("exec", "survivor", "true")
+    assert unreachable.returncode != 0 and f"host {alpha.host_id} is not connected" in unreachable.stderr
     # Nothing new goes to a down host.
     api.drain_host(beta.host_id)
     try:
