@@ -92,6 +92,20 @@ class Settings:
     )
     """``CIDR:SIZE,...``: where subnets created as ``auto`` get their CIDR (skipping the hosts' networks)."""
 
+    cluster_host: str = field(default_factory=lambda: _env("CLUSTER_HOST", "0.0.0.0"))
+    """``atoll serve``: where the agent-facing mTLS listener binds. Every peer must show a certificate."""
+
+    cluster_port: int = field(default_factory=lambda: int(_env("CLUSTER_PORT", "7781")))
+
+    cluster_advertise: str = field(default_factory=lambda: _env("CLUSTER_ADVERTISE", ""))
+    """``host:port`` that join tokens tell new hosts to dial; empty: this host's name and the port."""
+
+    heartbeat_interval: float = field(default_factory=lambda: float(_env("HEARTBEAT_INTERVAL", "5")))
+    """Seconds between an agent's heartbeats."""
+
+    heartbeat_timeout: float = field(default_factory=lambda: float(_env("HEARTBEAT_TIMEOUT", "15")))
+    """Seconds of silence after which the controller marks a host down (three missed heartbeats)."""
+
     @property
     def docker_addresses(self) -> list[str]:
         out = [f"unix://{self.docker_socket}"] if self.docker_socket else []

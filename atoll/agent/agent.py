@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from atoll.agent.etcfiles import write_etc_files
+from atoll.agent.images.export import export_layout
 from atoll.agent.images.overlay import is_mounted, mount_overlay, unmount
 from atoll.agent.images.store import ImageStore
 from atoll.agent.layout import InstanceLayout, instance_layout
@@ -216,8 +217,10 @@ class Agent:
     async def import_images(self, archive: AsyncIterator[bytes]) -> list[ImageRecord]:
         return await self._store.import_archive(archive)
 
-    async def build_image(self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig) -> ImageRecord:
-        return await self._store.build(rootfs_tar, config)
+    async def build_image(
+        self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig, created: str = ""
+    ) -> ImageRecord:
+        return await self._store.build(rootfs_tar, config, created=created or None)
 
     async def image_present(self, image_id: str) -> bool:
         return self._store.get(image_id) is not None
@@ -234,6 +237,15 @@ class Agent:
         self, image_id: str, reference: str, credentials: Mapping[str, Credential]
     ) -> AsyncIterator[PushEvent]:
         return self._registries.push(image_id, reference, credentials)
+
+    async def export_image(self, image_id: str) -> AsyncIterator[bytes]:
+        src = self._store.push_source(image_id)
+        scratch = self._store.scratch("export")
+        try:
+            async for chunk in export_layout(src, scratch):
+                yield chunk
+        finally:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
 
     async def registry_login(self, registry: str, credential: Credential) -> None:
         await self._registries.login(registry, credential)

@@ -6,7 +6,17 @@ from fastapi import FastAPI
 
 from atoll import __version__
 from atoll.api.errors import install_error_handlers
-from atoll.api.routes import exec_ws, hosts, images, instances, networks, projects, registry, secgroups
+from atoll.api.routes import (
+    cluster,
+    exec_ws,
+    hosts,
+    images,
+    instances,
+    networks,
+    projects,
+    registry,
+    secgroups,
+)
 from atoll.api.routes import rename as rename_routes
 from atoll.api.routes import routers as routers_routes
 from atoll.api.routes import volumes as volume_routes
@@ -24,6 +34,7 @@ ROUTERS = (
     routers_routes.router,
     secgroups.router,
     rename_routes.router,
+    cluster.router,
 )
 
 

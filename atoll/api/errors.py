@@ -18,11 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from atoll.model.errors import (
     AtollError,
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     RegistryAuthError,
     RegistryError,
     RuntimeFailure,
+    Unauthorized,
 )
 from atoll.schemas import ErrorBody, ErrorResponse
 
@@ -35,6 +37,8 @@ STATUS: dict[type[AtollError], int] = {
     RuntimeFailure: 500,
     RegistryAuthError: 403,
     RegistryError: 502,
+    Unauthorized: 401,
+    Forbidden: 403,
 }
 
 HTTP_CODES = {400: "invalid", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}

@@ -7,7 +7,20 @@ from typing import Annotated
 import typer
 
 from atoll import __version__
-from atoll.cli import execute, images, instances, networks, projects, registry, routers, run, secgroups, up
+from atoll.cli import (
+    cluster,
+    execute,
+    hosts,
+    images,
+    instances,
+    networks,
+    projects,
+    registry,
+    routers,
+    run,
+    secgroups,
+    up,
+)
 from atoll.cli import volumes as volume_cli
 from atoll.cli.context import CliState
 from atoll.cli.output import AtollGroup
@@ -21,11 +34,11 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-TOP_LEVEL = (run.app, instances.app, execute.app, registry.app, up.app)
+TOP_LEVEL = (run.app, instances.app, execute.app, registry.app, up.app, cluster.app)
 GROUPS = {
     "image": images.app,
     "project": projects.projects,
-    "host": projects.hosts,
+    "host": hosts.hosts,
     "network": networks.networks,
     "subnet": networks.subnets,
     "port": networks.ports,
@@ -33,6 +46,7 @@ GROUPS = {
     "router": routers.routers,
     "fip": routers.fips,
     "sg": secgroups.groups,
+    "token": cluster.tokens,
 }
 
 for sub in TOP_LEVEL:

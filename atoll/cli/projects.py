@@ -1,4 +1,4 @@
-"""``atoll project`` and ``atoll host``."""
+"""``atoll project`` (``atoll host`` lives in ``hosts``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from atoll.cli.humanize import ago
 from atoll.cli.output import print_table
 
 projects = typer.Typer(help="Manage projects (tenants).", no_args_is_help=True)
-hosts = typer.Typer(help="Show the hosts of the cloud.", no_args_is_help=True)
 
 
 @projects.command("ls")
@@ -33,16 +32,3 @@ def project_ls(
 def project_create(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Project name.")]) -> None:
     """Create a project."""
     typer.echo(context.api(ctx).create_project(name).name)
-
-
-@hosts.command("ls")
-def host_ls(ctx: typer.Context) -> None:
-    """List hosts."""
-    now = datetime.now(UTC)
-    print_table(
-        ["ID", "NAME", "STATE", "RUNTIME", "CGROUP", "LAST SEEN"],
-        [
-            [h.id[:12], h.name, h.state, h.runtime, f"v{h.cgroup_version}", ago(h.last_seen, now)]
-            for h in context.api(ctx).hosts()
-        ],
-    )

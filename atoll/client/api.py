@@ -20,6 +20,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from atoll import __version__
+from atoll.client.cluster import ClusterMethods
 from atoll.client.errors import AtollConnectionError, AtollError, error_from_body
 from atoll.client.exec import ExecSession
 from atoll.client.framing import FrameDecoder, FramingError
@@ -95,7 +96,9 @@ class LogStream:
             self._response.close()
 
 
-class AtollAPI(RegistryMethods, NetworkMethods, VolumeMethods, RouterMethods, SecurityGroupMethods):
+class AtollAPI(
+    RegistryMethods, NetworkMethods, VolumeMethods, RouterMethods, SecurityGroupMethods, ClusterMethods
+):
     """A synchronous client of one Atoll controller, acting in one project (``project`` may be reassigned)."""
 
     def __init__(

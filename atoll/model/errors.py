@@ -51,3 +51,15 @@ class RegistryAuthError(RegistryError):
     """A registry refused our credentials, or wants credentials we don't have."""
 
     code = "registry_auth"
+
+
+class Unauthorized(AtollError):
+    """The caller could not prove who it is (a forged, expired or used join token; no certificate)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(AtollError):
+    """The caller is known but may not do this (a host acting for another host)."""
+
+    code = "forbidden"

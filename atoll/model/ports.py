@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from atoll.model.cluster import HostReport
 from atoll.model.dnsrecords import NetworkNames
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, Resources, RuntimeState
@@ -57,8 +58,11 @@ class HostAgent(Protocol):
         """Import a ``docker save`` or OCI image-layout tar stream; all-or-nothing."""
         ...
 
-    async def build_image(self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig) -> ImageRecord:
-        """Make a one-layer image from a root filesystem tar stream."""
+    async def build_image(
+        self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig, created: str = ""
+    ) -> ImageRecord:
+        """Make a one-layer image from a root filesystem tar stream. ``created`` (RFC 3339) fixes the
+        config's creation time, so the same input builds the same image id on every host; empty: now."""
         ...
 
     async def image_present(self, image_id: str) -> bool: ...
@@ -77,6 +81,11 @@ class HostAgent(Protocol):
         self, image_id: str, reference: str, credentials: Mapping[str, Credential]
     ) -> AsyncIterator[PushEvent]:
         """Push an image held by this host to ``reference``: progress events, then one ``Pushed``."""
+        ...
+
+    def export_image(self, image_id: str) -> AsyncIterator[bytes]:
+        """The image as an OCI image-layout tar stream, for another host's ``import_images``.
+        BadImage if its layers keep no blob (images imported from archives)."""
         ...
 
     async def registry_login(self, registry: str, credential: Credential) -> None:
@@ -195,4 +204,8 @@ class ControlPlane(Protocol):
 
     async def network_names(self, host_id: str) -> list[NetworkNames]:
         """The names of every network that has a port on ``host_id``, for the host's resolvers."""
+        ...
+
+    async def heartbeat(self, host_id: str, report: HostReport) -> None:
+        """The host is alive, reachable at ``report.address``, with this capacity and measured use."""
         ...

@@ -23,6 +23,7 @@ from atoll.model.ports import HostAgent
 from atoll.schemas import WaitResult
 from atoll.services.activity import ActivityLog
 from atoll.services.addrpools import DEFAULT_POOLS, AddressPool, parse_pools
+from atoll.services.clusterconf import ClusterConfig
 from atoll.services.mounts import BindPolicy
 
 
@@ -171,3 +172,5 @@ class Controller:
     """Which host paths instances may bind-mount (``ATOLL_BIND_MOUNTS``); any, on a single-node cloud."""
     address_pools: tuple[AddressPool, ...] = field(default_factory=lambda: parse_pools(DEFAULT_POOLS))
     """Where subnets asked for as ``auto`` get their CIDR (see ``addrpools``)."""
+    cluster: ClusterConfig | None = None
+    """Set by ``atoll serve``: hosts join over the network (see services/membership.py)."""

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from atoll.model.cluster import HostReport
 from atoll.model.dnsrecords import NetworkNames
 from atoll.model.instance import ExitInfo, InstanceStatus, RuntimeState
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.ports import Assignment
 from atoll.model.routing import RouterSpec
 from atoll.model.secgroups import HostSecurity
-from atoll.services import dnsrecords, hostnets, overlay
+from atoll.services import dnsrecords, hostnets, membership, overlay
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING, record_exit, record_started
@@ -77,3 +78,6 @@ class LocalControlPlane:
 
     async def network_names(self, host_id: str) -> list[NetworkNames]:
         return dnsrecords.network_names(self._ctl, host_id)
+
+    async def heartbeat(self, host_id: str, report: HostReport) -> None:
+        membership.heartbeat(self._ctl, host_id, report)

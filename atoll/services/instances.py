@@ -21,7 +21,16 @@ from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.instance import InstanceSpec, InstanceStatus, LogEntry, RestartPolicy
 from atoll.model.ports import ExecProcess, ExecSpec, HostAgent
 from atoll.schemas import Instance, InstanceCreate
-from atoll.services import dnsrecords, images, netports, overlay, publish, secgroup_ports
+from atoll.services import (
+    dnsrecords,
+    imagecopy,
+    images,
+    netports,
+    overlay,
+    placement,
+    publish,
+    secgroup_ports,
+)
 from atoll.services import volumes as volume_svc
 from atoll.services.clock import now_iso
 from atoll.services.config_merge import merge_config, restart_policy
@@ -89,6 +98,8 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
             if attempt == ALLOCATION_ATTEMPTS - 1:
                 raise Conflict("networks: addresses are in heavy contention; try again") from None
     try:
+        if ctl.cluster is not None:
+            await imagecopy.ensure_image(ctl, host_id=agent.host_id, image_id=spec.image_id)
         await agent.create_instance(spec)
     except BaseException:
         delete_instance_row(ctl, spec.id, None)
@@ -122,7 +133,7 @@ def _insert(
             image_id=image.id,
             layers=list(image.layers),
         )
-        agent = ctl.agents.pick()
+        agent = ctl.agents.get(placement.choose_host(ctl, s, spec))
         row = InstanceRow(
             id=instance_id,
             project=project,

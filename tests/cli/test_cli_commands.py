@@ -12,6 +12,7 @@ import pytest
 
 from atoll.cli import up
 from atoll.client import AtollError
+from atoll.host_schemas import HostDetail, Resources
 from atoll.schemas import ExecStart, Host, Project, WaitResult
 from tests.cli.conftest import FakeStream, Invoke
 from tests.cli.factories import INSTANCE_ID, make_instance
@@ -205,6 +206,23 @@ def test_projects_and_hosts(cli: Invoke, api: MagicMock) -> None:
     assert "default" in ls.stdout
     assert cli("project", "ls", "-q").stdout == "default\n"
     assert cli("project", "create", "team").stdout == "team\n"
+    api.cluster_hosts.return_value = [
+        HostDetail(
+            id="h" * 32,
+            name="node1",
+            state="ready",
+            drained=False,
+            address="",
+            runtime="crun",
+            cgroup_version=2,
+            capacity=None,
+            allocated=Resources(),
+            used=None,
+            instances=0,
+            heartbeat_age=None,
+            last_seen=iso(timedelta()),
+        )
+    ]
     hosts = cli("host", "ls")
     assert hosts.exit_code == 0
     assert hosts.stdout.splitlines()[1].split()[:5] == ["h" * 12, "node1", "ready", "crun", "v2"]

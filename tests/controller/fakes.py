@@ -170,7 +170,9 @@ class FakeAgent:
             self.images[rec.id] = rec
         return records
 
-    async def build_image(self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig) -> ImageRecord:
+    async def build_image(
+        self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig, created: str = ""
+    ) -> ImageRecord:
         data = await self._read(rootfs_tar)
         self._call("build_image", config)
         digest = hashlib.sha256(data + json.dumps(config.to_oci(), sort_keys=True).encode()).hexdigest()
@@ -215,6 +217,16 @@ class FakeAgent:
             raise NotFound(f"image {image_id} is not on this host")
         yield TransferEvent("Pushed", "abc", 2, 2)
         yield Pushed("sha256:" + hashlib.sha256(reference.encode()).hexdigest(), 100)
+
+    async def export_image(self, image_id: str) -> AsyncIterator[bytes]:
+        """The fake archive format ``import_images`` reads, in two chunks."""
+        self._call("export_image", image_id)
+        rec = self.images.get(image_id)
+        if rec is None:
+            raise NotFound(f"image {image_id} is not on this host")
+        data = image_archive({**asdict(rec), "config": asdict(rec.config)})
+        yield data[:10]
+        yield data[10:]
 
     async def registry_login(self, registry: str, credential: Credential) -> None:
         self._call("registry_login", (registry, credential))

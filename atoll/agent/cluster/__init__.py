@@ -1,0 +1,1 @@
+"""The agent as its own process on a host of a cluster: joining, heartbeats, and its mTLS API."""

@@ -1,0 +1,37 @@
+"""SDK methods for the cluster: hosts with capacity and state, drain, removal, join tokens.
+
+A mixin of ``AtollAPI``; it only uses the client's HTTP plumbing.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from atoll.client.plumbing import ClientCore as _Client
+from atoll.client.plumbing import model_of as _one
+from atoll.client.plumbing import models_of as _many
+from atoll.host_schemas import HostDetail, Token
+
+
+def _host(ref: str, *more: str) -> str:
+    return "/".join(["/v1/cluster/hosts", quote(ref, safe=""), *more])
+
+
+class ClusterMethods:
+    def cluster_hosts(self: _Client) -> list[HostDetail]:
+        return _many(self._request("GET", "/v1/cluster/hosts"), HostDetail)
+
+    def cluster_host(self: _Client, ref: str) -> HostDetail:
+        return _one(self._request("GET", _host(ref)), HostDetail)
+
+    def drain_host(self: _Client, ref: str) -> HostDetail:
+        return _one(self._request("POST", _host(ref, "drain")), HostDetail)
+
+    def undrain_host(self: _Client, ref: str) -> HostDetail:
+        return _one(self._request("POST", _host(ref, "undrain")), HostDetail)
+
+    def remove_host(self: _Client, ref: str) -> None:
+        self._request("DELETE", _host(ref))
+
+    def create_join_token(self: _Client, ttl: float = 3600.0) -> Token:
+        return _one(self._request("POST", "/v1/cluster/tokens", json={"ttl": ttl}), Token)

@@ -1,0 +1,205 @@
+"""The composition root of ``atoll serve``: a controller alone, whose hosts join over the network.
+
+It serves the native API (plain HTTP, loopback by default, as under ``atoll up``) and the cluster
+listener (mTLS; see ``api/cluster_listener.py``), dials each member's agent through the generic RPC of
+``atoll.wire``, marks silent hosts down from a background loop, and makes sure every host that connects
+holds the starter image. The cluster CA and the controller's own certificate are made on first start,
+under ``DATA/cluster/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import logging
+import socket
+from pathlib import Path
+from typing import Any, cast
+
+import uvicorn
+
+from atoll.agent.images.starter import busybox_rootfs_tar
+from atoll.api.app import create_app
+from atoll.api.cluster_listener import cluster_app
+from atoll.model.errors import NotFound
+from atoll.model.ports import HostAgent
+from atoll.node import STARTER_CONFIG, STARTER_IMAGE, _file_chunks
+from atoll.services import images, membership
+from atoll.services.clusterconf import ClusterConfig
+from atoll.services.context import AgentRegistry, Controller
+from atoll.settings import Settings
+from atoll.store.db import open_database
+from atoll.wire import pki
+from atoll.wire.client import Channel, make_proxy
+from atoll.wire.listener import https_server
+
+log = logging.getLogger("atoll")
+
+
+def load_or_make_ca(cluster_dir: Path) -> tuple[bytes, bytes, pki.Identity]:
+    """The CA (key, cert) and the controller's identity, made once and kept."""
+    cluster_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ca_key, ca_cert = cluster_dir / "ca.key", cluster_dir / "ca.crt"
+    if not ca_key.exists():
+        key_pem, cert_pem = pki.make_ca()
+        ca_key.touch(mode=0o600)
+        ca_key.write_bytes(key_pem)
+        ca_cert.write_bytes(cert_pem)
+    ident = pki.Identity(key=cluster_dir / "controller.key", cert=cluster_dir / "controller.crt", ca=ca_cert)
+    if not ident.exists():
+        key_pem = pki.new_key_pem()
+        cert = pki.issue(
+            ca_key.read_bytes(),
+            ca_cert.read_bytes(),
+            pki.make_csr(key_pem, pki.CONTROLLER_CN),
+            pki.CONTROLLER_CN,
+            pki.CONTROLLER_NAME,
+        )
+        ident.write(key_pem, cert, ca_cert.read_bytes())
+    return ca_key.read_bytes(), ca_cert.read_bytes(), ident
+
+
+def host_connector(ident: pki.Identity) -> Any:
+    client_context = ident.client_context()
+
+    def connect(host_id: str, address: str) -> HostAgent:
+        channel = Channel(f"https://{address}", client_context, pki.host_dns_name(host_id))
+        return cast(HostAgent, make_proxy(HostAgent, channel, host_id=host_id, address=address))
+
+    return connect
+
+
+def starter_created(busybox: Path = Path("/bin/busybox")) -> str:
+    """The starter's creation time is busybox's own mtime (the tar's too): every host builds the same
+    image id from it, so the tag ``busybox:latest`` means one image across the cluster."""
+    when = datetime.datetime.fromtimestamp(int(busybox.stat().st_mtime), datetime.UTC)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+class StarterImages:
+    """Gives each host that connects the starter image (built here, deterministic, so every host ends up
+    with the same image id)."""
+
+    def __init__(self, ctl_ref: list[Controller], tmp: Path) -> None:
+        self._ctl_ref = ctl_ref
+        self._tar = tmp / "starter-rootfs.tar"
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    def __call__(self, agent: HostAgent) -> None:
+        task = asyncio.get_running_loop().create_task(self._ensure(agent))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ensure(self, agent: HostAgent) -> None:
+        ctl = self._ctl_ref[0]
+        try:
+            with contextlib.suppress(NotFound):
+                image = images.get_image(ctl, project="default", ref=STARTER_IMAGE)
+                if await agent.image_present(image.id):
+                    membership.record_image_on_host(ctl, image_id=image.id, host_id=agent.host_id)
+                    return
+            async with self._lock:
+                if not self._tar.exists():
+                    await asyncio.to_thread(busybox_rootfs_tar, self._tar)
+            record = await agent.build_image(_file_chunks(self._tar), STARTER_CONFIG, starter_created())
+            images.catalog(
+                ctl,
+                project="default",
+                records=[dataclasses.replace(record, repo_tags=[STARTER_IMAGE])],
+                host_id=agent.host_id,
+                public=True,
+            )
+            log.info("host %s holds the starter image", agent.host_id)
+        except Exception:
+            log.exception("could not give host %s the starter image", agent.host_id)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def watch_heartbeats(ctl: Controller, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            membership.mark_silent_hosts_down(ctl)
+        except Exception:
+            log.exception("heartbeat check failed")
+
+
+def advertised(settings: Settings) -> str:
+    if settings.cluster_advertise:
+        return settings.cluster_advertise
+    host = settings.cluster_host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"{host}:{settings.cluster_port}"
+
+
+async def serve(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    (settings.data_dir / "tmp").mkdir(exist_ok=True)
+    ca_key, ca_cert, ident = load_or_make_ca(settings.data_dir / "cluster")
+    ctl_ref: list[Controller] = []
+    starter = StarterImages(ctl_ref, settings.data_dir / "tmp")
+    ctl = Controller(
+        sessions=open_database(settings.database_url),
+        agents=AgentRegistry(),
+        cluster=ClusterConfig(
+            ca_key_pem=ca_key,
+            ca_cert_pem=ca_cert,
+            address=advertised(settings),
+            connect=host_connector(ident),
+            heartbeat_timeout=settings.heartbeat_timeout,
+            on_host_connected=starter,
+        ),
+    )
+    ctl_ref.append(ctl)
+    membership.connect_known_hosts(ctl)
+    api = uvicorn.Server(
+        uvicorn.Config(
+            create_app(ctl),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            lifespan="off",
+            ws_ping_interval=None,
+        )
+    )
+    listener = https_server(
+        cluster_app(ctl),
+        ident,
+        settings.cluster_host,
+        settings.cluster_port,
+        accept=lambda _peer: True,  # joins come without a certificate; /rpc checks it per call
+        require_client_cert=False,
+    )
+    # The listener runs without uvicorn's signal handling: the API server owns SIGINT/SIGTERM, and
+    # stopping it stops the listener too.
+    listening = asyncio.create_task(listener._serve())
+    watching = asyncio.create_task(watch_heartbeats(ctl, max(0.2, settings.heartbeat_timeout / 5)))
+    print(
+        f"Atoll controller is up: API {settings.api_url}/v1, cluster listener {advertised(settings)}"
+        f" (CA {pki.fingerprint(ca_cert)}), data in {settings.data_dir}\n"
+        "Add a host: `atoll token create`, then `atoll join TOKEN` on that host.",
+        flush=True,
+    )
+    try:
+        await api.serve()
+    finally:
+        listener.should_exit = True
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        await listening
+        await starter.close()
+
+
+def run_serve(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per RPC call otherwise
+    asyncio.run(serve(settings))
