@@ -320,16 +320,29 @@ def _plan_removal(s: Session, project: str, ref: str, force: bool) -> tuple[Imag
     tags = tags_of(s, project, row.id)
     digests = digests_of(s, project, row.id)
     by_digest = parse_image_reference(ref, "image") if "@" in ref else None
-    # As in Docker, a name (tag or repo digest) is only untagged while the image has other names.
-    if by_tag is not None and len(tags) + len(digests) > 1:
-        s.execute(
-            delete(ImageTagRow).where(
-                ImageTagRow.project == project,
-                ImageTagRow.repo == by_tag.repo,
-                ImageTagRow.tag == by_tag.tag,
+    # As in Docker, a name (tag or repo digest) is only untagged while the image has other names, and
+    # the digests of a repository go with its last tag (they name what that tag pulled or pushed).
+    if by_tag is not None:
+        tags_left = [t for t in tags if t != str(by_tag)]
+        repo_left = any(t.rpartition(":")[0] == by_tag.repo for t in tags_left)
+        gone = [] if repo_left else [d for d in digests if d.partition("@")[0] == by_tag.repo]
+        if tags_left or len(digests) > len(gone):
+            s.execute(
+                delete(ImageTagRow).where(
+                    ImageTagRow.project == project,
+                    ImageTagRow.repo == by_tag.repo,
+                    ImageTagRow.tag == by_tag.tag,
+                )
             )
-        )
-        return ImageRemoved(untagged=[str(by_tag)]), []
+            if gone:
+                s.execute(
+                    delete(ImageDigestRow).where(
+                        ImageDigestRow.project == project,
+                        ImageDigestRow.repo == by_tag.repo,
+                        ImageDigestRow.image_id == row.id,
+                    )
+                )
+            return ImageRemoved(untagged=[str(by_tag), *gone]), []
     if by_digest is not None and len(tags) + len(digests) > 1:
         s.execute(
             delete(ImageDigestRow).where(

@@ -23,7 +23,7 @@ from atoll.model.errors import InvalidInput
 from atoll.model.ports import HostAgent
 from atoll.node import STARTER_CONFIG
 from atoll.schemas import InstanceCreate, InstanceNetwork, NetworkCreate, SubnetSpec
-from atoll.services import images, instances, networks
+from atoll.services import images, instances, networks, placement
 from atoll.services.context import AgentRegistry, Controller
 from atoll.services.control import LocalControlPlane
 from atoll.services.hosts import register_host
@@ -84,8 +84,12 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, pair: tuple[Host, Host]) -> AsyncIterator[Cluster]:
+async def cluster(
+    tmp_path: Path, pair: tuple[Host, Host], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Cluster]:
     registry = SteeredRegistry()
+    # The test decides where each instance runs: placement follows the registry's target.
+    monkeypatch.setattr(placement, "choose_host", lambda ctl, s, spec: registry.target)
     ctl = Controller(sessions=open_database(f"sqlite:///{tmp_path / 'atoll.db'}"), agents=registry)
     agents: dict[str, Agent] = {}
     hosts: dict[str, Host] = {}
