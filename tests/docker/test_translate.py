@@ -82,7 +82,7 @@ def test_limits_and_policies_translate() -> None:
         ({"HostConfig_RestartPolicy": {"Name": "sometimes"}}, "HostConfig.RestartPolicy.Name"),
         ({"HostConfig_Mounts": [{"Type": "npipe", "Target": "/x"}]}, "HostConfig.Mounts[0].Type"),
         ({"Healthcheck": {"Test": ["CMD", "true"]}}, "Healthcheck"),
-        ({"ExposedPorts": {"80/sctp": {}}, "HostConfig_PublishAllServers": True}, "ExposedPorts"),
+        ({"ExposedPorts": {"80/sctp": {}}, "HostConfig_PublishAllPorts": True}, "ExposedPorts"),
         ({"Image": ""}, "Image"),
         ({"Cmd": [1, 2]}, "Cmd"),
         ({"Hostname": "bad host"}, "Hostname"),

@@ -40,7 +40,7 @@ def test_ports_mounts_and_tmpfs() -> None:
             ExposedPorts={"9000/udp": {}},
             Volumes={"/anon": {}},
             HostConfig_PortBindings={"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]},
-            HostConfig_PublishAllServers=True,
+            HostConfig_PublishAllPorts=True,
             HostConfig_Binds=["data:/data:ro", "/srv:/srv"],
             HostConfig_Tmpfs={"/run/t": "size=1m,mode=1777"},
             HostConfig_Mounts=[{"Type": "volume", "Source": "v2", "Target": "/v2", "ReadOnly": True}],

@@ -6,7 +6,7 @@
   (``--ip``) and ``Aliases`` (``--network-alias``).
 - Mounts: ``HostConfig.Binds`` (``name:/path[:ro]``, ``/host:/path``), ``HostConfig.Mounts`` (volume,
   bind, tmpfs), ``HostConfig.Tmpfs`` and ``Config.Volumes`` (anonymous volumes).
-- Ports: ``HostConfig.PortBindings`` (``-p``) and ``PublishAllServers`` (``-P``: the image's exposed
+- Ports: ``HostConfig.PortBindings`` (``-p``) and ``PublishAllPorts`` (``-P``: the image's exposed
   ports and ``Config.ExposedPorts``).
 Anything that cannot be honoured is a 400 naming the field.
 """
@@ -124,7 +124,7 @@ def publish(body: dict[str, Any], host: dict[str, Any]) -> tuple[list[PublishReq
                 )
             except ValidationError as e:
                 raise bad_request(f"{field}: {e.errors()[0]['msg']}") from None
-    publish_all = bool(host.get("PublishAllServers"))
+    publish_all = bool(host.get("PublishAllPorts"))
     exposed = body.get("ExposedPorts") or {}
     if not isinstance(exposed, dict):
         raise bad_request("ExposedPorts: expected an object")

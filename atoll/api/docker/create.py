@@ -32,7 +32,7 @@ CONFIG_ACCEPTED = {
 HOST_TRANSLATED = {
     "Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "PidsLimit", "RestartPolicy",
     "ReadonlyRootfs", "AutoRemove", "NetworkMode", "LogConfig", "Binds", "Mounts", "Tmpfs", "PortBindings",
-    "PublishAllServers",
+    "PublishAllPorts",
 }  # fmt: skip
 HOST_ACCEPTED = {
     "Init",  # atoll-init is always pid 1: it reaps and forwards signals like docker-init

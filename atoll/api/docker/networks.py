@@ -23,10 +23,12 @@ import hashlib
 import ipaddress
 from typing import Any
 
+from pydantic import ValidationError
+
 from atoll.api.docker.http import DockerError, Empty, Json, Request, bad_request
 from atoll.api.docker.router import Route
 from atoll.model.errors import Conflict, InvalidInput, NotFound
-from atoll.schemas import Network, NetworkCreate, SubnetSpec
+from atoll.schemas import AllocationPool, Network, NetworkCreate, SubnetSpec
 from atoll.services import instances, netports, networks
 from atoll.services.context import Controller
 
@@ -103,12 +105,14 @@ def _subnet(entry: Any, i: int) -> tuple[SubnetSpec, str]:
             raise bad_request(f"{field}.IPRange: invalid CIDR {ip_range!r}") from None
         if not rng.subnet_of(net):  # type: ignore[arg-type]
             raise bad_request(f"{field}.IPRange: {ip_range} is not inside {cidr}")
-        hosts = list(rng.hosts()) or [rng.network_address]
-        pools = [[str(hosts[0]), str(hosts[-1])]]
+        # Docker allocates anywhere in the range but the subnet's own network and broadcast addresses
+        start = max(rng.network_address, net.network_address + 1)
+        end = min(rng.broadcast_address, net.broadcast_address - 1)
+        pools = [AllocationPool(start=str(start), end=str(end))]
     try:
         spec = SubnetSpec(cidr=cidr, gateway=entry.get("Gateway") or None, allocation_pools=pools)
-    except ValueError as e:
-        raise bad_request(f"{field}: {e}") from None
+    except ValidationError as e:
+        raise bad_request(f"{field}: {e.errors()[0]['msg']}") from None
     return spec, ip_range
 
 
@@ -288,8 +292,8 @@ class Networks:
                 labels=labels,
                 subnets=subnets or [SubnetSpec(cidr="auto")],
             )
-        except ValueError as e:
-            raise bad_request(f"Name: invalid network name {name!r}: {e}") from None
+        except ValidationError:
+            raise bad_request(f"Name: invalid network name {name!r}") from None
         try:
             net = networks.create_network(self.ctl, project=PROJECT, request=request)
         except Conflict:
