@@ -142,7 +142,7 @@ def test_fields_atoll_cannot_honour_are_refused_by_name(cli: DockerCLI) -> None:
     for flags, field in (
         (["--privileged"], "HostConfig.Privileged"),
         (["--cap-add", "NET_ADMIN"], "HostConfig.CapAdd"),
-        (["-v", "/tmp:/x"], "HostConfig.Binds"),
+        (["-v", "/tmp:/x:z"], "HostConfig.Binds[0]"),
         (["--network", "host"], "HostConfig.NetworkMode"),
         (["--log-opt", "max-size=1m"], "HostConfig.LogConfig.Config"),
         (["-m", "1m"], "HostConfig.Memory"),

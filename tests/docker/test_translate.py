@@ -72,7 +72,7 @@ def test_limits_and_policies_translate() -> None:
     ("change", "field"),
     [
         ({"HostConfig_Privileged": True}, "HostConfig.Privileged"),
-        ({"HostConfig_Binds": ["/a:/b"]}, "HostConfig.Binds"),
+        ({"HostConfig_Binds": ["/a:/b:Z"]}, "HostConfig.Binds[0]"),
         ({"HostConfig_ShmSize": 1 << 20}, "HostConfig.ShmSize"),
         ({"HostConfig_NetworkMode": "host"}, "HostConfig.NetworkMode"),
         ({"HostConfig_MemorySwappiness": 10}, "HostConfig.MemorySwappiness"),
@@ -80,13 +80,16 @@ def test_limits_and_policies_translate() -> None:
         ({"HostConfig_CpuQuota": 50000, "HostConfig_NanoCpus": 1}, "HostConfig.NanoCpus"),
         ({"HostConfig_RestartPolicy": {"Name": "always", "MaximumRetryCount": 2}}, "MaximumRetryCount"),
         ({"HostConfig_RestartPolicy": {"Name": "sometimes"}}, "HostConfig.RestartPolicy.Name"),
-        ({"Volumes": {"/data": {}}}, "Volumes"),
+        ({"HostConfig_Mounts": [{"Type": "npipe", "Target": "/x"}]}, "HostConfig.Mounts[0].Type"),
         ({"Healthcheck": {"Test": ["CMD", "true"]}}, "Healthcheck"),
-        ({"ExposedPorts": {"80/tcp": {}}}, "ExposedPorts"),
+        ({"ExposedPorts": {"80/sctp": {}}, "HostConfig_PublishAllPorts": True}, "ExposedPorts"),
         ({"Image": ""}, "Image"),
         ({"Cmd": [1, 2]}, "Cmd"),
         ({"Hostname": "bad host"}, "Hostname"),
-        ({"NetworkingConfig": {"EndpointsConfig": {"mynet": {}}}}, "EndpointsConfig.mynet"),
+        (
+            {"NetworkingConfig": {"EndpointsConfig": {"mynet": {"Links": ["a"]}}}},
+            "EndpointsConfig.mynet.Links",
+        ),
     ],
 )
 def test_what_atoll_cannot_honour_is_a_400_naming_the_field(change: dict[str, Any], field: str) -> None:

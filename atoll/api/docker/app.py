@@ -8,10 +8,12 @@ from atoll.api.docker.events import Events
 from atoll.api.docker.execs import Execs
 from atoll.api.docker.http import DockerError
 from atoll.api.docker.images import Images
+from atoll.api.docker.networks import Networks
 from atoll.api.docker.router import Router
 from atoll.api.docker.server import DockerServer
 from atoll.api.docker.system import System
 from atoll.api.docker.usage import Usage
+from atoll.api.docker.volumes import Volumes
 from atoll.api.errors import status_for
 from atoll.model.errors import AtollError
 from atoll.services.context import Controller
@@ -34,5 +36,7 @@ def create_docker_server(ctl: Controller) -> DockerServer:
         *Images(ctl).routes(),
         *Usage(containers).routes(),
         *Events(ctl).routes(),
+        *Networks(ctl).routes(),
+        *Volumes(ctl).routes(),
     ]
     return DockerServer(Router(routes), map_error)

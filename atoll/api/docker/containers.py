@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator
 
 from atoll.api.docker.create import docker_field_names, instance_create
 from atoll.api.docker.http import DockerError, Empty, Json, Request, Stream, bad_request
+from atoll.api.docker.networks import DEFAULT_NETWORK, default_network
 from atoll.api.docker.router import Route
 from atoll.api.docker.views import inspect, summary, unix_time
 from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.schemas import Instance
-from atoll.services import images, instances, lifecycle, operate, rename
+from atoll.services import images, instances, lifecycle, networks, operate, rename
 from atoll.services.context import Controller
 from atoll.services.lifecycle import WaitCondition
 
@@ -37,6 +38,9 @@ class Containers:
         except NotFound:
             raise DockerError(404, f"No such container: {ref}") from None
 
+    def network_names(self) -> dict[str, str]:
+        return {n.id: n.name for n in networks.list_networks(self.ctl, project=PROJECT)}
+
     # -- create, inspect, list -----------------------------------------------------------------
 
     async def create(self, req: Request) -> Json:
@@ -49,6 +53,8 @@ class Containers:
             images.get_image(self.ctl, project=PROJECT, ref=request.image)
         except NotFound:
             raise DockerError(404, f"No such image: {request.image}") from None
+        if any(n.network == DEFAULT_NETWORK for n in request.networks):
+            default_network(self.ctl)
         try:
             inst = await instances.create(self.ctl, project=PROJECT, request=request)
         except InvalidInput as e:
@@ -56,7 +62,7 @@ class Containers:
         return Json({"Id": inst.id, "Warnings": []}, status=201)
 
     async def inspect(self, req: Request) -> Json:
-        return Json(inspect(self.get(req.params["id"])))
+        return Json(inspect(self.get(req.params["id"]), self.network_names()))
 
     async def list_(self, req: Request) -> Json:
         filters = req.filters()
@@ -76,7 +82,8 @@ class Containers:
         ]
         if limit > 0:
             rows = rows[:limit]
-        return Json([summary(i) for i in rows])
+        names = self.network_names()
+        return Json([summary(i, names) for i in rows])
 
     def _match(self, inst: Instance, filters: dict[str, list[str]]) -> bool:
         if "status" in filters and inst.status not in filters["status"]:

@@ -12,17 +12,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from atoll.api.docker import attachments
 from atoll.api.docker.http import bad_request
 from atoll.schemas import InstanceCreate, ResourcesWire, RestartPolicyWire
 
-NETWORK_MODES = ("", "default", "bridge", "none")
-"""All give a container loopback only until the Docker network endpoints land; see docs/docker.md."""
 LOG_DRIVERS = ("", "json-file", "local")
 """Atoll keeps every container's log itself (CRI format); options such as max-size are refused."""
 
 CONFIG_TRANSLATED = {
     "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "Hostname", "Tty", "OpenStdin",
-    "StopSignal", "StopTimeout",
+    "StopSignal", "StopTimeout", "Volumes", "ExposedPorts",
 }  # fmt: skip
 CONFIG_ACCEPTED = {
     # What the client attaches to is the client's business; StdinOnce is how stdin closes (always
@@ -32,7 +31,8 @@ CONFIG_ACCEPTED = {
 }  # fmt: skip
 HOST_TRANSLATED = {
     "Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "PidsLimit", "RestartPolicy",
-    "ReadonlyRootfs", "AutoRemove", "NetworkMode", "LogConfig",
+    "ReadonlyRootfs", "AutoRemove", "NetworkMode", "LogConfig", "Binds", "Mounts", "Tmpfs", "PortBindings",
+    "PublishAllPorts",
 }  # fmt: skip
 HOST_ACCEPTED = {
     "Init",  # atoll-init is always pid 1: it reaps and forwards signals like docker-init
@@ -64,6 +64,9 @@ NATIVE_TO_DOCKER = {
     "user": "User",
     "labels": "Labels",
     "image": "Image",
+    "networks": "NetworkingConfig.EndpointsConfig",
+    "mounts": "HostConfig.Mounts",
+    "publish": "HostConfig.PortBindings",
 }
 
 
@@ -174,22 +177,6 @@ def _console_size(host: dict[str, Any]) -> list[int] | None:
     return list(size) if size[0] > 0 and size[1] > 0 else None
 
 
-def _check_network(body: dict[str, Any], host: dict[str, Any]) -> None:
-    mode = host.get("NetworkMode") or ""
-    if mode not in NETWORK_MODES:
-        raise bad_request(
-            f"HostConfig.NetworkMode: {mode!r} is not supported by Atoll yet (default, bridge, none)"
-        )
-    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
-    if not isinstance(endpoints, dict):
-        raise bad_request("NetworkingConfig.EndpointsConfig: expected an object")
-    for name, endpoint in endpoints.items():
-        if name not in NETWORK_MODES or not is_zero(endpoint):
-            raise bad_request(
-                f"NetworkingConfig.EndpointsConfig.{name}: networks are not supported by Atoll yet"
-            )
-
-
 def _check_log_config(host: dict[str, Any]) -> None:
     log_config = host.get("LogConfig") or {}
     if (log_config.get("Type") or "") not in LOG_DRIVERS:
@@ -207,7 +194,6 @@ def instance_create(body: dict[str, Any], name: str) -> InstanceCreate:
         raise bad_request("HostConfig: expected an object")
     _refuse_unknown(body, CONFIG_TRANSLATED | CONFIG_ACCEPTED, "")
     _refuse_unknown(host, HOST_TRANSLATED | HOST_ACCEPTED, "HostConfig.")
-    _check_network(body, host)
     _check_log_config(host)
     image = body.get("Image")
     if not image or not isinstance(image, str):
@@ -235,7 +221,10 @@ def instance_create(body: dict[str, Any], name: str) -> InstanceCreate:
         "stop_signal": body.get("StopSignal") or None,
         "stop_timeout": stop_timeout if stop_timeout is not None and stop_timeout >= 0 else None,
         "auto_remove": bool(host.get("AutoRemove")),
+        "networks": attachments.networks(body, host),
+        "mounts": attachments.mounts(body, host),
     }
+    fields["publish"], fields["publish_all"] = attachments.publish(body, host)
     try:
         return InstanceCreate(**fields)
     except ValidationError as e:

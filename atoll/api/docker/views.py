@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from atoll.api.docker import attachviews
+from atoll.api.docker.attachviews import NetworkNames
 from atoll.schemas import Instance
 from atoll.services.clock import parse_iso
 
@@ -73,11 +75,11 @@ def status_text(inst: Instance, paused: bool = False) -> str:
     return "Created"
 
 
-def _host_config(inst: Instance) -> dict[str, Any]:
+def _host_config(inst: Instance, names: NetworkNames) -> dict[str, Any]:
     r = inst.resources
     cpus = r.cpus
     return {
-        "NetworkMode": "default",
+        "NetworkMode": attachviews.network_mode(inst, names),
         "RestartPolicy": {
             "Name": inst.restart_policy.name,
             "MaximumRetryCount": inst.restart_policy.max_retries,
@@ -95,8 +97,9 @@ def _host_config(inst: Instance) -> dict[str, Any]:
         # Clients (docker-py's run) read logs back only from drivers they know to be readable; Atoll's
         # log is readable like json-file's.
         "LogConfig": {"Type": "json-file", "Config": {}},
-        "Binds": None,
-        "PortBindings": {},
+        "Binds": attachviews.binds(inst),
+        "Tmpfs": attachviews.tmpfs(inst),
+        "PortBindings": attachviews.port_bindings(inst),
         "Privileged": False,
         "CapAdd": None,
         "CapDrop": None,
@@ -108,7 +111,8 @@ def _host_config(inst: Instance) -> dict[str, Any]:
     }
 
 
-def inspect(inst: Instance) -> dict[str, Any]:
+def inspect(inst: Instance, names: NetworkNames | None = None) -> dict[str, Any]:
+    names = names or {}
     args = inst.process.args
     running, paused = inst.status == "running", inst.paused
     return {
@@ -142,9 +146,9 @@ def inspect(inst: Instance) -> dict[str, Any]:
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": None,
-        "HostConfig": _host_config(inst),
+        "HostConfig": _host_config(inst, names),
         "GraphDriver": {"Name": "overlay2", "Data": None},
-        "Mounts": [],
+        "Mounts": attachviews.mounts(inst),
         "Config": {
             "Hostname": inst.hostname,
             "Domainname": "",
@@ -170,27 +174,24 @@ def inspect(inst: Instance) -> dict[str, Any]:
             "Bridge": "",
             "SandboxID": "",
             "SandboxKey": "",
-            "Ports": {},
+            "Ports": attachviews.ports(inst),
             "HairpinMode": False,
             "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0,
             "SecondaryIPAddresses": None,
             "SecondaryIPv6Addresses": None,
-            "EndpointID": "",
-            "Gateway": "",
             "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "",
-            "IPPrefixLen": 0,
             "IPv6Gateway": "",
-            "MacAddress": "",
-            "Networks": {},
+            **attachviews.primary(inst),
+            "Networks": attachviews.networks(inst, names),
         },
     }
 
 
-def summary(inst: Instance) -> dict[str, Any]:
+def summary(inst: Instance, names: NetworkNames | None = None) -> dict[str, Any]:
     """One row of ``GET /containers/json``."""
+    names = names or {}
     return {
         "Id": inst.id,
         "Names": ["/" + inst.name],
@@ -198,11 +199,11 @@ def summary(inst: Instance) -> dict[str, Any]:
         "ImageID": inst.image_id,
         "Command": " ".join(inst.process.args),
         "Created": unix_time(inst.created_at),
-        "Ports": [],
+        "Ports": attachviews.summary_ports(inst),
         "Labels": inst.labels,
         "State": state_name(inst, inst.paused),
         "Status": status_text(inst, inst.paused),
-        "HostConfig": {"NetworkMode": "default"},
-        "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "HostConfig": {"NetworkMode": attachviews.network_mode(inst, names)},
+        "NetworkSettings": {"Networks": attachviews.networks(inst, names)},
+        "Mounts": attachviews.mounts(inst),
     }
