@@ -219,6 +219,9 @@ class Agent:
     async def build_image(self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig) -> ImageRecord:
         return await self._store.build(rootfs_tar, config)
 
+    def export_images(self, images: Mapping[str, list[str]]) -> AsyncIterator[bytes]:
+        return self._store.export(images)
+
     async def image_present(self, image_id: str) -> bool:
         return self._store.get(image_id) is not None
 

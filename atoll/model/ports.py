@@ -61,6 +61,10 @@ class HostAgent(Protocol):
         """Make a one-layer image from a root filesystem tar stream."""
         ...
 
+    def export_images(self, images: Mapping[str, list[str]]) -> AsyncIterator[bytes]:
+        """A ``docker save`` tar stream of the images held here (image id -> the tags to give it)."""
+        ...
+
     async def image_present(self, image_id: str) -> bool: ...
 
     async def image_disk_usage(self) -> ImageDiskUsage:

@@ -190,6 +190,15 @@ class FakeAgent:
     async def image_present(self, image_id: str) -> bool:
         return image_id in self.images
 
+    async def export_images(self, images: Mapping[str, list[str]]) -> AsyncIterator[bytes]:
+        # The fake's archive format is its import format: a JSON list of records.
+        self._call("export_images", dict(images))
+        missing = [i for i in images if i not in self.images]
+        if missing:
+            raise NotFound(f"image {missing[0]} is not on this host")
+        records = [{**asdict(self.images[i]), "repo_tags": tags} for i, tags in images.items()]
+        yield json.dumps(records).encode()
+
     async def image_disk_usage(self) -> ImageDiskUsage:
         held = sum(r.size for r in self.images.values())
         free = self.disk_total - self.disk_other - held

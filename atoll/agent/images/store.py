@@ -33,12 +33,13 @@ import builtins
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from atoll.agent.images.compression import SNIFF_BYTES, Compression, decompressed, sniff
+from atoll.agent.images.exporter import export_images
 from atoll.agent.images.formats import read_plans
 from atoll.agent.images.importer import ImportJob
 from atoll.agent.images.layout import Layout, remove_tree
@@ -133,6 +134,10 @@ class ImageStore:
         if key is None:
             raise NotFound(f"image {image_id!r} is not on this host")
         return push_source(self._layout, self._ledger, key)
+
+    def export(self, images: Mapping[str, builtins.list[str]]) -> AsyncIterator[bytes]:
+        """A ``docker save`` stream of ``images`` (image id -> tags to give it); see ``exporter.py``."""
+        return export_images(self._layout, self.get, images)
 
     def get(self, image_id: str) -> ImageRecord | None:
         """Look up by id ("sha256:<hex>", or the bare hex)."""

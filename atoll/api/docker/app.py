@@ -7,6 +7,7 @@ from atoll.api.docker.containers import Containers
 from atoll.api.docker.events import Events
 from atoll.api.docker.execs import Execs
 from atoll.api.docker.http import DockerError
+from atoll.api.docker.imagefiles import ImageFiles
 from atoll.api.docker.images import Images
 from atoll.api.docker.router import Router
 from atoll.api.docker.server import DockerServer
@@ -34,5 +35,6 @@ def create_docker_server(ctl: Controller) -> DockerServer:
         *Images(ctl).routes(),
         *Usage(containers).routes(),
         *Events(ctl).routes(),
+        *ImageFiles(ctl).routes(),
     ]
     return DockerServer(Router(routes), map_error)
