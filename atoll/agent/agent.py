@@ -39,6 +39,7 @@ from atoll.agent.net.overlaysync import OverlaySync
 from atoll.agent.net.publish import DEFAULT_POOL
 from atoll.agent.registry.options import RegistryOptions
 from atoll.agent.registry.service import Registries
+from atoll.agent.rootview import RootView
 from atoll.agent.runtime.cgroups import (
     CgroupReader,
     cgroup_version,
@@ -66,6 +67,7 @@ from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntr
 from atoll.model.overlay import DEFAULT_VXLAN_PORT
 from atoll.model.ports import Assignment, ControlPlane, ExecProcess, ExecSpec
 from atoll.model.registry import Credential, PullEvent, PushEvent
+from atoll.model.rootfiles import FileChange, PathStat
 from atoll.model.usage import InstanceStats, ProcessTable
 
 log = logging.getLogger(__name__)
@@ -579,6 +581,31 @@ class Agent:
                 await self._runtime.update(instance_id, build_resources(resources, detect_host_cgroups()))
 
     # -- reconciliation ----------------------------------------------------------------------------
+
+    # -- root filesystem files: docker cp, export, diff, SizeRw (rootview.py) ----------------------------
+
+    @property
+    def _root_view(self) -> RootView:
+        return RootView(self._store, self._layout, self._lock)
+
+    async def instance_path_stat(self, instance_id: str, layers: list[str], path: str) -> PathStat:
+        return await self._root_view.stat(instance_id, layers, path)
+
+    def instance_archive(
+        self, instance_id: str, layers: list[str], path: str, *, contents: bool = False
+    ) -> AsyncIterator[bytes]:
+        return self._root_view.archive(instance_id, layers, path, contents=contents)
+
+    async def extract_to_instance(
+        self, instance_id: str, layers: list[str], path: str, archive: AsyncIterator[bytes]
+    ) -> None:
+        await self._root_view.extract(instance_id, layers, path, archive)
+
+    async def instance_changes(self, instance_id: str, layers: list[str]) -> list[FileChange]:
+        return await self._root_view.changes(instance_id, layers)
+
+    async def instance_size_rw(self, instance_id: str) -> int:
+        return await self._root_view.size_rw(instance_id)
 
     async def reconcile(self) -> None:
         """Make this host match the controller's assignments. Safe to run at any time, any number of times."""

@@ -16,6 +16,7 @@ from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, Resources, RuntimeState
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.registry import Credential, PullEvent, PushEvent
+from atoll.model.rootfiles import FileChange, PathStat
 from atoll.model.routing import RouterSpec
 from atoll.model.secgroups import HostSecurity
 from atoll.model.usage import InstanceStats, ProcessTable
@@ -159,6 +160,31 @@ class HostAgent(Protocol):
 
     async def update_resources(self, instance_id: str, resources: Resources) -> None:
         """Apply new limits to a running instance at once (they are kept in its spec for later runs)."""
+        ...
+
+    async def instance_path_stat(self, instance_id: str, layers: list[str], path: str) -> PathStat:
+        """Stat ``path`` inside the instance's root filesystem (running or stopped; ``layers``: its image)."""
+        ...
+
+    def instance_archive(
+        self, instance_id: str, layers: list[str], path: str, *, contents: bool = False
+    ) -> AsyncIterator[bytes]:
+        """A tar of ``path`` in the instance's root filesystem, named by its last component;
+        ``contents``: a directory's entries, relative to it (``/`` with it: the whole root)."""
+        ...
+
+    async def extract_to_instance(
+        self, instance_id: str, layers: list[str], path: str, archive: AsyncIterator[bytes]
+    ) -> None:
+        """Unpack a tar into the directory ``path`` of the instance's root filesystem."""
+        ...
+
+    async def instance_changes(self, instance_id: str, layers: list[str]) -> list[FileChange]:
+        """What the instance's writable layer adds, changes and deletes."""
+        ...
+
+    async def instance_size_rw(self, instance_id: str) -> int:
+        """The bytes of the files in the instance's writable layer."""
         ...
 
 

@@ -13,20 +13,17 @@ keep no blob: they are re-tarred from their unpacked directory (overlay whiteout
 diff_ids and the archive carries a new image id for it. The layers' content is the same.
 
 Each layer is written to a scratch file first (its size goes in the tar header before its bytes); the
-archive itself is produced as it is read, with back-pressure, by ``stream_archive``.
+archive itself is produced as it is read, with back-pressure (``atoll/agent/threadstream.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
 import os
-import queue
 import stat
 import tarfile
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +32,7 @@ from atoll.agent.images.blobs import kept_blob
 from atoll.agent.images.compression import SNIFF_BYTES, decompressed, sniff
 from atoll.agent.images.layout import Layout, remove_tree
 from atoll.agent.images.streams import CHUNK, Prefixed, digest_hex, sha256_digest
+from atoll.agent.threadstream import stream_writes
 from atoll.model.errors import NotFound
 from atoll.model.image import ImageRecord
 
@@ -201,73 +199,6 @@ def _opaque(path: str) -> bool:
         return False
 
 
-class _Closed(Exception):
-    """The reader went away: the writing thread stops."""
-
-
-class _QueueWriter(io.RawIOBase):
-    """A file whose writes go, in chunks, to a bounded queue read by the event loop."""
-
-    def __init__(self, q: queue.Queue[bytes | BaseException | None], closed: threading.Event) -> None:
-        self._q = q
-        self._closed = closed
-        self._buf = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        self._buf += data
-        if len(self._buf) >= CHUNK:
-            self.flush_chunk()
-        return len(data)
-
-    def flush_chunk(self) -> None:
-        while self._buf:
-            if self._closed.is_set():
-                raise _Closed()
-            try:
-                self._q.put(bytes(self._buf), timeout=0.5)
-            except queue.Full:
-                continue
-            self._buf.clear()
-
-
-async def stream_archive(write: Callable[[BinaryIO], None], scratch: Path) -> AsyncIterator[bytes]:
-    """Run ``write(file)`` in a thread and yield what it writes; ``scratch`` is removed at the end."""
-    q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
-    closed = threading.Event()
-
-    def run() -> None:
-        try:
-            out = _QueueWriter(q, closed)
-            write(out)  # type: ignore[arg-type]  # a RawIOBase is a binary file for tarfile
-            out.flush_chunk()
-            q.put(None)
-        except _Closed:
-            pass
-        except BaseException as e:  # handed to the reader, which raises it
-            if not closed.is_set():
-                q.put(e)
-        finally:
-            remove_tree(scratch)
-
-    thread = threading.Thread(target=run, name="image-export", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = await asyncio.to_thread(q.get)
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        closed.set()
-        while not q.empty():
-            q.get_nowait()
-
-
 def export_images(
     layout: Layout, get: Callable[[str], ImageRecord | None], images: Mapping[str, list[str]]
 ) -> AsyncIterator[bytes]:
@@ -280,4 +211,6 @@ def export_images(
             raise NotFound(f"image {image_id} is not on this host")
         records.append((record, list(tags)))
     scratch = layout.scratch("export-")
-    return stream_archive(lambda out: write_docker_save(layout, records, out, scratch), scratch)
+    return stream_writes(
+        lambda out: write_docker_save(layout, records, out, scratch), lambda: remove_tree(scratch)
+    )

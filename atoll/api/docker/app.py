@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from atoll.api.docker.archive import Archive
 from atoll.api.docker.attach import Output
 from atoll.api.docker.containers import Containers
 from atoll.api.docker.events import Events
@@ -36,5 +37,6 @@ def create_docker_server(ctl: Controller) -> DockerServer:
         *Usage(containers).routes(),
         *Events(ctl).routes(),
         *ImageFiles(ctl).routes(),
+        *Archive(containers).routes(),
     ]
     return DockerServer(Router(routes), map_error)

@@ -56,7 +56,13 @@ class Containers:
         return Json({"Id": inst.id, "Warnings": []}, status=201)
 
     async def inspect(self, req: Request) -> Json:
-        return Json(inspect(self.get(req.params["id"])))
+        inst = self.get(req.params["id"])
+        body = inspect(inst)
+        if req.flag("size"):
+            from atoll.api.docker.archive import sizes  # it builds on this module
+
+            body.update(await sizes(self.ctl, inst))
+        return Json(body)
 
     async def list_(self, req: Request) -> Json:
         filters = req.filters()
@@ -76,7 +82,13 @@ class Containers:
         ]
         if limit > 0:
             rows = rows[:limit]
-        return Json([summary(i) for i in rows])
+        out = [summary(i) for i in rows]
+        if req.flag("size"):
+            from atoll.api.docker.archive import sizes
+
+            for row, inst in zip(out, rows, strict=True):
+                row.update(await sizes(self.ctl, inst))
+        return Json(out)
 
     def _match(self, inst: Instance, filters: dict[str, list[str]]) -> bool:
         if "status" in filters and inst.status not in filters["status"]:
