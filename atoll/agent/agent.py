@@ -63,6 +63,7 @@ from atoll.model.clock import from_timestamp, utcnow
 from atoll.model.dnsrecords import RESOLVER_ADDRESS
 from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
+from atoll.model.imagehistory import HistoryEntry
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, Resources, RuntimeState
 from atoll.model.overlay import DEFAULT_VXLAN_PORT
 from atoll.model.ports import Assignment, ControlPlane, ExecProcess, ExecSpec
@@ -587,6 +588,9 @@ class Agent:
     @property
     def _root_view(self) -> RootView:
         return RootView(self._store, self._layout, self._lock)
+
+    async def image_history(self, image_id: str) -> list[HistoryEntry]:
+        return await asyncio.to_thread(self._store.history, image_id)
 
     async def instance_path_stat(self, instance_id: str, layers: list[str], path: str) -> PathStat:
         return await self._root_view.stat(instance_id, layers, path)

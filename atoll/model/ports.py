@@ -13,6 +13,7 @@ from typing import Protocol
 
 from atoll.model.dnsrecords import NetworkNames
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
+from atoll.model.imagehistory import HistoryEntry
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, Resources, RuntimeState
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.registry import Credential, PullEvent, PushEvent
@@ -160,6 +161,10 @@ class HostAgent(Protocol):
 
     async def update_resources(self, instance_id: str, resources: Resources) -> None:
         """Apply new limits to a running instance at once (they are kept in its spec for later runs)."""
+        ...
+
+    async def image_history(self, image_id: str) -> list[HistoryEntry]:
+        """The steps of an image's config history, oldest first, with the sizes of their layers."""
         ...
 
     async def instance_path_stat(self, instance_id: str, layers: list[str], path: str) -> PathStat:

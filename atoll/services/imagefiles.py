@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from sqlalchemy import select
 
 from atoll.model.errors import Conflict
+from atoll.model.imagehistory import HistoryEntry
 from atoll.model.ports import HostAgent
 from atoll.services import images
 from atoll.services.context import Controller
@@ -47,3 +48,32 @@ async def save_images(ctl: Controller, *, project: str, refs: list[str]) -> Asyn
             yield chunk
 
     return chunks()
+
+
+def _holder(ctl: Controller, image_id: str) -> HostAgent | None:
+    with ctl.sessions() as s:
+        hosts = sorted(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == image_id)))
+    connected = [h for h in hosts if h in ctl.agents]
+    return ctl.agents.get(connected[0]) if connected else None
+
+
+async def history(ctl: Controller, *, project: str, ref: str) -> list[HistoryEntry]:
+    """The image's history steps, oldest first, from a host that holds it."""
+    image = images.get_image(ctl, project=project, ref=ref)
+    agent = _holder(ctl, image.id)
+    if agent is None:
+        raise Conflict(f"image {ref}: no connected host holds its content")
+    return await agent.image_history(image.id)
+
+
+async def layer_sizes(ctl: Controller, *, image_ids: list[str]) -> dict[str, int]:
+    """diff_id -> size for the layers of these images (those whose host is connected)."""
+    sizes: dict[str, int] = {}
+    for image_id in image_ids:
+        agent = _holder(ctl, image_id)
+        if agent is None:
+            continue
+        for step in await agent.image_history(image_id):
+            if step.layer:
+                sizes[step.layer] = step.size
+    return sizes

@@ -18,6 +18,7 @@ from typing import Any
 from atoll.model.clock import utcnow
 from atoll.model.errors import BadImage, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
+from atoll.model.imagehistory import HistoryEntry
 from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, Resources, RuntimeState
 from atoll.model.ports import ControlPlane, ExecSpec
 from atoll.model.registry import Credential, Pulled, PullEvent, Pushed, PushEvent, TransferEvent
@@ -341,6 +342,14 @@ class FakeAgent:
 
     async def update_resources(self, instance_id: str, resources: Resources) -> None:
         self._call("update_resources", (instance_id, resources))
+
+    async def image_history(self, image_id: str) -> list[HistoryEntry]:
+        self._call("image_history", image_id)
+        record = self.images.get(image_id)
+        if record is None:
+            raise NotFound(f"image {image_id!r} is not on this host")
+        size = record.size // max(len(record.layers), 1)
+        return [HistoryEntry(record.created, "fake", "", False, size, layer) for layer in record.layers]
 
     # Root filesystem files: the fake holds an in-memory tree per instance, {path: bytes}.
     async def instance_path_stat(self, instance_id: str, layers: list[str], path: str) -> PathStat:

@@ -14,6 +14,7 @@ import pytest
 
 from tests.docker.conftest import DOCKER, DockerCLI
 from tests.e2e.test_images import busybox_layer
+from tests.images import factory
 
 
 def _run_input(cli: DockerCLI, *args: str, data: bytes) -> subprocess.CompletedProcess[bytes]:
@@ -85,11 +86,35 @@ def test_import_changes(cli: DockerCLI, tmp_path: Path) -> None:
 
 
 def test_history(cli: DockerCLI) -> None:
-    rows = cli.ok("history", "--no-trunc", "--format", "{{.ID}} {{.Size}}", "busybox").splitlines()
+    rows = cli.ok(
+        "history", "--no-trunc", "--format", "{{.ID}}|{{.CreatedBy}}|{{.Size}}", "busybox"
+    ).splitlines()
     image_id = cli.ok("image", "inspect", "--format", "{{.Id}}", "busybox").strip()
-    assert rows and rows[0].split()[0] == image_id
+    [(top, created_by, size)] = [r.split("|") for r in rows]  # one layer, from `atoll build`
+    assert top == image_id and created_by == "atoll build" and size != "0B"
     missing = cli.run("history", "no-such-image")
     assert missing.returncode != 0 and "No such image: no-such-image" in missing.stderr
+
+
+def test_system_df_shared_layers(cli: DockerCLI, dockerpy: docker.DockerClient) -> None:
+    base = factory.layer(factory.directory("bin"), factory.file("bin/base", b"b" * 5000))
+    one = factory.Image([base, factory.layer(factory.file("one", b"1" * 300))], tags=["shared:one"])
+    two = factory.Image([base, factory.layer(factory.file("two", b"2" * 700))], tags=["shared:two"])
+    loaded = _run_input(cli, "load", data=factory.pack(factory.docker_save(one, two)))
+    assert loaded.returncode == 0, loaded.stderr
+    try:
+        usage = dockerpy.df()
+        by_tag = {t: i for i in usage["Images"] for t in i["RepoTags"]}
+        assert by_tag["shared:one"]["SharedSize"] == 5000 == by_tag["shared:two"]["SharedSize"]
+        assert by_tag["shared:one"]["Size"] == 5300 and by_tag["shared:two"]["Size"] == 5700
+        assert by_tag["busybox:latest"]["SharedSize"] == 0
+        # The shared layer counts once in the total.
+        total = sum(i["Size"] for i in usage["Images"] if i["Id"] not in (one.id, two.id))
+        assert usage["LayersSize"] == total + 5000 + 300 + 700
+        history = dockerpy.api.history("shared:two")
+        assert [h["Size"] for h in history] == [700, 5000]
+    finally:
+        cli.ok("rmi", "shared:one", "shared:two")
 
 
 def test_system_df(cli: DockerCLI, dockerpy: docker.DockerClient) -> None:

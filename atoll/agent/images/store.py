@@ -41,6 +41,7 @@ from typing import BinaryIO
 from atoll.agent.images.compression import SNIFF_BYTES, Compression, decompressed, sniff
 from atoll.agent.images.exporter import export_images
 from atoll.agent.images.formats import read_plans
+from atoll.agent.images.history import image_history
 from atoll.agent.images.importer import ImportJob
 from atoll.agent.images.layout import Layout, remove_tree
 from atoll.agent.images.ledger import Key, Ledger, blob_key, layer_key
@@ -51,6 +52,7 @@ from atoll.agent.images.sources import BlobSource, DirectorySource, TarArchive
 from atoll.agent.images.streams import CHUNK, Prefixed, is_digest
 from atoll.model.errors import BadImage, NotFound
 from atoll.model.image import ImageConfig, ImageRecord
+from atoll.model.imagehistory import HistoryEntry
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,13 @@ class ImageStore:
     def export(self, images: Mapping[str, builtins.list[str]]) -> AsyncIterator[bytes]:
         """A ``docker save`` stream of ``images`` (image id -> tags to give it); see ``exporter.py``."""
         return export_images(self._layout, self.get, images)
+
+    def history(self, image_id: str) -> builtins.list[HistoryEntry]:
+        """The image's history steps, oldest first, with the sizes of the layers they made."""
+        record = self.get(image_id)
+        if record is None:
+            raise NotFound(f"image {image_id!r} is not on this host")
+        return image_history(self._layout, record)
 
     def get(self, image_id: str) -> ImageRecord | None:
         """Look up by id ("sha256:<hex>", or the bare hex)."""

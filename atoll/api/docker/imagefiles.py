@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -163,24 +164,25 @@ class ImageFiles:
         return Stream(lines())
 
     async def history(self, req: Request) -> Json:
-        """One row per layer, newest first. Atoll keeps no build history, so ``CreatedBy`` is empty and
-        the image's size is on its top row (the rows add up to the image, as in Docker)."""
+        """One row per step of the image's config history, newest first; the newest carries the
+        image's id and tags, older ones ``<missing>`` (as for pulled images in Docker)."""
         name = req.params["name"]
         try:
             image = images.get_image(self.ctl, project=PROJECT, ref=name)
         except NotFound:
             raise DockerError(404, f"No such image: {name}") from None
+        steps = await imagefiles.history(self.ctl, project=PROJECT, ref=image.id)
         rows = []
-        for i, _ in enumerate(reversed(image.layers or [""])):
+        for i, step in enumerate(reversed(steps)):
             top = i == 0
             rows.append(
                 {
                     "Id": image.id if top else "<missing>",
-                    "Created": unix_time(image.created),
-                    "CreatedBy": "",
+                    "Created": unix_time(step.created) if step.created else 0,
+                    "CreatedBy": step.created_by,
                     "Tags": image.repo_tags if top else None,
-                    "Size": image.size if top else 0,
-                    "Comment": "",
+                    "Size": step.size,
+                    "Comment": step.comment,
                 }
             )
         return Json(rows)
@@ -195,14 +197,17 @@ class ImageFiles:
         insts = instances.list_instances(self.ctl, project=PROJECT, all=True)
         if "image" in kinds:
             listed = images.list_images(self.ctl, project=PROJECT)
+            sizes = await imagefiles.layer_sizes(self.ctl, image_ids=[i.id for i in listed])
+            users = Counter(layer for i in listed for layer in set(i.layers))
             out = []
             for image in listed:
                 row = summary(image)
                 row["Containers"] = sum(1 for inst in insts if inst.image_id == image.id)
+                # The bytes of the layers another listed image uses too (each layer counted once).
+                row["SharedSize"] = sum(sizes.get(d, 0) for d in set(image.layers) if users[d] > 1)
                 out.append(row)
             body["Images"] = out
-            # Layers shared between images are counted once: images with the same layers are one.
-            body["LayersSize"] = sum({tuple(i.layers): i.size for i in listed}.values())
+            body["LayersSize"] = sum(sizes.values())  # every layer once, however many images use it
         if "container" in kinds:
             body["Containers"] = [container_summary(inst) for inst in insts]
         if "volume" in kinds:
