@@ -82,6 +82,8 @@ def test_import_changes(cli: DockerCLI, tmp_path: Path) -> None:
     refused = cli.run("import", "-c", "VOLUME /data", str(rootfs), "refused:1")
     assert refused.returncode != 0 and "changes: VOLUME" in refused.stderr
     assert cli.run("image", "inspect", "refused:1").returncode != 0
+    with_message = cli.run("import", "-m", "hello", str(rootfs), "refused:2")
+    assert with_message.returncode != 0 and "message:" in with_message.stderr
     cli.ok("rmi", "changed:1")
 
 

@@ -146,6 +146,8 @@ class ImageFiles:
         platform = req.arg("platform")
         if platform and platform not in ("linux", "linux/amd64", "linux/x86_64"):
             raise bad_request(f"platform: {platform!r} is not supported")
+        if req.arg("message"):
+            raise bad_request("message: a commit message on import is not supported by Atoll yet")
         config = apply_changes(req.query.get("changes", []))
         repo, tag = req.arg("repo"), req.arg("tag")
         name = f"{repo}:{tag}" if repo and tag else repo or None
