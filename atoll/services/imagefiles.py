@@ -11,6 +11,7 @@ from atoll.model.errors import Conflict
 from atoll.model.imagehistory import HistoryEntry
 from atoll.model.ports import HostAgent
 from atoll.services import images
+from atoll.services.bytestreams import started
 from atoll.services.context import Controller
 from atoll.services.projects import require_project
 from atoll.store.models import ImageHostRow
@@ -35,19 +36,7 @@ async def save_images(ctl: Controller, *, project: str, refs: list[str]) -> Asyn
     agent: HostAgent | None = ctl.agents.get(connected[0]) if connected else None
     if agent is None:
         raise Conflict("no connected host holds the content of every image named")
-    stream = agent.export_images(wanted)
-    try:
-        first = await anext(stream)
-    except StopAsyncIteration:
-        first = b""
-
-    async def chunks() -> AsyncIterator[bytes]:
-        if first:
-            yield first
-        async for chunk in stream:
-            yield chunk
-
-    return chunks()
+    return await started(agent.export_images(wanted))
 
 
 def _holder(ctl: Controller, image_id: str) -> HostAgent | None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from atoll.model.errors import Conflict
 from atoll.model.ports import HostAgent
 from atoll.model.rootfiles import FileChange, PathStat
+from atoll.services.bytestreams import started
 from atoll.services.context import Controller
 from atoll.services.instances import resolve
 from atoll.services.projects import require_project
@@ -30,30 +31,14 @@ async def path_stat(ctl: Controller, *, project: str, ref: str, path: str) -> Pa
     return await agent.instance_path_stat(instance_id, layers, path)
 
 
-async def _started(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Pull the first chunk now, so a missing path fails before a response has begun."""
-    try:
-        first = await anext(stream)
-    except StopAsyncIteration:
-        first = b""
-
-    async def rest() -> AsyncIterator[bytes]:
-        if first:
-            yield first
-        async for chunk in stream:
-            yield chunk
-
-    return rest()
-
-
 async def archive(ctl: Controller, *, project: str, ref: str, path: str) -> AsyncIterator[bytes]:
     instance_id, layers, agent, _ = _locate(ctl, project, ref)
-    return await _started(agent.instance_archive(instance_id, layers, path))
+    return await started(agent.instance_archive(instance_id, layers, path))
 
 
 async def export(ctl: Controller, *, project: str, ref: str) -> AsyncIterator[bytes]:
     instance_id, layers, agent, _ = _locate(ctl, project, ref)
-    return await _started(agent.instance_archive(instance_id, layers, "/", contents=True))
+    return await started(agent.instance_archive(instance_id, layers, "/", contents=True))
 
 
 async def extract(

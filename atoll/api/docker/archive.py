@@ -34,7 +34,7 @@ def stat_header(st: PathStat) -> tuple[str, str]:
     return STAT_HEADER, base64.b64encode(json.dumps(doc).encode()).decode()
 
 
-async def _body(data: bytes) -> AsyncIterator[bytes]:
+async def body_chunks(data: bytes) -> AsyncIterator[bytes]:
     for i in range(0, len(data), BODY_CHUNK):
         yield data[i : i + BODY_CHUNK]
 
@@ -79,7 +79,7 @@ class Archive:
             raise bad_request("body: a tar archive is required")
         try:
             await rootfiles.extract(
-                self.ctl, project=PROJECT, ref=inst.id, path=path, archive=_body(req.body)
+                self.ctl, project=PROJECT, ref=inst.id, path=path, archive=body_chunks(req.body)
             )
         except NotFound:
             raise DockerError(404, f"Could not find the file {path} in container {inst.name}") from None

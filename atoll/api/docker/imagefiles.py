@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+from atoll.api.docker.archive import body_chunks
 from atoll.api.docker.http import DockerError, Json, Request, Stream, bad_request
 from atoll.api.docker.images import PROJECT, summary
 from atoll.api.docker.router import Route
@@ -25,13 +26,6 @@ from atoll.model.errors import BadImage, NotFound
 from atoll.model.image import ImageConfig
 from atoll.services import imagefiles, images, instances, volumes
 from atoll.services.context import Controller
-
-BODY_CHUNK = 1 << 20
-
-
-async def _body(data: bytes) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), BODY_CHUNK):
-        yield data[i : i + BODY_CHUNK]
 
 
 def _line(doc: dict[str, Any]) -> bytes:
@@ -125,7 +119,7 @@ class ImageFiles:
             raise bad_request("body: an image archive (docker save or OCI layout tar) is required")
         req.flag("quiet")  # the same lines either way: there is no progress to draw for a local file
         try:
-            loaded = await images.import_images(self.ctl, project=PROJECT, chunks=_body(req.body))
+            loaded = await images.import_images(self.ctl, project=PROJECT, chunks=body_chunks(req.body))
         except BadImage as e:
             raise bad_request(e.message) from None
 
@@ -155,7 +149,7 @@ class ImageFiles:
             raise bad_request("body: a root filesystem tar is required")
         try:
             image = await images.build_image(
-                self.ctl, project=PROJECT, chunks=_body(req.body), tag=name, config=config
+                self.ctl, project=PROJECT, chunks=body_chunks(req.body), tag=name, config=config
             )
         except BadImage as e:
             raise bad_request(e.message) from None
