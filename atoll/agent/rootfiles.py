@@ -203,14 +203,19 @@ class _TarWriter:
 def write_archive(root: Path, path: str, out: BinaryIO, *, contents: bool = False) -> None:
     """Tar ``path`` to ``out`` as ``docker cp`` wants it: named by its last component (a directory with
     everything under it). ``contents``: the entries of a directory, relative to it (``docker export``)."""
+    # "dir/." (docker cp's "the contents of dir"): entries named "./...", as dockerd sends them.
+    dot = path.rstrip("/").endswith("/.") or path.rstrip("/") == "."
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         writer = _TarWriter(tar)
         with _parent(root, path) as (fd, leaf):
-            if contents:
-                where = os.open(leaf, _DIR, dir_fd=fd)
+            if contents or dot:
+                try:
+                    where = os.open(leaf, _DIR, dir_fd=fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    raise NotFound(f"no such directory: {path}") from None
                 try:
                     for child in sorted(os.listdir(where)):
-                        writer.add(where, child, child)
+                        writer.add(where, child, f"./{child}" if dot and not contents else child)
                 finally:
                     os.close(where)
             else:

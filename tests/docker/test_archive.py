@@ -46,6 +46,10 @@ def test_cp_out_file_and_directory(cli: DockerCLI, running: tuple[str, Path], tm
     assert (tmp_path / "f").read_text() == "hello\n"
     cli.ok("cp", f"{name}:/tmp/d", str(tmp_path / "d"))
     assert (tmp_path / "d" / "sub" / "y").read_text() == "deep\n"
+    # "dir/." copies the directory's contents, into a directory that exists.
+    (tmp_path / "into").mkdir()
+    cli.ok("cp", f"{name}:/tmp/d/.", str(tmp_path / "into"))
+    assert sorted(p.name for p in (tmp_path / "into").iterdir()) == ["sub"]
     missing = cli.run("cp", f"{name}:/tmp/nope", str(tmp_path / "nope"))
     assert missing.returncode != 0 and "/tmp/nope" in missing.stderr
 
