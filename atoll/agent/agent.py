@@ -40,6 +40,7 @@ from atoll.agent.net.overlaysync import OverlaySync
 from atoll.agent.net.publish import DEFAULT_POOL
 from atoll.agent.registry.options import RegistryOptions
 from atoll.agent.registry.service import Registries
+from atoll.agent.rootview import RootView
 from atoll.agent.runtime.cgroups import (
     CgroupReader,
     cgroup_version,
@@ -63,10 +64,12 @@ from atoll.model.clock import from_timestamp, utcnow
 from atoll.model.dnsrecords import RESOLVER_ADDRESS
 from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
+from atoll.model.imagehistory import HistoryEntry
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, Resources, RuntimeState
 from atoll.model.overlay import DEFAULT_VXLAN_PORT
 from atoll.model.ports import Assignment, ControlPlane, ExecProcess, ExecSpec
 from atoll.model.registry import Credential, PullEvent, PushEvent
+from atoll.model.rootfiles import FileChange, PathStat
 from atoll.model.usage import InstanceStats, ProcessTable
 
 log = logging.getLogger(__name__)
@@ -221,6 +224,9 @@ class Agent:
         self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig, created: str = ""
     ) -> ImageRecord:
         return await self._store.build(rootfs_tar, config, created=created or None)
+
+    def export_images(self, images: Mapping[str, list[str]]) -> AsyncIterator[bytes]:
+        return self._store.export(images)
 
     async def image_present(self, image_id: str) -> bool:
         return self._store.get(image_id) is not None
@@ -588,6 +594,34 @@ class Agent:
                 await self._runtime.update(instance_id, build_resources(resources, detect_host_cgroups()))
 
     # -- reconciliation ----------------------------------------------------------------------------
+
+    # -- root filesystem files: docker cp, export, diff, SizeRw (rootview.py) ----------------------------
+
+    @property
+    def _root_view(self) -> RootView:
+        return RootView(self._store, self._layout, self._lock)
+
+    async def image_history(self, image_id: str) -> list[HistoryEntry]:
+        return await asyncio.to_thread(self._store.history, image_id)
+
+    async def instance_path_stat(self, instance_id: str, layers: list[str], path: str) -> PathStat:
+        return await self._root_view.stat(instance_id, layers, path)
+
+    def instance_archive(
+        self, instance_id: str, layers: list[str], path: str, *, contents: bool = False
+    ) -> AsyncIterator[bytes]:
+        return self._root_view.archive(instance_id, layers, path, contents=contents)
+
+    async def extract_to_instance(
+        self, instance_id: str, layers: list[str], path: str, archive: AsyncIterator[bytes]
+    ) -> None:
+        await self._root_view.extract(instance_id, layers, path, archive)
+
+    async def instance_changes(self, instance_id: str, layers: list[str]) -> list[FileChange]:
+        return await self._root_view.changes(instance_id, layers)
+
+    async def instance_size_rw(self, instance_id: str) -> int:
+        return await self._root_view.size_rw(instance_id)
 
     async def reconcile(self) -> None:
         """Make this host match the controller's assignments. Safe to run at any time, any number of times."""

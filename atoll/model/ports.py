@@ -14,9 +14,11 @@ from typing import Protocol
 from atoll.model.cluster import HostReport
 from atoll.model.dnsrecords import NetworkNames
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
+from atoll.model.imagehistory import HistoryEntry
 from atoll.model.instance import ExitInfo, InstanceSpec, InstanceStatus, LogEntry, Resources, RuntimeState
 from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.registry import Credential, PullEvent, PushEvent
+from atoll.model.rootfiles import FileChange, PathStat
 from atoll.model.routing import RouterSpec
 from atoll.model.secgroups import HostSecurity
 from atoll.model.usage import InstanceStats, ProcessTable
@@ -63,6 +65,10 @@ class HostAgent(Protocol):
     ) -> ImageRecord:
         """Make a one-layer image from a root filesystem tar stream. ``created`` (RFC 3339) fixes the
         config's creation time, so the same input builds the same image id on every host; empty: now."""
+        ...
+
+    def export_images(self, images: Mapping[str, list[str]]) -> AsyncIterator[bytes]:
+        """A ``docker save`` tar stream of the images held here (image id -> the tags to give it)."""
         ...
 
     async def image_present(self, image_id: str) -> bool: ...
@@ -164,6 +170,35 @@ class HostAgent(Protocol):
 
     async def update_resources(self, instance_id: str, resources: Resources) -> None:
         """Apply new limits to a running instance at once (they are kept in its spec for later runs)."""
+        ...
+
+    async def image_history(self, image_id: str) -> list[HistoryEntry]:
+        """The steps of an image's config history, oldest first, with the sizes of their layers."""
+        ...
+
+    async def instance_path_stat(self, instance_id: str, layers: list[str], path: str) -> PathStat:
+        """Stat ``path`` inside the instance's root filesystem (running or stopped; ``layers``: its image)."""
+        ...
+
+    def instance_archive(
+        self, instance_id: str, layers: list[str], path: str, *, contents: bool = False
+    ) -> AsyncIterator[bytes]:
+        """A tar of ``path`` in the instance's root filesystem, named by its last component;
+        ``contents``: a directory's entries, relative to it (``/`` with it: the whole root)."""
+        ...
+
+    async def extract_to_instance(
+        self, instance_id: str, layers: list[str], path: str, archive: AsyncIterator[bytes]
+    ) -> None:
+        """Unpack a tar into the directory ``path`` of the instance's root filesystem."""
+        ...
+
+    async def instance_changes(self, instance_id: str, layers: list[str]) -> list[FileChange]:
+        """What the instance's writable layer adds, changes and deletes."""
+        ...
+
+    async def instance_size_rw(self, instance_id: str) -> int:
+        """The bytes of the files in the instance's writable layer."""
         ...
 
 

@@ -18,9 +18,11 @@ from typing import Any
 from atoll.model.clock import utcnow
 from atoll.model.errors import BadImage, NotFound, RuntimeFailure
 from atoll.model.image import ImageConfig, ImageDiskUsage, ImageRecord
+from atoll.model.imagehistory import HistoryEntry
 from atoll.model.instance import ExitInfo, InstanceSpec, LogEntry, Resources, RuntimeState
 from atoll.model.ports import ControlPlane, ExecSpec
 from atoll.model.registry import Credential, Pulled, PullEvent, Pushed, PushEvent, TransferEvent
+from atoll.model.rootfiles import ChangeKind, FileChange, PathStat
 from atoll.model.routing import RouterSpec
 from atoll.model.secgroups import HostSecurity
 from atoll.model.usage import InstanceStats, ProcessTable
@@ -120,6 +122,7 @@ class FakeAgent:
     control: ControlPlane | None = None
     calls: list[tuple[str, Any]] = field(default_factory=list)
     images: dict[str, ImageRecord] = field(default_factory=dict)
+    files: dict[str, dict[str, bytes]] = field(default_factory=dict)
     specs: dict[str, InstanceSpec] = field(default_factory=dict)
     running: dict[str, int] = field(default_factory=dict)
     logs_of: dict[str, list[LogEntry]] = field(default_factory=dict)
@@ -191,6 +194,15 @@ class FakeAgent:
 
     async def image_present(self, image_id: str) -> bool:
         return image_id in self.images
+
+    async def export_images(self, images: Mapping[str, list[str]]) -> AsyncIterator[bytes]:
+        # The fake's archive format is its import format: a JSON list of records.
+        self._call("export_images", dict(images))
+        missing = [i for i in images if i not in self.images]
+        if missing:
+            raise NotFound(f"image {missing[0]} is not on this host")
+        records = [{**asdict(self.images[i]), "repo_tags": tags} for i, tags in images.items()]
+        yield json.dumps(records).encode()
 
     async def image_disk_usage(self) -> ImageDiskUsage:
         held = sum(r.size for r in self.images.values())
@@ -342,3 +354,41 @@ class FakeAgent:
 
     async def update_resources(self, instance_id: str, resources: Resources) -> None:
         self._call("update_resources", (instance_id, resources))
+
+    async def image_history(self, image_id: str) -> list[HistoryEntry]:
+        self._call("image_history", image_id)
+        record = self.images.get(image_id)
+        if record is None:
+            raise NotFound(f"image {image_id!r} is not on this host")
+        size = record.size // max(len(record.layers), 1)
+        return [HistoryEntry(record.created, "fake", "", False, size, layer) for layer in record.layers]
+
+    # Root filesystem files: the fake holds an in-memory tree per instance, {path: bytes}.
+    async def instance_path_stat(self, instance_id: str, layers: list[str], path: str) -> PathStat:
+        self._call("instance_path_stat", (instance_id, path))
+        data = self.files.get(instance_id, {}).get(path)
+        if data is None:
+            raise NotFound(f"no such file or directory: {path}")
+        return PathStat(path.rsplit("/", 1)[-1], len(data), 0o644, "2024-01-01T00:00:00.000000000Z")
+
+    async def instance_archive(
+        self, instance_id: str, layers: list[str], path: str, *, contents: bool = False
+    ) -> AsyncIterator[bytes]:
+        self._call("instance_archive", (instance_id, path, contents))
+        yield json.dumps({p: d.decode() for p, d in self.files.get(instance_id, {}).items()}).encode()
+
+    async def extract_to_instance(
+        self, instance_id: str, layers: list[str], path: str, archive: AsyncIterator[bytes]
+    ) -> None:
+        data = await self._read(archive)
+        self._call("extract_to_instance", (instance_id, path))
+        for name, content in json.loads(data).items():
+            self.files.setdefault(instance_id, {})[f"{path.rstrip('/')}/{name}"] = content.encode()
+
+    async def instance_changes(self, instance_id: str, layers: list[str]) -> list[FileChange]:
+        self._call("instance_changes", instance_id)
+        return [FileChange(p, ChangeKind.ADDED) for p in sorted(self.files.get(instance_id, {}))]
+
+    async def instance_size_rw(self, instance_id: str) -> int:
+        self._call("instance_size_rw", instance_id)
+        return sum(len(d) for d in self.files.get(instance_id, {}).values())

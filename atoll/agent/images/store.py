@@ -33,13 +33,15 @@ import builtins
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from atoll.agent.images.compression import SNIFF_BYTES, Compression, decompressed, sniff
+from atoll.agent.images.exporter import export_images
 from atoll.agent.images.formats import read_plans
+from atoll.agent.images.history import image_history
 from atoll.agent.images.importer import ImportJob
 from atoll.agent.images.layout import Layout, remove_tree
 from atoll.agent.images.ledger import Key, Ledger, blob_key, layer_key
@@ -50,6 +52,7 @@ from atoll.agent.images.sources import BlobSource, DirectorySource, TarArchive
 from atoll.agent.images.streams import CHUNK, Prefixed, is_digest
 from atoll.model.errors import BadImage, NotFound
 from atoll.model.image import ImageConfig, ImageRecord
+from atoll.model.imagehistory import HistoryEntry
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +136,17 @@ class ImageStore:
         if key is None:
             raise NotFound(f"image {image_id!r} is not on this host")
         return push_source(self._layout, self._ledger, key)
+
+    def export(self, images: Mapping[str, builtins.list[str]]) -> AsyncIterator[bytes]:
+        """A ``docker save`` stream of ``images`` (image id -> tags to give it); see ``exporter.py``."""
+        return export_images(self._layout, self.get, images)
+
+    def history(self, image_id: str) -> builtins.list[HistoryEntry]:
+        """The image's history steps, oldest first, with the sizes of the layers they made."""
+        record = self.get(image_id)
+        if record is None:
+            raise NotFound(f"image {image_id!r} is not on this host")
+        return image_history(self._layout, record)
 
     def get(self, image_id: str) -> ImageRecord | None:
         """Look up by id ("sha256:<hex>", or the bare hex)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from atoll.api.docker.archive import Archive
 from atoll.api.docker.attach import Output
 from atoll.api.docker.containers import Containers
 from atoll.api.docker.events import Events
 from atoll.api.docker.execs import Execs
 from atoll.api.docker.http import DockerError
+from atoll.api.docker.imagefiles import ImageFiles
 from atoll.api.docker.images import Images
 from atoll.api.docker.networks import Networks
 from atoll.api.docker.router import Router
@@ -38,5 +40,7 @@ def create_docker_server(ctl: Controller) -> DockerServer:
         *Events(ctl).routes(),
         *Networks(ctl).routes(),
         *Volumes(ctl).routes(),
+        *ImageFiles(ctl).routes(),
+        *Archive(containers).routes(),
     ]
     return DockerServer(Router(routes), map_error)

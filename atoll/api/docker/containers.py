@@ -16,6 +16,7 @@ from atoll.api.docker.create import docker_field_names, instance_create
 from atoll.api.docker.http import DockerError, Empty, Json, Request, Stream, bad_request
 from atoll.api.docker.networks import DEFAULT_NETWORK, default_network
 from atoll.api.docker.router import Route
+from atoll.api.docker.sizes import sizes
 from atoll.api.docker.views import inspect, summary, unix_time
 from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.schemas import Instance
@@ -62,7 +63,11 @@ class Containers:
         return Json({"Id": inst.id, "Warnings": []}, status=201)
 
     async def inspect(self, req: Request) -> Json:
-        return Json(inspect(self.get(req.params["id"]), self.network_names()))
+        inst = self.get(req.params["id"])
+        body = inspect(inst, self.network_names())
+        if req.flag("size"):
+            body.update(await sizes(self.ctl, inst))
+        return Json(body)
 
     async def list_(self, req: Request) -> Json:
         filters = req.filters()
@@ -83,7 +88,11 @@ class Containers:
         if limit > 0:
             rows = rows[:limit]
         names = self.network_names()
-        return Json([summary(i, names) for i in rows])
+        out = [summary(i, names) for i in rows]
+        if req.flag("size"):
+            for row, inst in zip(out, rows, strict=True):
+                row.update(await sizes(self.ctl, inst))
+        return Json(out)
 
     def _match(self, inst: Instance, filters: dict[str, list[str]]) -> bool:
         if "status" in filters and inst.status not in filters["status"]:

@@ -167,9 +167,9 @@ class Images:
 
     async def create(self, req: Request) -> Stream:
         if req.arg("fromSrc"):
-            raise bad_request(
-                "fromSrc: importing a root filesystem through the Docker API is not supported yet"
-            )
+            from atoll.api.docker.imagefiles import ImageFiles  # it builds on this module
+
+            return await ImageFiles(self.ctl).import_rootfs(req)
         name = req.arg("fromImage")
         if not name:
             raise bad_request("fromImage: an image name is required")
