@@ -424,8 +424,16 @@ class Agent:
             self._schedule_restart(instance_id, delay)
 
     async def _cleanup_runtime(self, instance_id: str) -> None:
-        await self._runtime.delete(instance_id)  # it has exited: a plain delete, no freeze-and-kill
-        unmount(self._layout(instance_id).rootfs)
+        # Side by side, and the unmount in a thread: unmounting a non-volatile overlay syncs the disk
+        # under its upper layer, which must not stall the event loop.
+        results = await asyncio.gather(
+            self._runtime.delete(instance_id),  # it has exited: a plain delete, no freeze-and-kill
+            asyncio.to_thread(unmount, self._layout(instance_id).rootfs),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def _schedule_restart(self, instance_id: str, delay: float) -> None:
         self._cancel_restart(instance_id)
