@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
@@ -57,6 +56,7 @@ from atoll.agent.runtime.rootpath import find_executable
 from atoll.agent.runtime.stdinfifo import close_stdin, initial_size, make_fifo, resize_tty, write_stdin
 from atoll.agent.runtime.usage import process_table, read_stats
 from atoll.agent.runtime.users import resolve_user
+from atoll.agent.trash import Trash
 from atoll.agent.volumes.local import LocalVolumes
 from atoll.agent.volumes.prepare import populate, prepare
 from atoll.agent.watch import ExitWatcher
@@ -110,6 +110,9 @@ class _Run:
     pid: int
     started_at: str
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the exit is recorded and the runtime cleaned up (what a stop waits for)."""
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set as soon as the exit is seen, before clean-up: wakes log followers."""
 
 
 class Agent:
@@ -155,6 +158,7 @@ class Agent:
             host_netns=config.host_netns,
         )
         self._volumes = LocalVolumes(config.data_dir / "volumes")
+        self._trash = Trash(config.data_dir / "trash")
         self._routing_lock = asyncio.Lock()
         """Fetch-and-apply of routers, one at a time, so an older answer never lands after a newer one."""
         self._dns = NameService(
@@ -190,6 +194,7 @@ class Agent:
     async def start(self) -> None:
         """Adopt what is already running, then keep reconciling in the background."""
         await self.reconcile()
+        self._spawn(self._trash.empty())  # what a previous run had no time to delete
         self._loop_task = asyncio.create_task(self._reconcile_forever())
 
     async def close(self) -> None:
@@ -303,7 +308,13 @@ class Agent:
     async def _launch(self, spec: InstanceSpec) -> int:
         layout = self._layout(spec.id)
         if not is_mounted(layout.rootfs):
-            mount_overlay(self._store.layer_dirs(spec.layers), layout.upper, layout.work, layout.rootfs)
+            mount_overlay(
+                self._store.layer_dirs(spec.layers),
+                layout.upper,
+                layout.work,
+                layout.rootfs,
+                volatile=spec.auto_remove,
+            )
         log_fd = exit_fd = stdin_fd = -1
         try:
             user = resolve_user(layout.rootfs, spec.process.user)
@@ -404,6 +415,8 @@ class Agent:
                         return
                 info = self._collect_exit(instance_id)
                 self._runs.pop(instance_id, None)
+                if run is not None:
+                    run.ended.set()
                 report = self._spawn(self._report_exit(instance_id, info))  # wakes waiters before cleanup
                 try:
                     await self._cleanup_runtime(instance_id)
@@ -414,6 +427,7 @@ class Agent:
         finally:
             self._exiting.discard(instance_id)
             if run is not None:
+                run.ended.set()
                 run.exited.set()  # a stop waiting on this must never hang
 
     async def _report_exit(self, instance_id: str, info: ExitInfo) -> None:
@@ -428,8 +442,16 @@ class Agent:
             self._schedule_restart(instance_id, delay)
 
     async def _cleanup_runtime(self, instance_id: str) -> None:
-        await self._runtime.delete(instance_id)  # it has exited: a plain delete, no freeze-and-kill
-        unmount(self._layout(instance_id).rootfs)
+        # Side by side, and the unmount in a thread: unmounting a non-volatile overlay syncs the disk
+        # under its upper layer, which must not stall the event loop.
+        results = await asyncio.gather(
+            self._runtime.delete(instance_id),  # it has exited: a plain delete, no freeze-and-kill
+            asyncio.to_thread(unmount, self._layout(instance_id).rootfs),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def _schedule_restart(self, instance_id: str, delay: float) -> None:
         self._cancel_restart(instance_id)
@@ -494,7 +516,8 @@ class Agent:
         await self._net.release(instance_id, spec.ports if spec is not None else ())
         if spec is not None and spec.ports:
             await self._overlay.refresh()
-        await asyncio.to_thread(shutil.rmtree, layout.root, True)
+        if self._trash.take(layout.root) is not None:
+            self._spawn(self._trash.empty())  # deleted in the background, not while the caller waits
 
     async def logs(
         self, instance_id: str, *, follow: bool = False, tail: int | None = None, since: str = ""
@@ -510,7 +533,15 @@ class Agent:
             def stopped() -> bool:
                 return instance_id not in self._runs and instance_id not in self._restarts
 
-            async for entry in follow_log(layout.log, offset=end, stopped=stopped):
+            async def pause(poll: float) -> None:
+                run = self._runs.get(instance_id)
+                if run is None or run.ended.is_set():
+                    await asyncio.sleep(poll)
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.ended.wait(), poll)
+
+            async for entry in follow_log(layout.log, offset=end, stopped=stopped, pause=pause):
                 yield entry
 
     async def names_changed(self, network_ids: list[str]) -> None:

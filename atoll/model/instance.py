@@ -88,6 +88,8 @@ class InstanceSpec:
 
     published: list[PublishedPort] = field(default_factory=list)
     """Host ports forwarded to the instance (``-p``); the host reaches it through a veth of its own."""
+    auto_remove: bool = False
+    """Removed when it exits (``--rm``): its writable layer never outlives the run, so it is volatile."""
 
 
 @dataclass(frozen=True)

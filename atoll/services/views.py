@@ -64,6 +64,7 @@ def instance_spec(row: InstanceRow) -> InstanceSpec:
         ports=[PortSpec(**p) for p in s.get("ports", [])],
         mounts=[MountSpec(**m) for m in s.get("mounts", [])],
         published=[PublishedPort(**p) for p in s.get("published", [])],
+        auto_remove=row.auto_remove,
     )
 
 

@@ -11,6 +11,13 @@ of ~100 bytes that caps an image at about 40 layers. We avoid the limit instead 
    that is too long does it fail, with a RuntimeFailure that says so.
 
 ``lowers`` are given bottom first, like ``ImageRecord.layers``; overlayfs wants the top first.
+
+``volatile`` (Linux 5.10) is for writable layers that are thrown away after one run (``--rm``): the
+kernel then skips syncing the upper filesystem, which otherwise makes every unmount a ``syncfs`` of
+the whole disk the upper layer lives on (tens of ms on a busy host). The price is that the layer may
+be inconsistent after a host crash, and overlayfs refuses to mount it again while its marker
+(``work/work/incompat/volatile``) exists; such a layer is never used again, except when its removal
+failed and it is started once more, so the marker is cleared before a volatile mount.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import ctypes
 import errno
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +45,7 @@ SYS_FSOPEN = 430
 SYS_FSCONFIG = 431
 SYS_FSMOUNT = 432
 FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 0x1
@@ -51,16 +60,20 @@ class _Unsupported(Exception):
     """The running kernel lacks the new mount API or ``lowerdir+``."""
 
 
-def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
+def mount_overlay(
+    lowers: Sequence[Path], upper: Path, work: Path, target: Path, *, volatile: bool = False
+) -> None:
     """Mount an overlay of ``lowers`` (bottom first) with ``upper``/``work`` on ``target``."""
     if not lowers:
         raise RuntimeFailure("overlay mount needs at least one lower layer")
     top_first = [os.path.abspath(p) for p in reversed(lowers)]
     upper_s, work_s, target_s = (os.path.abspath(p) for p in (upper, work, target))
+    if volatile:
+        shutil.rmtree(Path(work_s) / "work" / "incompat" / "volatile", ignore_errors=True)
     try:
-        _mount_fsconfig(top_first, upper_s, work_s, target_s)
+        _mount_fsconfig(top_first, upper_s, work_s, target_s, volatile)
     except _Unsupported:
-        mount_overlay_legacy(top_first, upper_s, work_s, target_s)
+        mount_overlay_legacy(top_first, upper_s, work_s, target_s, volatile)
 
 
 def unmount(target: Path) -> None:
@@ -107,7 +120,7 @@ def _syscall(number: int, *args: int | bytes | None) -> int:
     return result
 
 
-def _mount_fsconfig(top_first: list[str], upper: str, work: str, target: str) -> None:
+def _mount_fsconfig(top_first: list[str], upper: str, work: str, target: str, volatile: bool = False) -> None:
     try:
         fs_fd = _syscall(SYS_FSOPEN, b"overlay", FSOPEN_CLOEXEC)
     except OSError as exc:
@@ -119,6 +132,8 @@ def _mount_fsconfig(top_first: list[str], upper: str, work: str, target: str) ->
             _set(fs_fd, "lowerdir+", lower)
         _set(fs_fd, "upperdir", upper)
         _set(fs_fd, "workdir", work)
+        if volatile:
+            _syscall(SYS_FSCONFIG, fs_fd, FSCONFIG_SET_FLAG, b"volatile", None, 0)
         _syscall(SYS_FSCONFIG, fs_fd, FSCONFIG_CMD_CREATE, None, None, 0)
         mnt_fd = _syscall(SYS_FSMOUNT, fs_fd, FSMOUNT_CLOEXEC, 0)
         try:
@@ -152,7 +167,9 @@ def _messages(fs_fd: int) -> str:
     return "; ".join(x for x in lines if x)
 
 
-def mount_overlay_legacy(top_first: Sequence[str], upper: str, work: str, target: str) -> None:
+def mount_overlay_legacy(
+    top_first: Sequence[str], upper: str, work: str, target: str, volatile: bool = False
+) -> None:
     """``mount(2)`` with one option string, for kernels without ``lowerdir+`` (``top_first``: top first)."""
     fds: list[int] = []
     try:
@@ -165,6 +182,8 @@ def mount_overlay_legacy(top_first: Sequence[str], upper: str, work: str, target
         if len(options) >= PAGE_SIZE or any(c in p for p in (*top_first, upper, work) for c in ",:\\"):
             lowerdir = ":".join(short(p) for p in top_first)
             options = f"lowerdir={lowerdir},upperdir={short(upper)},workdir={short(work)}"
+        if volatile:
+            options += ",volatile"
         if len(options) >= PAGE_SIZE:
             raise RuntimeFailure(
                 f"overlay mount on {target}: {len(top_first)} layers need {len(options)} bytes of mount "

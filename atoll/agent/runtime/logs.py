@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -138,17 +138,25 @@ def read_log(
 
 
 async def follow_log(
-    path: Path, *, offset: int, stopped: Callable[[], bool], poll: float = 0.05
+    path: Path,
+    *,
+    offset: int,
+    stopped: Callable[[], bool],
+    poll: float = 0.05,
+    pause: Callable[[float], Awaitable[None]] | None = None,
 ) -> AsyncIterator[LogEntry]:
     """Records appended after ``offset``, as they come; ends once ``stopped()`` and the file is drained.
 
     Polls rather than using inotify: it is one stat-free read per interval, works on every filesystem,
-    and the writer is another process (the container's init) that cannot notify us.
+    and the writer is another process (the container's init) that cannot notify us. ``pause(poll)``
+    replaces the sleep between reads: the agent's returns early when the container exits, so a
+    follower (``docker run``'s attach) ends at once instead of at the next tick.
     """
+    sleep = pause or asyncio.sleep
     while not path.exists():
         if stopped():
             return
-        await asyncio.sleep(poll)
+        await sleep(poll)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.lseek(fd, offset, os.SEEK_SET)
@@ -170,6 +178,6 @@ async def follow_log(
             if stopped():
                 final = True
                 continue
-            await asyncio.sleep(poll)
+            await sleep(poll)
     finally:
         os.close(fd)

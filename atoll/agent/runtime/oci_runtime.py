@@ -221,6 +221,8 @@ class OciRuntime:
             raise RuntimeFailure(f"{self.name} kill {container_id} {signal}: {err or f'exit status {code}'}")
 
     async def delete(self, container_id: str, *, force: bool = False) -> None:
+        if not self._known(container_id):
+            return  # no state directory: the runtime has nothing to delete (and would only say so)
         code, _, err = await self._call("delete", *(["--force"] if force else []), container_id)
         if code != 0 and self._known(container_id):
             state = await self.state(container_id)
