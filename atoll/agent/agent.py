@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
