@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from atoll.model.clock import human_duration
 from atoll.schemas import Instance
 
 
@@ -16,34 +17,6 @@ def parse_time(text: str) -> datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def human_duration(seconds: float) -> str:
-    """As docker's ``units.HumanDuration``: "Less than a second", "About a minute", "3 hours", ..."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = s // 3600
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // (24 * 7)} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // (24 * 30)} months"
-    return f"{hours // (24 * 365)} years"
 
 
 def since(text: str, now: datetime) -> str:

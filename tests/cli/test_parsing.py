@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 import pytest
 import typer
 
-from atoll.cli.humanize import human_duration, human_size, instance_status, short_id, split_tag
+from atoll.cli.humanize import human_size, instance_status, short_id, split_tag
 from atoll.cli.parsing import parse_argv, parse_env, parse_filters, parse_labels, parse_memory, parse_restart
+from atoll.model.clock import human_duration
 from tests.cli.factories import make_instance
 
 NOW = datetime(2024, 1, 1, 0, 10, 0, tzinfo=UTC)

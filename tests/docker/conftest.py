@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 
 import docker
 import pytest
 
+from tests.docker.stock import DockerdUnavailable, StockDockerd
 from tests.e2e.cloud import Cloud
+from tests.prefix import RUN_PREFIX
 
 DOCKER = "/usr/local/bin/docker"
 
@@ -65,3 +68,22 @@ def dockerpy(cloud: Cloud) -> Iterator[docker.DockerClient]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def stock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerCLI]:
+    """A private stock dockerd (tests/docker/stock.py) with busybox loaded, for comparisons; skips with
+    the reason where dockerd cannot run."""
+    daemon = StockDockerd(
+        base=tmp_path_factory.mktemp("dockerd"), cgroup_parent=f"{RUN_PREFIX}-dockerd-{uuid.uuid4().hex[:6]}"
+    )
+    try:
+        daemon.start()
+        daemon.load_busybox()
+    except DockerdUnavailable as e:
+        daemon.stop()
+        pytest.skip(f"a stock dockerd cannot run here: {e}")
+    try:
+        yield DockerCLI(daemon.host)
+    finally:
+        daemon.stop()

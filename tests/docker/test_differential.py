@@ -10,34 +10,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.docker.conftest import DockerCLI
-from tests.docker.stock import DockerdUnavailable, StockDockerd
-from tests.prefix import RUN_PREFIX
 
 # dockerd runs with --ip-forward=false (it must not change the host); its CLI then warns on every run.
 FORWARDING_WARNING = "WARNING: IPv4 forwarding is disabled. Networking will not work.\n"
-
-
-@pytest.fixture(scope="module")
-def stock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerCLI]:
-    daemon = StockDockerd(
-        base=tmp_path_factory.mktemp("dockerd"), cgroup_parent=f"{RUN_PREFIX}-dockerd-{uuid.uuid4().hex[:6]}"
-    )
-    try:
-        daemon.start()
-        daemon.load_busybox()
-    except DockerdUnavailable as e:
-        daemon.stop()
-        pytest.skip(f"a stock dockerd cannot run here: {e}")
-    try:
-        yield DockerCLI(daemon.host)
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture

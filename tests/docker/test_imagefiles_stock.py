@@ -4,32 +4,10 @@ reads and runs on the other, with the same image id; `docker cp` and `docker dif
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.docker.conftest import DockerCLI
-from tests.docker.stock import DockerdUnavailable, StockDockerd
 from tests.e2e.test_images import busybox_layer
-from tests.prefix import RUN_PREFIX
-
-
-@pytest.fixture(scope="module")
-def stock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerCLI]:
-    daemon = StockDockerd(
-        base=tmp_path_factory.mktemp("dockerd"), cgroup_parent=f"{RUN_PREFIX}-dockerd-{uuid.uuid4().hex[:6]}"
-    )
-    try:
-        daemon.start()
-        daemon.load_busybox()
-    except DockerdUnavailable as e:
-        daemon.stop()
-        pytest.skip(f"a stock dockerd cannot run here: {e}")
-    try:
-        yield DockerCLI(daemon.host)
-    finally:
-        daemon.stop()
 
 
 def image_id(cli: DockerCLI, ref: str) -> str:

@@ -10,7 +10,7 @@ from atoll.api.docker.create import instance_create
 from atoll.api.docker.detach import DetachScanner, parse_keys
 from atoll.api.docker.http import DockerError, Json, Request
 from atoll.api.docker.router import Route, Router, split_version
-from atoll.api.docker.views import human_duration
+from atoll.model.clock import human_duration
 
 CLI_DEFAULTS: dict[str, Any] = {
     "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": True,

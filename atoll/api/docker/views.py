@@ -11,6 +11,7 @@ from typing import Any
 
 from atoll.api.docker import attachviews
 from atoll.api.docker.attachviews import NetworkNames
+from atoll.model.clock import human_duration
 from atoll.schemas import Instance
 from atoll.services.clock import parse_iso
 
@@ -24,34 +25,6 @@ def docker_time(value: str) -> str:
 def unix_time(value: str) -> int:
     parsed = parse_iso(value)
     return int(parsed.timestamp()) if parsed else 0
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's go-units HumanDuration, which ``docker ps`` shows in its STATUS column."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def _since(value: str) -> float:
