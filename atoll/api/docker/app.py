@@ -30,17 +30,18 @@ def map_error(error: BaseException) -> DockerError | None:
 
 def create_docker_server(ctl: Controller) -> DockerServer:
     containers = Containers(ctl)
+    image_files = ImageFiles(ctl)
     routes = [
         *System(ctl).routes(),
         *containers.routes(),
         *Output(containers).routes(),
         *Execs(containers).routes(),
-        *Images(ctl).routes(),
+        *Images(ctl, image_files.import_rootfs).routes(),
         *Usage(containers).routes(),
         *Events(ctl).routes(),
         *Networks(ctl).routes(),
         *Volumes(ctl).routes(),
-        *ImageFiles(ctl).routes(),
+        *image_files.routes(),
         *Archive(containers).routes(),
     ]
     return DockerServer(Router(routes), map_error)

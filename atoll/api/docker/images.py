@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from atoll.api.docker.http import DockerError, Json, Request, Stream, bad_request
@@ -112,8 +112,10 @@ def progress_line(event: TransferProgress) -> dict[str, Any]:
 
 
 class Images:
-    def __init__(self, ctl: Controller) -> None:
+    def __init__(self, ctl: Controller, import_rootfs: Callable[[Request], Awaitable[Stream]]) -> None:
         self.ctl = ctl
+        self.import_rootfs = import_rootfs
+        """`docker import` shares `POST /images/create` with pull (`fromSrc` instead of `fromImage`)."""
 
     def get(self, ref: str) -> Image:
         try:
@@ -167,9 +169,7 @@ class Images:
 
     async def create(self, req: Request) -> Stream:
         if req.arg("fromSrc"):
-            from atoll.api.docker.imagefiles import ImageFiles  # it builds on this module
-
-            return await ImageFiles(self.ctl).import_rootfs(req)
+            return await self.import_rootfs(req)
         name = req.arg("fromImage")
         if not name:
             raise bad_request("fromImage: an image name is required")
