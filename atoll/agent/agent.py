@@ -36,6 +36,7 @@ from atoll.agent.layout import InstanceLayout, instance_layout
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.dnsserver import NameService
 from atoll.agent.net.names import DEFAULT_PREFIX, DEFAULT_TABLE, Names
+from atoll.agent.net.netns import is_netns
 from atoll.agent.net.overlaysync import OverlaySync
 from atoll.agent.net.publish import DEFAULT_POOL
 from atoll.agent.registry.options import RegistryOptions
@@ -654,6 +655,26 @@ class Agent:
 
     async def instance_size_rw(self, instance_id: str) -> int:
         return await self._root_view.size_rw(instance_id)
+
+    async def replug_instance(self, spec: InstanceSpec) -> None:
+        """Hot-plug (docs/networking.md "Hot-plugged NICs"): the dataplane converges the instance's
+        namespace to ``spec.ports``; groups first, so a new veth joins its bridge with its rules."""
+        async with self._lock(spec.id):
+            path = self._net.netns_path(spec.id)
+            if spec.ports and spec.id in self._runs and not is_netns(path):
+                raise Conflict(
+                    f"instance {spec.id[:12]} runs without a network namespace of its own "
+                    "(it was started with no network): stop it, connect, then start it"
+                )
+            self._specs[spec.id] = spec
+            if spec.ports:
+                await self._fetch_security()
+            await self._net.replug(spec)
+            await self._overlay.refresh()
+            if spec.ports:
+                await self._dns.serve(spec)
+            else:
+                await self._dns.stop(spec.id)
 
     async def reconcile(self) -> None:
         """Make this host match the controller's assignments. Safe to run at any time, any number of times."""

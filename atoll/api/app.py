@@ -17,6 +17,7 @@ from atoll.api.routes import (
     registry,
     secgroups,
 )
+from atoll.api.routes import nics as nic_routes
 from atoll.api.routes import rename as rename_routes
 from atoll.api.routes import routers as routers_routes
 from atoll.api.routes import volumes as volume_routes
@@ -35,6 +36,7 @@ ROUTERS = (
     secgroups.router,
     rename_routes.router,
     cluster.router,
+    nic_routes.router,
 )
 
 

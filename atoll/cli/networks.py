@@ -226,3 +226,29 @@ def port_inspect(ctx: typer.Context, refs: Refs) -> None:
     print_json(found)
     if failed:
         raise typer.Exit(1)
+
+
+@networks.command("connect")
+def network_connect(
+    ctx: typer.Context,
+    network: Annotated[str, typer.Argument(help="Network name or id.")],
+    instance: Annotated[str, typer.Argument(help="Instance name or id.")],
+    ip: Annotated[str | None, typer.Option("--ip", help="A fixed address; default: the next free.")] = None,
+    alias: Annotated[
+        list[str] | None, typer.Option("--alias", help="Another name of the instance there; repeatable.")
+    ] = None,
+) -> None:
+    """Give an instance (created, running or stopped) a NIC on a network; a running one gets it at once."""
+    inst = context.api(ctx).connect_network(instance, network, ip=ip, aliases=alias or [])
+    nic = inst.networks[-1]  # the new NIC comes last
+    typer.echo(f"{nic.device} {nic.ip}")
+
+
+@networks.command("disconnect")
+def network_disconnect(
+    ctx: typer.Context,
+    network: Annotated[str, typer.Argument(help="Network name or id.")],
+    instance: Annotated[str, typer.Argument(help="Instance name or id.")],
+) -> None:
+    """Remove an instance's NIC on a network and release its address."""
+    context.api(ctx).disconnect_network(instance, network)

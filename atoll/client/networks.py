@@ -9,7 +9,7 @@ from __future__ import annotations
 from atoll.client.plumbing import ClientCore as _Client
 from atoll.client.plumbing import model_of as _one
 from atoll.client.plumbing import models_of as _many
-from atoll.schemas import Network, NetworkCreate, Port, Subnet, SubnetCreate
+from atoll.schemas import Instance, InstanceNetwork, Network, NetworkCreate, Port, Subnet, SubnetCreate
 
 
 class NetworkMethods:
@@ -46,3 +46,14 @@ class NetworkMethods:
 
     def inspect_port(self: _Client, ref: str) -> Port:
         return _one(self._request("GET", self._path("ports", ref)), Port)
+
+    def connect_network(
+        self: _Client, instance: str, network: str, *, ip: str | None = None, aliases: list[str] | None = None
+    ) -> Instance:
+        """Give an existing instance (created, running or stopped) a NIC on ``network``."""
+        body = InstanceNetwork(network=network, ip=ip, aliases=aliases or []).model_dump(mode="json")
+        return _one(self._request("POST", self._path("instances", instance, "networks"), json=body), Instance)
+
+    def disconnect_network(self: _Client, instance: str, network: str) -> Instance:
+        """Remove the instance's NIC on ``network`` and release its address."""
+        return _one(self._request("DELETE", self._path("instances", instance, "networks", network)), Instance)

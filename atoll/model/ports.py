@@ -201,6 +201,11 @@ class HostAgent(Protocol):
         """The bytes of the files in the instance's writable layer."""
         ...
 
+    async def replug_instance(self, spec: InstanceSpec) -> None:
+        """Converge the NICs of an instance held here (created, running or stopped) to ``spec.ports``:
+        hot-plug new ones, remove the others. Conflict if it runs without a namespace of its own."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:

@@ -62,30 +62,37 @@ def _holder(s: Session, subnet_id: str, address: IPv4Address) -> str:
     return ""
 
 
+def _key(field: str, name: str) -> str:
+    """``networks[1].ip`` for one of a create's networks, plain ``ip`` for a connect (``field`` "")."""
+    return f"{field}.{name}" if field else name
+
+
 def _pick(
     s: Session, network: NetworkRow, subnets: list[SubnetRow], requested: str | None, field: str
 ) -> tuple[SubnetRow, ipam.SubnetPlan, IPv4Address]:
     if requested is not None:
-        address = ipam.parse_address(requested, f"{field}.ip")
+        address = ipam.parse_address(requested, _key(field, "ip"))
         for subnet in subnets:
             plan = subnet_plan(subnet)
             if address in plan.cidr:
-                ipam.check_fixed(plan, address, f"{field}.ip")
+                ipam.check_fixed(plan, address, _key(field, "ip"))
                 if address in used_addresses(s, subnet.id):
                     raise InvalidInput(
-                        f"{field}.ip: {address} is already in use{_holder(s, subnet.id, address)} "
+                        f"{_key(field, 'ip')}: {address} is already in use{_holder(s, subnet.id, address)} "
                         f"on network {network.name}"
                     )
                 return subnet, plan, address
         cidrs = ", ".join(sn.cidr for sn in subnets)
-        raise InvalidInput(f"{field}.ip: {address} is not in a subnet of network {network.name} ({cidrs})")
+        raise InvalidInput(
+            f"{_key(field, 'ip')}: {address} is not in a subnet of network {network.name} ({cidrs})"
+        )
     for subnet in subnets:
         plan = subnet_plan(subnet)
         free = ipam.first_free(plan, used_addresses(s, subnet.id))
         if free is not None:
             return subnet, plan, free
     pools = "; ".join(f"{sn.cidr}: {subnet_plan(sn).describe_pools()}" for sn in subnets)
-    raise Conflict(f"{field}.network: no free address left on network {network.name} ({pools})")
+    raise Conflict(f"{_key(field, 'network')}: no free address left on network {network.name} ({pools})")
 
 
 def attach(
@@ -108,42 +115,69 @@ def attach(
         if network.id in seen:
             raise InvalidInput(f"{field}.network: {network.name} is already networks[{seen[network.id]}]")
         seen[network.id] = i
-        subnets = network_subnets(s, network.id)
-        if not subnets:
-            raise InvalidInput(f"{field}.network: network {network.name} has no subnet; create one first")
-        subnet, plan, address = _pick(s, network, subnets, request.ip, field)
-        port = PortRow(
-            id=new_id(),
-            project=project,
-            network_id=network.id,
-            instance_id=instance_id,
-            device=f"eth{i}",
-            mac=random_mac(),
-            aliases=list(request.aliases),
-            created_at=now,
-        )
-        s.add(port)
-        try:
-            s.flush()  # the port first: nothing orders the two inserts by their foreign key
-            s.add(IpAllocationRow(subnet_id=subnet.id, address=str(address), port_id=port.id))
-            s.flush()
-        except IntegrityError as e:
-            raise AllocationRace(f"{field}: {address} or the MAC was taken meanwhile") from e
         specs.append(
-            PortSpec(
-                id=port.id,
-                network_id=network.id,
-                mac=port.mac,
-                ip=str(address),
-                prefix_len=plan.cidr.prefixlen,
-                device=port.device,
-                gateway=str(plan.gateway) if plan.gateway is not None else "",
-                mtu=network.mtu,
-                dns=[str(d) for d in plan.dns],
-                aliases=list(request.aliases),
+            new_port(
+                s,
+                project=project,
+                instance_id=instance_id,
+                network=network,
+                device=f"eth{i}",
+                request=request,
+                field=field,
+                now=now,
             )
         )
     return specs
+
+
+def new_port(
+    s: Session,
+    *,
+    project: str,
+    instance_id: str,
+    network: NetworkRow,
+    device: str,
+    request: InstanceNetwork,
+    field: str,
+    now: str,
+) -> PortSpec:
+    """One port of an instance on ``network`` with its address (fixed or the next free one). Raises
+    InvalidInput or Conflict naming ``field``, or AllocationRace."""
+    subnets = network_subnets(s, network.id)
+    if not subnets:
+        raise InvalidInput(
+            f"{_key(field, 'network')}: network {network.name} has no subnet; create one first"
+        )
+    subnet, plan, address = _pick(s, network, subnets, request.ip, field)
+    port = PortRow(
+        id=new_id(),
+        project=project,
+        network_id=network.id,
+        instance_id=instance_id,
+        device=device,
+        mac=random_mac(),
+        aliases=list(request.aliases),
+        created_at=now,
+    )
+    s.add(port)
+    try:
+        s.flush()  # the port first: nothing orders the two inserts by their foreign key
+        s.add(IpAllocationRow(subnet_id=subnet.id, address=str(address), port_id=port.id))
+        s.flush()
+    except IntegrityError as e:
+        raise AllocationRace(f"{field}: {address} or the MAC was taken meanwhile") from e
+    return PortSpec(
+        id=port.id,
+        network_id=network.id,
+        mac=port.mac,
+        ip=str(address),
+        prefix_len=plan.cidr.prefixlen,
+        device=port.device,
+        gateway=str(plan.gateway) if plan.gateway is not None else "",
+        mtu=network.mtu,
+        dns=[str(d) for d in plan.dns],
+        aliases=list(request.aliases),
+    )
 
 
 def _allocations(s: Session, port_id: str) -> list[IpAllocationRow]:

@@ -392,3 +392,7 @@ class FakeAgent:
     async def instance_size_rw(self, instance_id: str) -> int:
         self._call("instance_size_rw", instance_id)
         return sum(len(d) for d in self.files.get(instance_id, {}).values())
+
+    async def replug_instance(self, spec: InstanceSpec) -> None:
+        self._call("replug_instance", spec)
+        self.specs[spec.id] = spec

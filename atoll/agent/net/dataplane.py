@@ -132,6 +132,43 @@ class HostNetwork:
             gone = list(known if known is not None else ports)
             await asyncio.to_thread(self._in_host, lambda: self._unwire(instance_id, gone))
 
+    async def replug(self, spec: InstanceSpec) -> None:
+        """Hot-plug: converge an instance that exists here to exactly ``spec.ports``: wire the new ones
+        (in its current namespace, so a running instance sees the NIC appear), remove the veths of
+        ports it no longer has, and keep the default route on the first NIC with a gateway. With no
+        ports and nothing published left, the namespace stays until the next ``sync`` drops it (the
+        instance's processes keep theirs). Idempotent."""
+        async with self._lock:
+            old = self._attached.get(spec.id, [])
+            keep = {p.id for p in spec.ports}
+            gone = [p for p in old if p.id not in keep]
+            if spec.ports or spec.published:
+                self._released.discard(spec.id)
+                self._attached[spec.id] = list(spec.ports)
+                self._published[spec.id] = list(spec.published)
+                self._fresh.add(spec.id)
+            else:
+                self._attached.pop(spec.id, None)
+                self._published.pop(spec.id, None)
+            await asyncio.to_thread(self._in_host, lambda: self._replug(spec.id, list(spec.ports), gone))
+
+    def _replug(self, instance_id: str, ports: list[PortSpec], gone: list[PortSpec]) -> None:
+        with netlink.netlink() as ipr:
+            for port in gone:
+                netlink.delete(ipr, self.names.veth(port.id), owner=port.id)
+        if ports:
+            self._wire({instance_id: ports})
+            primary = next((p for p in ports if p.gateway), None)
+            if primary is not None:
+                netns.run_in(self.netns_path(instance_id), _configure_inside(primary, default_route=True))
+        wanted = self._desired_bridges(self._attached)
+        with netlink.netlink() as ipr:
+            for port in gone:
+                name = self.names.bridge(port.network_id)
+                if name not in wanted:
+                    netlink.delete(ipr, name, owner=port.network_id)
+        self._apply_rules(wanted, self._attached)
+
     async def route(self, routers: Iterable[RouterSpec]) -> None:
         """Converge the routers of this host (and the bridges they need) to ``routers``; remove the rest."""
         async with self._lock:
