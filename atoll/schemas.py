@@ -308,6 +308,7 @@ class InstanceNic(Wire):
     prefix_len: int
     gateway: str
     aliases: list[str] = []
+    ip_requested: bool = False
 
 
 class InstanceCreate(Wire):

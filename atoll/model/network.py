@@ -43,6 +43,8 @@ class PortSpec:
     dns: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
     """Extra names of the instance on this network (for the resolver, later)."""
+    ip_requested: bool = False
+    """The address was asked for (a fixed IP), not picked: Docker shows it as ``IPAMConfig``."""
 
     @property
     def cidr(self) -> str:

@@ -177,6 +177,7 @@ def new_port(
         mtu=network.mtu,
         dns=[str(d) for d in plan.dns],
         aliases=list(request.aliases),
+        ip_requested=request.ip is not None,
     )
 
 

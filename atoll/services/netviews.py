@@ -74,4 +74,5 @@ def nic_view(port: PortSpec) -> InstanceNic:
         prefix_len=port.prefix_len,
         gateway=port.gateway,
         aliases=list(port.aliases),
+        ip_requested=port.ip_requested,
     )

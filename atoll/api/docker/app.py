@@ -10,6 +10,7 @@ from atoll.api.docker.execs import Execs
 from atoll.api.docker.http import DockerError
 from atoll.api.docker.imagefiles import ImageFiles
 from atoll.api.docker.images import Images
+from atoll.api.docker.netconnect import NetworkConnect
 from atoll.api.docker.networks import Networks
 from atoll.api.docker.router import Router
 from atoll.api.docker.server import DockerServer
@@ -40,6 +41,7 @@ def create_docker_server(ctl: Controller) -> DockerServer:
         *Usage(containers).routes(),
         *Events(ctl).routes(),
         *Networks(ctl).routes(),
+        *NetworkConnect(ctl).routes(),
         *Volumes(ctl).routes(),
         *image_files.routes(),
         *Archive(containers).routes(),

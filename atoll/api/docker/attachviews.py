@@ -21,7 +21,7 @@ def networks(inst: Instance, names: NetworkNames) -> dict[str, Any]:
     for nic in inst.networks:
         name = names.get(nic.network, nic.network)
         out[name] = {
-            "IPAMConfig": None,
+            "IPAMConfig": {"IPv4Address": nic.ip} if nic.ip_requested else None,
             "Links": None,
             "Aliases": nic.aliases or None,
             "MacAddress": nic.mac,

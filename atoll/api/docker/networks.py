@@ -1,4 +1,4 @@
-"""Network endpoints: create, list, inspect, remove, prune; connect/disconnect are refused (501).
+"""Network endpoints: create, list, inspect, remove, prune; connect/disconnect are in netconnect.py.
 
 A Docker network is a native tenant network of the project: Driver ``bridge`` -> native ``bridge``
 (host-local), ``overlay`` -> native ``overlay``. IPAM Config becomes the network's subnets (Subnet ->
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from ipaddress import IPv4Address
 from typing import Any
 
 from pydantic import ValidationError
@@ -108,12 +109,25 @@ def _subnet(entry: Any, i: int) -> tuple[SubnetSpec, str]:
         # Docker allocates anywhere in the range but the subnet's own network and broadcast addresses
         start = max(rng.network_address, net.network_address + 1)
         end = min(rng.broadcast_address, net.broadcast_address - 1)
-        pools = [AllocationPool(start=str(start), end=str(end))]
+        gateway = entry.get("Gateway") or str(net.network_address + 1)
+        pools = _around_gateway(IPv4Address(int(start)), IPv4Address(int(end)), gateway)
     try:
         spec = SubnetSpec(cidr=cidr, gateway=entry.get("Gateway") or None, allocation_pools=pools)
     except ValidationError as e:
         raise bad_request(f"{field}: {e.errors()[0]['msg']}") from None
     return spec, ip_range
+
+
+def _around_gateway(start: IPv4Address, end: IPv4Address, gateway: str) -> list[AllocationPool]:
+    """Docker hands out the range but never the gateway in it: the pool is split around it."""
+    try:
+        gw = IPv4Address(gateway)
+    except ValueError:
+        gw = None  # the subnet's own validation names the bad gateway
+    if gw is None or not start <= gw <= end:
+        return [AllocationPool(start=str(start), end=str(end))]
+    parts = [(start, gw - 1), (gw + 1, end)]
+    return [AllocationPool(start=str(a), end=str(b)) for a, b in parts if a <= b]
 
 
 def default_network(ctl: Controller) -> Network:
@@ -355,18 +369,6 @@ class Networks:
             deleted.append(net.name)
         return Json({"NetworksDeleted": deleted})
 
-    async def connect(self, req: Request) -> Json:
-        raise DockerError(
-            501,
-            "network connect: adding a NIC to an existing container is not supported by Atoll yet; "
-            "give the networks at create (--network, NetworkingConfig.EndpointsConfig)",
-        )
-
-    async def disconnect(self, req: Request) -> Json:
-        raise DockerError(
-            501, "network disconnect: removing a NIC from a container is not supported by Atoll yet"
-        )
-
     def routes(self) -> list[Route]:
         return [
             Route("POST", "/networks/create", self.create),
@@ -374,8 +376,6 @@ class Networks:
             Route("POST", "/networks/prune", self.prune),
             Route("GET", "/networks/{id}", self.inspect),
             Route("DELETE", "/networks/{id}", self.remove),
-            Route("POST", "/networks/{id}/connect", self.connect),
-            Route("POST", "/networks/{id}/disconnect", self.disconnect),
         ]
 
 
