@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from atoll.api.docker.create import docker_field_names, instance_create
 from atoll.api.docker.http import DockerError, Empty, Json, Request, Stream, bad_request
-from atoll.api.docker.networks import DEFAULT_NETWORK, default_network
+from atoll.api.docker.networks import DEFAULT_NETWORK, ready_default_network
 from atoll.api.docker.router import Route
 from atoll.api.docker.sizes import sizes
 from atoll.api.docker.views import inspect, summary, unix_time
@@ -55,7 +55,7 @@ class Containers:
         except NotFound:
             raise DockerError(404, f"No such image: {request.image}") from None
         if any(n.network == DEFAULT_NETWORK for n in request.networks):
-            default_network(self.ctl)
+            await ready_default_network(self.ctl)
         try:
             inst = await instances.create(self.ctl, project=PROJECT, request=request)
         except InvalidInput as e:

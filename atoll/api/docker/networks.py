@@ -13,8 +13,9 @@ Predefined names, as dockerd lists them: ``bridge`` is the project's native netw
 made on first use (listing, inspecting, or a container without ``--network``), so a container gets a
 real address like on Docker; ``none`` (loopback only) and ``host`` (refused for containers) are listed
 with fixed ids and cannot be removed. Tenant networks have no route out unless a router joins them
-(docs/routers.md), so ``Internal: true`` is honoured as is; ``Internal: false`` networks also stay
-inside until a router is attached natively.
+(docs/routers.md): a network that is not ``Internal`` (``bridge`` too) gets a router of its own with
+its gateway on the cloud's Docker uplink network, when there is one (services/outbound.py); the
+router goes with the network. ``Internal: true`` networks never get one.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from atoll.api.docker.http import DockerError, Empty, Json, Request, bad_request
 from atoll.api.docker.router import Route
 from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.schemas import AllocationPool, Network, NetworkCreate, SubnetSpec
-from atoll.services import instances, netports, networks
+from atoll.services import instances, netports, networks, outbound
 from atoll.services.context import Controller
+from atoll.services.routernudge import routing_changed
 
 PROJECT = "default"
 DOCKER_LABEL = "io.atoll.docker."
@@ -132,8 +134,21 @@ def _around_gateway(start: IPv4Address, end: IPv4Address, gateway: str) -> list[
 
 def default_network(ctl: Controller) -> Network:
     """The project's ``bridge`` network, made on first use."""
+    return _default_network(ctl)[0]
+
+
+async def ready_default_network(ctl: Controller) -> Network:
+    """``default_network``; when this call made it, its outbound router is realised before returning."""
+    net, made = _default_network(ctl)
+    if made:
+        await routing_changed(ctl)
+    return net
+
+
+def _default_network(ctl: Controller) -> tuple[Network, bool]:
+    """The network, and whether this call made it (with its outbound router, see services/outbound)."""
     try:
-        return networks.get_network(ctl, project=PROJECT, ref=DEFAULT_NETWORK)
+        return networks.get_network(ctl, project=PROJECT, ref=DEFAULT_NETWORK), False
     except NotFound:
         pass
     request = NetworkCreate(
@@ -143,9 +158,11 @@ def default_network(ctl: Controller) -> Network:
         subnets=[SubnetSpec(cidr="auto")],
     )
     try:
-        return networks.create_network(ctl, project=PROJECT, request=request)
+        net = networks.create_network(ctl, project=PROJECT, request=request)
     except Conflict:  # made meanwhile
-        return networks.get_network(ctl, project=PROJECT, ref=DEFAULT_NETWORK)
+        return networks.get_network(ctl, project=PROJECT, ref=DEFAULT_NETWORK), False
+    outbound.give_rows(ctl, project=PROJECT, network=net)  # a failure leaves it without, as logged
+    return net, True
 
 
 class Networks:
@@ -314,17 +331,22 @@ class Networks:
             raise DockerError(409, f"network with name {name} already exists") from None
         except InvalidInput as e:
             raise bad_request(_docker_fields(e.message)) from None
-        return Json({"Id": net.id, "Warning": ""}, status=201)
+        warning = (
+            "" if _flag(net, "internal") else await outbound.give(self.ctl, project=PROJECT, network=net)
+        )
+        return Json({"Id": net.id, "Warning": warning}, status=201)
 
     async def inspect(self, req: Request) -> Json:
         ref = req.params["id"]
         special = self._special(ref)
         if special:
             return Json(self.special_view(special))
+        if ref == DEFAULT_NETWORK:
+            await ready_default_network(self.ctl)
         return Json(self.view(self.get(ref)))
 
-    def _all(self) -> list[dict[str, Any]]:
-        self.default_network()
+    async def _all(self) -> list[dict[str, Any]]:
+        await ready_default_network(self.ctl)
         views = [self.view(n) for n in networks.list_networks(self.ctl, project=PROJECT)]
         return views + [self.special_view(name) for name in SPECIAL]
 
@@ -333,7 +355,7 @@ class Networks:
         unknown = set(filters) - LIST_FILTERS
         if unknown:
             raise bad_request(f"invalid filter '{sorted(unknown)[0]}'")
-        return Json([v for v in self._all() if _match(v, filters)])
+        return Json([v for v in await self._all() if _match(v, filters)])
 
     async def remove(self, req: Request) -> Empty:
         ref = req.params["id"]
@@ -342,11 +364,20 @@ class Networks:
         net = self.get(ref)
         if net.name == DEFAULT_NETWORK:
             raise DockerError(403, f"{ref} is a pre-defined network and cannot be removed")
+        await self._remove(net)
+        return Empty()
+
+    async def _remove(self, net: Network) -> None:
+        """The network and its outbound router; refused (403) while containers use it."""
+        members = self._containers(net)
+        if members:
+            names = ", ".join(sorted(m["Name"] for m in members.values()))
+            raise DockerError(403, f"error while removing network: network {net.name} is in use by {names}")
         try:
+            await outbound.take(self.ctl, project=PROJECT, network=net)
             networks.remove_network(self.ctl, project=PROJECT, ref=net.id)
         except Conflict as e:
             raise DockerError(403, f"error while removing network: {e.message}") from None
-        return Empty()
 
     async def prune(self, req: Request) -> Json:
         filters = req.filters()
@@ -363,8 +394,8 @@ class Networks:
             if not _match(view, {"label": filters.get("label", [])}):
                 continue
             try:
-                networks.remove_network(self.ctl, project=PROJECT, ref=net.id)
-            except Conflict:
+                await self._remove(net)
+            except DockerError:
                 continue
             deleted.append(net.name)
         return Json({"NetworksDeleted": deleted})
