@@ -36,6 +36,7 @@ from atoll.agent.layout import InstanceLayout, instance_layout
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.dnsserver import NameService
 from atoll.agent.net.names import DEFAULT_PREFIX, DEFAULT_TABLE, Names
+from atoll.agent.net.netns import adopt as adopt_netns
 from atoll.agent.net.netns import is_netns
 from atoll.agent.net.overlaysync import OverlaySync
 from atoll.agent.net.publish import DEFAULT_POOL
@@ -661,11 +662,11 @@ class Agent:
         namespace to ``spec.ports``; groups first, so a new veth joins its bridge with its rules."""
         async with self._lock(spec.id):
             path = self._net.netns_path(spec.id)
-            if spec.ports and spec.id in self._runs and not is_netns(path):
-                raise Conflict(
-                    f"instance {spec.id[:12]} runs without a network namespace of its own "
-                    "(it was started with no network): stop it, connect, then start it"
-                )
+            run = self._runs.get(spec.id)
+            if spec.ports and run is not None and not is_netns(path):
+                # Started without a network (a namespace runc made), or its last NIC left and a sync
+                # dropped the mount: keep the namespace it runs in, and plug the NIC in there.
+                await asyncio.to_thread(adopt_netns, path, run.pid)
             self._specs[spec.id] = spec
             if spec.ports:
                 await self._fetch_security()
@@ -675,6 +676,13 @@ class Agent:
                 await self._dns.serve(spec)
             else:
                 await self._dns.stop(spec.id)
+            if run is not None:  # its /etc/hosts and resolv.conf, rewritten in place (bind-mounted files)
+                write_etc_files(
+                    self._layout(spec.id).etc,
+                    spec.hostname or spec.id[:12],
+                    addresses=[p.ip for p in spec.ports],
+                    nameservers=[RESOLVER_ADDRESS] if spec.ports else [],
+                )
 
     async def reconcile(self) -> None:
         """Make this host match the controller's assignments. Safe to run at any time, any number of times."""

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from atoll.model.errors import Conflict, InvalidInput, NotFound
-from atoll.model.instance import InstanceSpec, InstanceStatus
+from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
 from atoll.model.ports import HostAgent
 from atoll.schemas import Instance, InstanceNetwork
@@ -102,11 +102,6 @@ def _add(ctl: Controller, project: str, instance_id: str, request: InstanceNetwo
             raise Conflict(f"network: instance {row.name} is already connected to network {network.name}")
         if len(old.ports) >= netports.MAX_NICS:
             raise InvalidInput(f"network: instance {row.name} has {netports.MAX_NICS} NICs, the most it may")
-        if row.status == InstanceStatus.RUNNING and not old.ports and not old.published:
-            raise Conflict(
-                f"instance {row.name} runs without a network namespace of its own (it was started with "
-                "no network): stop it, connect, then start it"
-            )
         port = netports.new_port(
             s,
             project=project,

@@ -25,8 +25,12 @@ def _ok(result: subprocess.CompletedProcess[bytes]) -> str:
     return result.stdout.decode().strip()
 
 
-def _ping(cli: DockerCLI, container: str, target: str) -> bool:
-    return cli.run("exec", container, "ping", "-c", "1", "-W", "2", target).returncode == 0
+def _ping(cli: DockerCLI, container: str, target: str, *, tries: int = 3) -> bool:
+    """One echo answered, in up to ``tries`` attempts (a loaded machine may lose the first)."""
+    for _ in range(tries):
+        if cli.run("exec", container, "ping", "-c", "1", "-W", "2", target).returncode == 0:
+            return True
+    return False
 
 
 def _routers(cloud: Cloud) -> dict[str, Any]:
@@ -72,11 +76,11 @@ def test_docker_networks_reach_the_outside(cloud: Cloud, cli: DockerCLI, outside
         assert [m["Name"] for m in user_net["Containers"].values()] == ["ob-user"]
 
         assert _ping(cli, "ob-user", OUTSIDE_IP) and _ping(cli, "ob-default", OUTSIDE_IP)
-        assert not _ping(cli, "ob-inner", OUTSIDE_IP)
+        assert not _ping(cli, "ob-inner", OUTSIDE_IP, tries=1)
         assert _source_seen(cli, outside, "ob-user") == user_router.external_gateway.ip  # SNAT
         # Networks stay apart from each other: each has its own router.
         user_ip = user_net["Containers"][next(iter(user_net["Containers"]))]["IPv4Address"].split("/")[0]
-        assert not _ping(cli, "ob-default", user_ip)
+        assert not _ping(cli, "ob-default", user_ip, tries=1)
 
         # Removing the network takes its router along; in use, it stays.
         busy = cli.run("network", "rm", "ob-user")

@@ -120,6 +120,27 @@ def create(path: Path, setup: Callable[[], None] | None = None) -> None:
         raise
 
 
+def adopt(path: Path, pid: int) -> None:
+    """Keep the network namespace that process ``pid`` is in at ``path`` (the bind mount ``create``
+    makes), so a running instance whose namespace the runtime made can be wired like any other.
+    Idempotent: an existing namespace at ``path`` is kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_netns(path):
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
+        os.close(fd)
+        _check(
+            _libc.mount(os.fsencode(f"/proc/{pid}/ns/net"), os.fsencode(path), b"none", MS_BIND, None),
+            "bind mount",
+        )
+    except OSError as exc:
+        remove(path)
+        raise RuntimeFailure(
+            f"could not keep the network namespace of process {pid} at {path}: {exc}"
+        ) from exc
+
+
 def remove(path: Path) -> None:
     """Unmount and delete a namespace file. The namespace itself (and every interface in it) goes once no
     process is left in it. Idempotent."""
