@@ -297,6 +297,11 @@ class InstanceNetwork(Wire):
     network: str = Field(min_length=1, description="network name or id")
     ip: str | None = Field(default=None, description="a fixed address; default: the next free one")
     aliases: list[Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$")]] = []
+    mac: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$",
+        description="a chosen unicast MAC, unique on the network; default: a random one",
+    )
 
 
 class InstanceNic(Wire):

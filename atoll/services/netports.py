@@ -67,6 +67,19 @@ def _key(field: str, name: str) -> str:
     return f"{field}.{name}" if field else name
 
 
+def _chosen_mac(s: Session, network: NetworkRow, requested: str, field: str) -> str:
+    mac = requested.lower()
+    if int(mac[:2], 16) & 1:
+        raise InvalidInput(f"{_key(field, 'mac')}: {mac} is a multicast address; a NIC needs a unicast one")
+    if mac == "00:00:00:00:00:00":
+        raise InvalidInput(f"{_key(field, 'mac')}: {mac} is not a usable address")
+    holder = s.scalar(select(PortRow).where(PortRow.network_id == network.id, PortRow.mac == mac))
+    if holder is not None:
+        who = f" by instance {holder.instance_id[:12]}" if holder.instance_id else ""
+        raise InvalidInput(f"{_key(field, 'mac')}: {mac} is already in use{who} on network {network.name}")
+    return mac
+
+
 def _pick(
     s: Session, network: NetworkRow, subnets: list[SubnetRow], requested: str | None, field: str
 ) -> tuple[SubnetRow, ipam.SubnetPlan, IPv4Address]:
@@ -149,13 +162,14 @@ def new_port(
             f"{_key(field, 'network')}: network {network.name} has no subnet; create one first"
         )
     subnet, plan, address = _pick(s, network, subnets, request.ip, field)
+    mac = _chosen_mac(s, network, request.mac, field) if request.mac else random_mac()
     port = PortRow(
         id=new_id(),
         project=project,
         network_id=network.id,
         instance_id=instance_id,
         device=device,
-        mac=random_mac(),
+        mac=mac,
         aliases=list(request.aliases),
         created_at=now,
     )

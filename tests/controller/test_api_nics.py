@@ -44,13 +44,14 @@ async def test_connect_and_disconnect(client: httpx.AsyncClient, ctl: Controller
     a = await create_network(client, "a", subnets=[{"cidr": "10.0.0.0/24"}])
     b = await create_network(client, "b", subnets=[{"cidr": "10.1.0.0/24"}])
     await instance(client, networks=[{"network": "a"}])
-    resp = await connect(client, network="b", ip="10.1.0.7", aliases=["db"])
+    resp = await connect(client, network="b", ip="10.1.0.7", aliases=["db"], mac="02:42:AC:11:00:02")
     assert resp.status_code == 200, resp.text
     nics = resp.json()["networks"]
     assert [(n["network"], n["device"], n["ip"], n["aliases"]) for n in nics] == [
         (a["id"], "eth0", "10.0.0.2", []),
         (b["id"], "eth1", "10.1.0.7", ["db"]),
     ]
+    assert nics[1]["mac"] == "02:42:ac:11:00:02" and nics[1]["ip_requested"]
     replugged = [arg for name, arg in agent.calls if name == "replug_instance"]
     assert [p.device for p in replugged[-1].ports] == ["eth0", "eth1"]
     # The spec is stored: inspect, ports and a later start see the new NIC.
@@ -96,6 +97,13 @@ async def test_bad_input_changes_nothing(client: httpx.AsyncClient, ctl: Control
     assert err["message"].startswith("ip: 10.1.0.9 is already in use by instance")
     err = error_of(await connect(client, network="b", ip="banana"), 400)
     assert err["message"].startswith("ip: ")
+    err = error_of(await connect(client, network="b", mac="03:00:00:00:00:01"), 400)
+    assert err["message"].startswith("mac: 03:00:00:00:00:01 is a multicast address")
+    theirs_mac = (await client.get(f"{P}/instances/other")).json()["networks"][0]["mac"]
+    err = error_of(await connect(client, network="b", mac=theirs_mac.upper()), 400)
+    assert err["message"].startswith(f"mac: {theirs_mac} is already in use by instance")
+    err = error_of(await connect(client, network="b", mac="zz"), 400)
+    assert err["message"].startswith("mac")
     err = error_of(await connect(client, "ghost", network="b"), 404)
     err = error_of(await client.delete(f"{P}/instances/app/networks/b"), 404)
     assert err["message"] == "network: instance app is not connected to network b"

@@ -118,9 +118,13 @@ def test_docker_py_connect_and_disconnect(dockerpy: docker.DockerClient) -> None
         api.connect_container_to_network(container, "nc-py", ipv4_address="10.214.5.24")
         endpoint = api.inspect_container(container)["NetworkSettings"]["Networks"]["nc-py"]
         assert endpoint["IPAMConfig"]["IPv4Address"] == "10.214.5.24"
+        api.disconnect_container_from_network(container, "nc-py")
+        api.connect_container_to_network(container, "nc-py", mac_address="02:42:ac:11:00:02")
+        endpoint = api.inspect_container(container)["NetworkSettings"]["Networks"]["nc-py"]
+        assert endpoint["MacAddress"] == "02:42:ac:11:00:02"
         with pytest.raises(docker.errors.APIError) as err:
-            api.connect_container_to_network(container, "bridge", mac_address="02:42:ac:11:00:02")
-        assert "MacAddress" in str(err.value)
+            api.connect_container_to_network(container, "bridge", links=[("x", "y")])
+        assert "Links" in str(err.value)
 
         # models: connect a created container, then start it.
         later = dockerpy.containers.create("busybox", "sleep 300")

@@ -3,7 +3,7 @@
 - Networks: ``HostConfig.NetworkMode`` and ``NetworkingConfig.EndpointsConfig`` (several networks from
   API 1.44). ``default``/``bridge`` is the project's ``bridge`` network (see networks.py), ``none`` is
   loopback only, ``host`` and ``container:<id>`` are refused. Per endpoint: ``IPAMConfig.IPv4Address``
-  (``--ip``) and ``Aliases`` (``--network-alias``).
+  (``--ip``), ``Aliases`` (``--network-alias``) and ``MacAddress`` (``--mac-address``).
 - Mounts: ``HostConfig.Binds`` (``name:/path[:ro]``, ``/host:/path``), ``HostConfig.Mounts`` (volume,
   bind, tmpfs), ``HostConfig.Tmpfs`` and ``Config.Volumes`` (anonymous volumes).
 - Ports: ``HostConfig.PortBindings`` (``-p``) and ``PublishAllPorts`` (``-P``: the image's exposed
@@ -26,7 +26,9 @@ ENDPOINT_FIELDS = {
     "EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "IPv6Gateway", "GlobalIPv6Address",
     "GlobalIPv6PrefixLen", "DNSNames",
 }  # fmt: skip
-ENDPOINT_ZERO_ONLY = ENDPOINT_FIELDS - {"IPAMConfig", "Aliases", "DNSNames", "NetworkID", "EndpointID"}
+ENDPOINT_ZERO_ONLY = ENDPOINT_FIELDS - {
+    "IPAMConfig", "Aliases", "DNSNames", "NetworkID", "EndpointID", "MacAddress",
+}  # fmt: skip
 
 
 def _native_network(name: str) -> str:
@@ -52,7 +54,10 @@ def _endpoint(name: str, raw: Any) -> InstanceNetwork:
         raise bad_request(f"{field}.Aliases: expected a list of strings")
     try:
         return InstanceNetwork(
-            network=_native_network(name), ip=ipam.get("IPv4Address") or None, aliases=aliases
+            network=_native_network(name),
+            ip=ipam.get("IPv4Address") or None,
+            aliases=aliases,
+            mac=raw.get("MacAddress") or None,
         )
     except ValidationError as e:
         err = e.errors()[0]

@@ -1,9 +1,9 @@
 """``POST /networks/{id}/connect`` and ``/disconnect``: Docker's hot-plug onto the native one
 (services/nics.py): a container (created, running or stopped) gets, or loses, a NIC on the network.
 
-Connect's ``EndpointConfig`` takes ``Aliases`` and ``IPAMConfig.IPv4Address``; ids and names Docker
-fills in itself (``NetworkID``, ``EndpointID``, ``DNSNames``) are ignored; anything else at a non-zero
-value is a 400 naming it (``EndpointConfig.MacAddress``, ``Links``, IPv6). Disconnect takes ``Force``
+Connect's ``EndpointConfig`` takes ``Aliases``, ``IPAMConfig.IPv4Address`` and ``MacAddress``; ids and
+names Docker fills in itself (``NetworkID``, ``EndpointID``, ``DNSNames``) are ignored; anything else
+at a non-zero value is a 400 naming it (``EndpointConfig.Links``, IPv6). Disconnect takes ``Force``
 (the NIC goes whatever the container does, as it always does here).
 
 The predefined ``none`` and ``host`` networks cannot be joined or left. A running container that was
@@ -28,7 +28,7 @@ from atoll.services.context import Controller
 IGNORED = {"NetworkID", "EndpointID", "DNSNames"}
 """Set by clients that echo an inspect back; the values are Docker's to choose, and Atoll's here."""
 ZERO_ONLY = {
-    "Links", "MacAddress", "DriverOpts", "GwPriority", "Gateway", "IPAddress", "IPPrefixLen",
+    "Links", "DriverOpts", "GwPriority", "Gateway", "IPAddress", "IPPrefixLen",
     "IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen",
 }  # fmt: skip
 
@@ -39,7 +39,7 @@ def endpoint_request(network_id: str, raw: Any) -> InstanceNetwork:
     if not isinstance(raw, dict):
         raise bad_request("EndpointConfig: expected an object")
     for key, value in raw.items():
-        if key in IGNORED or key in ("IPAMConfig", "Aliases"):
+        if key in IGNORED or key in ("IPAMConfig", "Aliases", "MacAddress"):
             continue
         if key not in ZERO_ONLY:
             raise bad_request(f"EndpointConfig.{key}: unknown field")
@@ -55,7 +55,12 @@ def endpoint_request(network_id: str, raw: Any) -> InstanceNetwork:
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise bad_request("EndpointConfig.Aliases: expected a list of strings")
     try:
-        return InstanceNetwork(network=network_id, ip=ipam.get("IPv4Address") or None, aliases=aliases)
+        return InstanceNetwork(
+            network=network_id,
+            ip=ipam.get("IPv4Address") or None,
+            aliases=aliases,
+            mac=raw.get("MacAddress") or None,
+        )
     except ValidationError as e:
         err = e.errors()[0]
         raise bad_request(f"EndpointConfig.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
