@@ -237,9 +237,10 @@ def network_connect(
     alias: Annotated[
         list[str] | None, typer.Option("--alias", help="Another name of the instance there; repeatable.")
     ] = None,
+    mac: Annotated[str | None, typer.Option("--mac", help="A chosen MAC; default: a random one.")] = None,
 ) -> None:
     """Give an instance (created, running or stopped) a NIC on a network; a running one gets it at once."""
-    inst = context.api(ctx).connect_network(instance, network, ip=ip, aliases=alias or [])
+    inst = context.api(ctx).connect_network(instance, network, ip=ip, aliases=alias or [], mac=mac)
     nic = inst.networks[-1]  # the new NIC comes last
     typer.echo(f"{nic.device} {nic.ip}")
 

@@ -48,10 +48,17 @@ class NetworkMethods:
         return _one(self._request("GET", self._path("ports", ref)), Port)
 
     def connect_network(
-        self: _Client, instance: str, network: str, *, ip: str | None = None, aliases: list[str] | None = None
+        self: _Client,
+        instance: str,
+        network: str,
+        *,
+        ip: str | None = None,
+        aliases: list[str] | None = None,
+        mac: str | None = None,
     ) -> Instance:
         """Give an existing instance (created, running or stopped) a NIC on ``network``."""
-        body = InstanceNetwork(network=network, ip=ip, aliases=aliases or []).model_dump(mode="json")
+        request = InstanceNetwork(network=network, ip=ip, aliases=aliases or [], mac=mac)
+        body = request.model_dump(mode="json", exclude_none=True)
         return _one(self._request("POST", self._path("instances", instance, "networks"), json=body), Instance)
 
     def disconnect_network(self: _Client, instance: str, network: str) -> Instance:

@@ -102,8 +102,9 @@ def test_connect_a_running_instance_that_has_no_network(cloud: Cloud) -> None:
     lone = cloud.api().inspect_instance("np-lone").id
     mount = cloud.base / "run" / "netns" / lone
     wait_for(lambda: not mount.exists(), timeout=30, what="a reconcile to drop the namespace's mount")
-    ok(cloud.cli("network", "connect", "np-c", "np-lone"))
+    ok(cloud.cli("network", "connect", "np-c", "np-lone", "--mac", "02:42:ac:11:00:99"))
     assert ping(cloud, "np-lone", "np-c-peer")
+    assert "02:42:ac:11:00:99" in ok(cloud.cli("exec", "np-lone", "ip", "link", "show", "eth0"))
     for name in ("np-lone", "np-c-peer"):
         ok(cloud.cli("rm", "-f", name))
     ok(cloud.cli("network", "rm", "np-c"))
