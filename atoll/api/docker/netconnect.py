@@ -18,7 +18,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from atoll.api.docker.http import DockerError, Empty, Request, bad_request
-from atoll.api.docker.networks import PROJECT, SPECIAL, Networks, special_id
+from atoll.api.docker.networks import (
+    DEFAULT_NETWORK,
+    PROJECT,
+    SPECIAL,
+    Networks,
+    ready_default_network,
+    special_id,
+)
 from atoll.api.docker.router import Route
 from atoll.model.errors import NotFound
 from atoll.schemas import Instance, InstanceNetwork
@@ -80,14 +87,16 @@ class NetworkConnect:
         except NotFound:
             raise DockerError(404, f"No such container: {ref}") from None
 
-    def _network_id(self, ref: str, verb: str) -> str:
+    async def _network_id(self, ref: str, verb: str) -> str:
         if ref in SPECIAL or (len(ref) >= 3 and any(special_id(n).startswith(ref) for n in SPECIAL)):
             raise DockerError(403, f"container cannot be {verb} the predefined network {ref}")
+        if ref == DEFAULT_NETWORK:
+            return (await ready_default_network(self.ctl)).id
         return self.networks.get(ref).id
 
     async def connect(self, req: Request) -> Empty:
         body = req.json_object()
-        network_id = self._network_id(req.params["id"], "connected to")
+        network_id = await self._network_id(req.params["id"], "connected to")
         inst = self._container(body)
         request = endpoint_request(network_id, body.get("EndpointConfig"))
         await nics.connect(self.ctl, project=PROJECT, ref=inst.id, request=request)
@@ -95,7 +104,7 @@ class NetworkConnect:
 
     async def disconnect(self, req: Request) -> Empty:
         body = req.json_object()
-        network_id = self._network_id(req.params["id"], "disconnected from")
+        network_id = await self._network_id(req.params["id"], "disconnected from")
         force = body.get("Force", False)
         if not isinstance(force, bool):
             raise bad_request("Force: expected a boolean")
