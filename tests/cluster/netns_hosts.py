@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atoll.schemas import InstanceCreate
 from tests.cluster.procs import AgentProc, MultiHost, _spawn, _stop
-from tests.e2e.cloud import ATOLL, Cloud
+from tests.e2e.cloud import ATOLL, CGROUP_ROOT, Cloud
 from tests.prefix import NET_PREFIX, RUN_PREFIX
 
 
@@ -171,6 +175,8 @@ class NetnsCluster(MultiHost):
         for agent in self.agents:
             _stop(agent.proc)
         _stop(self.controller)
+        for agent in self.agents:
+            _kill_containers(agent)
         left: list[str] = []
         for agent in self.agents:
             left += [f"{agent.name}: {x}" for x in agent.leftovers()]
@@ -180,3 +186,51 @@ class NetnsCluster(MultiHost):
         for agent in self.agents:
             agent.host.teardown()
         assert not left, f"the hosts' dataplanes left these behind: {left}"
+
+
+def _kill_containers(agent: NetnsAgent) -> None:
+    """Containers outlive their agent by design: after a test that failed half-way (or killed an agent
+    on purpose), kill what still runs in the host's cgroups and unmount its root filesystems, so the
+    cloud's own teardown can remove the rest."""
+    for hierarchy in CGROUP_ROOT.iterdir():
+        parent = hierarchy / agent.host.cgroup_parent
+        for procs in parent.glob("*/cgroup.procs") if parent.is_dir() else []:
+            for pid in procs.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+    time.sleep(0.2)
+    base = str(agent.host.base)
+    with open("/proc/mounts") as f:
+        mounts = [line.split()[1] for line in f if line.split()[1].startswith(base)]
+    for mount in reversed(mounts):
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+
+
+def create_on(c: NetnsCluster, agent: NetnsAgent, request: InstanceCreate, start: bool = True) -> str:
+    api = c.api()
+    others = [a for a in c.agents if a is not agent]
+    for other in others:
+        api.drain_host(other.host_id)
+    try:
+        inst = api.create_instance(request)
+    finally:
+        for other in others:
+            api.undrain_host(other.host_id)
+    assert inst.host == agent.host_id
+    if start:
+        api.start_instance(inst.id)
+    return inst.id
+
+
+def reaches(c: NetnsCluster, src: str, target: str) -> bool:
+    return c.cli("exec", src, "ping", "-c", "1", "-W", "2", target).returncode == 0
+
+
+def runc_ids(agent: NetnsAgent) -> str:
+    """``runc list`` (or crun's) on the host: each runtime keeps its state under ``run/runtime/<name>``."""
+    roots = agent.host.base / "run" / "runtime"
+    out = [
+        subprocess.run([d.name, "--root", str(d), "list", "-q"], capture_output=True, text=True).stdout
+        for d in (sorted(roots.iterdir()) if roots.is_dir() else [])
+    ]
+    return "".join(out)

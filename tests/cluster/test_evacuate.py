@@ -5,7 +5,6 @@ unless forced; ``undrain`` reopens the host."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from atoll.schemas import InstanceCreate, InstanceNetwork, NetworkCreate, RestartPolicyWire, SubnetSpec
 from atoll.schemas_volumes import MountRequest
 
-from .netns_hosts import NetnsAgent, NetnsCluster
+from .netns_hosts import NetnsCluster, create_on, reaches, runc_ids
 
 
 @pytest.fixture(scope="module")
@@ -28,22 +27,6 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
         c.teardown()
 
 
-def create_on(c: NetnsCluster, agent: NetnsAgent, request: InstanceCreate, start: bool = True) -> str:
-    api = c.api()
-    others = [a for a in c.agents if a is not agent]
-    for other in others:
-        api.drain_host(other.host_id)
-    try:
-        inst = api.create_instance(request)
-    finally:
-        for other in others:
-            api.undrain_host(other.host_id)
-    assert inst.host == agent.host_id
-    if start:
-        api.start_instance(inst.id)
-    return inst.id
-
-
 def busy(name: str, script: str, **kw: object) -> InstanceCreate:
     return InstanceCreate(
         image="busybox",
@@ -52,19 +35,6 @@ def busy(name: str, script: str, **kw: object) -> InstanceCreate:
         networks=[InstanceNetwork(network="evac")],
         **kw,  # type: ignore[arg-type]
     )
-
-
-def reaches(c: NetnsCluster, src: str, target: str) -> bool:
-    return c.cli("exec", src, "ping", "-c", "1", "-W", "2", target).returncode == 0
-
-
-def runc_ids(agent: NetnsAgent) -> str:
-    out = subprocess.run(
-        ["runc", "--root", str(agent.host.base / "run" / "runtime"), "list", "-q"],
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout
 
 
 def test_evacuate_moves_instances_with_their_files_and_addresses(hosts: NetnsCluster) -> None:
@@ -136,7 +106,7 @@ def test_evacuate_moves_instances_with_their_files_and_addresses(hosts: NetnsClu
         assert not (alpha.host.data_dir / "instances").exists() or not any(
             (alpha.host.data_dir / "instances").iterdir()
         )
-        assert before[web].id not in runc_ids(alpha)
+        assert before[web].id not in runc_ids(alpha) and before[web].id in runc_ids(beta)
 
         assert hosts.cli("host", "undrain", "alpha").returncode == 0
         assert hosts.host(alpha.host_id).state == "ready"
