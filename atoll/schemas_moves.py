@@ -23,6 +23,8 @@ class MovedInstance(Wire):
     """Writable layer copied while it still ran."""
     delta_bytes: int
     """Copied after it stopped: what changed since the pre-copy began, plus the manifest."""
+    phases_ms: dict[str, float] = {}
+    """Where the downtime went: stop, delta, remove on source, install, start on target."""
     left_behind: list[str] = []
     """Volumes and bind mounts whose data stayed on the old host (only with force)."""
 

@@ -54,6 +54,22 @@ class _Counted:
             yield chunk
 
 
+class _Phases:
+    """Milliseconds per step of the downtime window, from the stop on the source on."""
+
+    def __init__(self) -> None:
+        self._start = self._last = time.monotonic()
+        self.ms: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.ms[name] = round((now - self._last) * 1000, 1)
+        self._last = now
+
+    def total(self) -> float:
+        return round((self._last - self._start) * 1000, 1)
+
+
 async def evacuate(ctl: Controller, *, ref: str, force: bool = False) -> Evacuation:
     host = membership.get_host(ctl, ref=ref)
     if ctl.cluster is None or host.id not in ctl.agents:
@@ -105,7 +121,7 @@ async def migrate(ctl: Controller, instance_id: str, target: str) -> MovedInstan
         precopy_started = time.time()
         pre = _Counted(source.export_writable(instance_id, 0.0))
         await dest.receive_writable(instance_id, aiter(pre))
-        stopped_at = time.monotonic()
+        phases = _Phases()
         try:
             if placed.was_running:
                 with ctl.sessions.begin() as s:
@@ -113,8 +129,10 @@ async def migrate(ctl: Controller, instance_id: str, target: str) -> MovedInstan
                     if row is not None:
                         row.desired_state, row.user_stopped = STOPPED, True
                 await source.stop_instance(instance_id, spec.stop_signal, spec.stop_timeout)
+                phases.mark("stop")
             delta = _Counted(source.export_writable(instance_id, precopy_started - CLOCK_MARGIN))
             await dest.receive_writable(instance_id, aiter(delta))
+            phases.mark("delta")
             generation = moves.rehome(ctl, placed, target)
         except BaseException:
             with contextlib.suppress(AtollError):
@@ -125,20 +143,25 @@ async def migrate(ctl: Controller, instance_id: str, target: str) -> MovedInstan
                     await _start(ctl, spec.project, instance_id, locked=True)
             raise
         await source.remove_instance(instance_id)
-        await dest.create_instance(spec)
+        phases.mark("remove on source")
+        if not placed.was_running:
+            await dest.create_instance(spec)  # a start does this itself
         await dest.install_writable(instance_id)
+        phases.mark("install")
     # The lifecycle lock is released first: start takes it itself.
     if placed.was_running:
         await _start(ctl, spec.project, instance_id, locked=False)
-    downtime = (time.monotonic() - stopped_at) * 1000 if placed.was_running else None
+        phases.mark("start on target")
+    downtime = phases.total() if placed.was_running else None
     await moves.announce(ctl, spec, target)
     log.info(
-        "moved %s from host %s to host %s (generation %d, downtime %s ms, %d + %d bytes)",
+        "moved %s from host %s to host %s (generation %d, downtime %s ms: %s; %d + %d bytes)",
         instance_id,
         source_id,
         target,
         generation,
         f"{downtime:.0f}" if downtime is not None else "-",
+        ", ".join(f"{k} {v:.0f}" for k, v in phases.ms.items()),
         pre.bytes,
         delta.bytes,
     )
@@ -151,6 +174,7 @@ async def migrate(ctl: Controller, instance_id: str, target: str) -> MovedInstan
         downtime_ms=round(downtime, 1) if downtime is not None else None,
         precopy_bytes=pre.bytes,
         delta_bytes=delta.bytes,
+        phases_ms=phases.ms if placed.was_running else {},
         left_behind=moves.local_data(spec),
     )
 
