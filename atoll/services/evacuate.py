@@ -10,7 +10,8 @@ never beyond a target's capacity). Each instance then moves on its own, under it
    downtime starts here;
 4. delta: only what changed since the pre-copy began, plus a manifest, so deletions follow too;
 5. the row moves to the target (generation + 1, published ports along; ``moves.rehome``); the source
-   removes its copy *before* the target creates its own, so one address is never up twice;
+   removes its stopped copy while the target starts (a stopped copy serves nothing; the other hosts
+   keep tunnelling to the source until step 7, so they see a short outage, never two servers);
 6. the target creates it with the same id, name, ports (MAC and IP), published ports and groups,
    installs the staged layer, and starts it if it was running; downtime ends when it runs;
 7. every other host is told (overlay forwarding, security groups, names).
@@ -22,6 +23,7 @@ unless ``force``, and then start with an empty volume on the target (the report 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -142,16 +144,24 @@ async def migrate(ctl: Controller, instance_id: str, target: str) -> MovedInstan
                 with contextlib.suppress(AtollError):
                     await _start(ctl, spec.project, instance_id, locked=True)
             raise
-        await source.remove_instance(instance_id)
-        phases.mark("remove on source")
-        if not placed.was_running:
-            await dest.create_instance(spec)  # a start does this itself
-        await dest.install_writable(instance_id)
-        phases.mark("install")
-    # The lifecycle lock is released first: start takes it itself.
-    if placed.was_running:
-        await _start(ctl, spec.project, instance_id, locked=False)
-        phases.mark("start on target")
+        # The source's copy is stopped (it serves nothing): it is removed while the target starts its
+        # own, which takes the longest of all the steps.
+        removing = asyncio.create_task(source.remove_instance(instance_id))
+        try:
+            if not placed.was_running:
+                await dest.create_instance(spec)  # a start does this itself
+            await dest.install_writable(instance_id)
+            phases.mark("install")
+        except BaseException:
+            await _settle_removal(removing, source_id, instance_id)
+            raise
+    try:
+        # The lifecycle lock is released first: start takes it itself.
+        if placed.was_running:
+            await _start(ctl, spec.project, instance_id, locked=False)
+            phases.mark("start on target")
+    finally:
+        await _settle_removal(removing, source_id, instance_id)
     downtime = phases.total() if placed.was_running else None
     await moves.announce(ctl, spec, target)
     log.info(
@@ -177,6 +187,13 @@ async def migrate(ctl: Controller, instance_id: str, target: str) -> MovedInstan
         phases_ms=phases.ms if placed.was_running else {},
         left_behind=moves.local_data(spec),
     )
+
+
+async def _settle_removal(removing: asyncio.Task[None], source_id: str, instance_id: str) -> None:
+    try:
+        await removing
+    except AtollError as e:  # the source's reconcile removes it anyway: it is no longer assigned there
+        log.warning("host %s could not remove the moved %s yet: %s", source_id, instance_id, e.message)
 
 
 async def _start(ctl: Controller, project: str, instance_id: str, *, locked: bool) -> None:

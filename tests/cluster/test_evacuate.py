@@ -108,6 +108,9 @@ def test_evacuate_moves_instances_with_their_files_and_addresses(hosts: NetnsClu
         )
         assert before[web].id not in runc_ids(alpha) and before[web].id in runc_ids(beta)
 
+        for line in hosts.controller_log.read_text().splitlines():
+            if " moved " in line:
+                print(line)  # the downtime and its phases, for docs/cluster.md
         assert hosts.cli("host", "undrain", "alpha").returncode == 0
         assert hosts.host(alpha.host_id).state == "ready"
     finally:
