@@ -58,7 +58,11 @@ def test_evacuate_moves_instances_with_their_files_and_addresses(hosts: NetnsClu
         stored = create_on(
             hosts,
             alpha,
-            busy("stored", "sleep 600", mounts=[MountRequest(source="evacdata", destination="/d")]),
+            busy(
+                "stored",
+                "dd if=/dev/urandom of=/blob bs=1M count=16 2>/dev/null; md5sum /blob > /blob.md5; sleep 600",
+                mounts=[MountRequest(source="evacdata", destination="/d")],
+            ),
         )
         before = {i: api.inspect_instance(i) for i in (web, idle, stored)}
         assert reaches(hosts, client, "web")
@@ -102,6 +106,10 @@ def test_evacuate_moves_instances_with_their_files_and_addresses(hosts: NetnsClu
         assert forced.moved[0].left_behind == ["volume 'evacdata' at /d"]
         assert forced.moved[0].downtime_ms is not None and forced.moved[0].downtime_ms > 0
         assert api.inspect_instance(stored).status == "running"
+        # The 16 MiB went over while it still ran; after the stop only the changes and the manifest did.
+        assert forced.moved[0].precopy_bytes > 16 << 20 and forced.moved[0].delta_bytes < 1 << 20
+        check = hosts.cli("exec", "stored", "md5sum", "-c", "/blob.md5")
+        assert check.returncode == 0, check.stdout + check.stderr
         assert hosts.host(alpha.host_id).instances == 0
         assert not (alpha.host.data_dir / "instances").exists() or not any(
             (alpha.host.data_dir / "instances").iterdir()
