@@ -24,7 +24,7 @@ class MovedInstance(Wire):
     delta_bytes: int
     """Copied after it stopped: what changed since the pre-copy began, plus the manifest."""
     phases_ms: dict[str, float] = {}
-    """Where the downtime went: stop, delta, remove on source, install, start on target."""
+    """Where the downtime went: stop, delta, create and install, start on target."""
     left_behind: list[str] = []
     """Volumes and bind mounts whose data stayed on the old host (only with force)."""
 

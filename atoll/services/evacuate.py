@@ -148,10 +148,9 @@ async def migrate(ctl: Controller, instance_id: str, target: str) -> MovedInstan
         # own, which takes the longest of all the steps.
         removing = asyncio.create_task(source.remove_instance(instance_id))
         try:
-            if not placed.was_running:
-                await dest.create_instance(spec)  # a start does this itself
+            await dest.create_instance(spec)
             await dest.install_writable(instance_id)
-            phases.mark("install")
+            phases.mark("create and install")
         except BaseException:
             await _settle_removal(removing, source_id, instance_id)
             raise

@@ -94,11 +94,11 @@ async def _restart_elsewhere(ctl: Controller, instance_id: str, target: str) -> 
             ctl,
             placed,
             target,
+            # As seen from here, the run on the dead host ended: the start below begins a new one.
             status=InstanceStatus.EXITED,
             pid=0,
             exit_code=LOST_EXIT_CODE,
             finished_at=now_iso(),
-            error=f"host {placed.host_id} went down; restarted on host {target}",
         )
         await ctl.agents.get(target).create_instance(placed.spec)
     await lifecycle.start(ctl, project=placed.spec.project, ref=instance_id)

@@ -87,7 +87,6 @@ def test_restartable_instances_fail_over_and_the_returning_host_is_fenced(hosts:
         moved = api.inspect_instance(keeper)
         assert [(n.ip, n.mac) for n in moved.networks] == [(n.ip, n.mac) for n in before[keeper].networks]
         assert [(p.host_port, p.container_port) for p in moved.published] == [(18080, 80)]
-        assert "went down" in moved.error or moved.error == ""
         assert reaches(hosts, client, "keeper") and reaches(hosts, client, moved.networks[0].ip)
         assert api.inspect_instance(plain).host == alpha.host_id, "no restart policy: it stays"
         stale = alpha.run("ls", f"/proc/{before[keeper].pid}")
