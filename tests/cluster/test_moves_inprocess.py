@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ async def _state(client: httpx.AsyncClient, host_id: str) -> str:
     return state
 
 
-async def _run_on(client: httpx.AsyncClient, drained: str, **body: object) -> str:
+async def _run_on(client: httpx.AsyncClient, drained: str, **body: Any) -> str:
     await client.post(f"/v1/cluster/hosts/{drained}/drain")
     try:
         inst = await create_instance(client, **body)
