@@ -198,7 +198,14 @@ def _kill_containers(agent: NetnsAgent) -> None:
             for pid in procs.read_text().split():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-    time.sleep(0.2)
+    # A killed process leaves its cgroup only once it is reaped: wait, so the cloud's rmdir succeeds.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        procs.read_text().strip()
+        for hierarchy in CGROUP_ROOT.iterdir()
+        for procs in (hierarchy / agent.host.cgroup_parent).glob("*/cgroup.procs")
+    ):
+        time.sleep(0.1)
     base = str(agent.host.base)
     with open("/proc/mounts") as f:
         mounts = [line.split()[1] for line in f if line.split()[1].startswith(base)]
