@@ -26,7 +26,7 @@ from atoll.api.cluster_listener import cluster_app
 from atoll.model.errors import NotFound
 from atoll.model.ports import HostAgent
 from atoll.node import STARTER_CONFIG, STARTER_IMAGE, _file_chunks
-from atoll.services import images, membership
+from atoll.services import failover, images, membership
 from atoll.services.clusterconf import ClusterConfig
 from atoll.services.context import AgentRegistry, Controller
 from atoll.settings import Settings
@@ -126,7 +126,7 @@ async def watch_heartbeats(ctl: Controller, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            membership.mark_silent_hosts_down(ctl)
+            failover.hosts_down(ctl, membership.mark_silent_hosts_down(ctl))
         except Exception:
             log.exception("heartbeat check failed")
 
@@ -156,6 +156,7 @@ async def serve(settings: Settings) -> None:
             connect=host_connector(ident),
             heartbeat_timeout=settings.heartbeat_timeout,
             on_host_connected=starter,
+            on_host_returned=lambda host_id: failover.host_returns(ctl_ref[0], host_id),
         ),
     )
     ctl_ref.append(ctl)

@@ -19,7 +19,8 @@ class HostDetail(Wire):
     id: str
     name: str
     state: str
-    """``ready``, ``draining`` (drained by an operator), ``down`` (heartbeats stopped), ``offline``."""
+    """``ready``, ``draining`` (drained by an operator), ``down`` (heartbeats stopped), ``fencing`` (back
+    from ``down``, dropping the copies moved elsewhere before it is ``ready``), ``offline``."""
     drained: bool
     address: str
     runtime: str

@@ -28,6 +28,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
+from atoll.agent import migration
 from atoll.agent.etcfiles import write_etc_files
 from atoll.agent.images.export import export_layout
 from atoll.agent.images.overlay import is_mounted, mount_overlay, unmount
@@ -773,6 +774,43 @@ class Agent:
             )
         if not assignment.desired_running:
             await self.stop_instance(instance_id, assignment.spec.stop_signal, assignment.spec.stop_timeout)
+
+    # -- moving instances between hosts (agent/migration.py) -----------------------------------------
+
+    def export_writable(self, instance_id: str, since: float = 0.0) -> AsyncIterator[bytes]:
+        return migration.export(self._layout(instance_id).upper, self.config.data_dir / "tmp", since)
+
+    async def receive_writable(self, instance_id: str, archive: AsyncIterator[bytes]) -> None:
+        stage = migration.staging_dir(self.config.data_dir, instance_id)
+        await migration.receive(stage, self.config.data_dir / "tmp", archive)
+
+    async def install_writable(self, instance_id: str) -> None:
+        async with self._lock(instance_id):
+            if instance_id in self._runs:
+                raise Conflict(f"instance {instance_id} is running here: its writable layer is in use")
+            unmount(self._layout(instance_id).rootfs)
+            stage = migration.staging_dir(self.config.data_dir, instance_id)
+            await asyncio.to_thread(migration.install, stage, self._layout(instance_id).upper)
+
+    async def discard_writable(self, instance_id: str) -> None:
+        await asyncio.to_thread(migration.discard, migration.staging_dir(self.config.data_dir, instance_id))
+
+    async def fence(self, keep: list[str]) -> list[str]:
+        """Kill and remove every instance on this host but ``keep``: copies the controller has placed
+        elsewhere while this host was unreachable. Returns the ids removed."""
+        local_dirs = {p.name for p in (self.config.data_dir / "instances").iterdir() if p.is_dir()}
+        local = local_dirs | {c["id"] for c in await self._runtime.list()} | set(self._runs)
+        stale = sorted(local - set(keep))
+        for instance_id in stale:
+            log.warning(
+                "fencing %s: the controller placed it elsewhere while this host was away", instance_id
+            )
+            self._cancel_restart(instance_id)
+            with contextlib.suppress(Exception):
+                await self._runtime.kill(instance_id, "SIGKILL", all_processes=True)
+            async with self._lock(instance_id):
+                await self._purge(instance_id)
+        return stale
 
 
 def started_at(layout: InstanceLayout) -> str:

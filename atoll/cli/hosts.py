@@ -71,6 +71,36 @@ def host_undrain(ctx: typer.Context, ref: Ref) -> None:
     typer.echo(context.api(ctx).undrain_host(ref).id)
 
 
+@hosts.command("evacuate")
+def host_evacuate(
+    ctx: typer.Context,
+    ref: Ref,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also move instances with volumes or bind mounts (left behind).")
+    ] = False,
+) -> None:
+    """Drain a host, then move every instance on it to other hosts (stop, copy, start elsewhere)."""
+    done = context.api(ctx).evacuate_host(ref, force=force)
+    rows = [
+        [
+            m.id[:12],
+            m.name,
+            m.target[:12],
+            f"{m.downtime_ms:.0f} ms" if m.downtime_ms is not None else "-",
+            f"{m.precopy_bytes}+{m.delta_bytes} B",
+        ]
+        for m in done.moved
+    ]
+    print_table(["ID", "NAME", "NOW ON", "DOWNTIME", "COPIED"], rows)
+    for m in done.moved:
+        for left in m.left_behind:
+            typer.echo(f"warning: {m.name}: {left} stayed on the old host; it starts empty", err=True)
+    for u in done.unmoved:
+        typer.echo(f"not moved: {u.name} ({u.id[:12]}): {u.reason}", err=True)
+    if done.unmoved:
+        raise typer.Exit(1)
+
+
 @hosts.command("rm")
 def host_rm(ctx: typer.Context, ref: Ref) -> None:
     """Forget a host that holds no instances; its certificate is no longer accepted."""

@@ -11,6 +11,7 @@ from atoll.client.plumbing import ClientCore as _Client
 from atoll.client.plumbing import model_of as _one
 from atoll.client.plumbing import models_of as _many
 from atoll.host_schemas import HostDetail, Token
+from atoll.schemas_moves import Evacuation
 
 
 def _host(ref: str, *more: str) -> str:
@@ -29,6 +30,13 @@ class ClusterMethods:
 
     def undrain_host(self: _Client, ref: str) -> HostDetail:
         return _one(self._request("POST", _host(ref, "undrain")), HostDetail)
+
+    def evacuate_host(self: _Client, ref: str, *, force: bool = False) -> Evacuation:
+        """Drain the host and move every instance on it elsewhere; waits until each has moved."""
+        resp = self._request(
+            "POST", _host(ref, "evacuate"), json={"force": force}, timeout=self._no_read_timeout
+        )
+        return _one(resp, Evacuation)
 
     def remove_host(self: _Client, ref: str) -> None:
         self._request("DELETE", _host(ref))

@@ -206,6 +206,28 @@ class HostAgent(Protocol):
         hot-plug new ones, remove the others. Conflict if it runs without a namespace of its own."""
         ...
 
+    def export_writable(self, instance_id: str, since: float = 0.0) -> AsyncIterator[bytes]:
+        """The instance's writable layer as a tar (cold migration): every entry, or with ``since``
+        (unix time) those changed at or after it, plus a manifest of every path it holds."""
+        ...
+
+    async def receive_writable(self, instance_id: str, archive: AsyncIterator[bytes]) -> None:
+        """Stage a tar from another host's ``export_writable`` for this instance (applied on top of
+        what was staged before; paths missing from its manifest are dropped)."""
+        ...
+
+    async def install_writable(self, instance_id: str) -> None:
+        """Make the staged layer the (created, not running) instance's writable layer."""
+        ...
+
+    async def discard_writable(self, instance_id: str) -> None:
+        """Drop a staged layer (a migration that did not complete)."""
+        ...
+
+    async def fence(self, keep: list[str]) -> list[str]:
+        """Kill and remove every local instance not in ``keep``; returns the ids removed."""
+        ...
+
 
 @dataclass(frozen=True)
 class Assignment:

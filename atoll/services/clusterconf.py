@@ -25,3 +25,7 @@ class ClusterConfig:
     on_host_connected: Callable[[HostAgent], None] | None = None
     """Called when a host's agent is (re)connected, e.g. to make sure it holds the starter image."""
     overcommit: Overcommit = field(default_factory=Overcommit)
+    on_host_returned: Callable[[str], None] | None = None
+    """Called with a host id when a ``down`` host heartbeats again (it is then ``fencing``); it must
+    mark the host ``ready`` once the host dropped its stale copies (``services/failover.fence``).
+    None: the host is ``ready`` at once."""

@@ -29,6 +29,8 @@ from atoll.wire import pki, tokens
 log = logging.getLogger(__name__)
 
 READY, DOWN, OFFLINE, JOINING = "ready", "down", "offline", "joining"
+FENCING = "fencing"
+"""Back from ``down``, until its agent has dropped the copies placed elsewhere meanwhile."""
 
 
 def _cluster(ctl: Controller) -> ClusterConfig:
@@ -141,6 +143,7 @@ def connect_known_hosts(ctl: Controller) -> None:
 
 
 def heartbeat(ctl: Controller, host_id: str, report: HostReport) -> None:
+    returned = ctl.cluster.on_host_returned if ctl.cluster is not None else None
     with ctl.sessions.begin() as s:
         row = s.get(ClusterHostRow, host_id)
         host = s.get(HostRow, host_id)
@@ -160,12 +163,17 @@ def heartbeat(ctl: Controller, host_id: str, report: HostReport) -> None:
             "disk_bytes": u.disk_bytes,
             "pids": u.pids,
         }
-        came_back = host.state != READY
+        # A host back from ``down`` is fenced before it is ready (services/failover.py): its agent drops
+        # the copies that were placed elsewhere meanwhile. Beats during the fence change nothing.
+        fencing = host.state in (DOWN, FENCING) and returned is not None
+        came_back = host.state not in (READY, FENCING)
         if came_back:
-            log.info("host %s (%s) is ready", host.name, host_id)
+            log.info("host %s (%s) is %s", host.name, host_id, FENCING if fencing else READY)
         host.name, host.runtime, host.cgroup_version = report.name, report.runtime, report.cgroup_version
-        host.state, host.last_seen = READY, now_iso()
+        host.state, host.last_seen = (FENCING if fencing else READY), now_iso()
     _connect(ctl, host_id, report.address, announce=came_back)
+    if came_back and fencing and returned is not None:
+        returned(host_id)
 
 
 def mark_silent_hosts_down(ctl: Controller) -> list[str]:
@@ -177,7 +185,7 @@ def mark_silent_hosts_down(ctl: Controller) -> list[str]:
         rows = s.execute(
             select(HostRow, ClusterHostRow)
             .join(ClusterHostRow, ClusterHostRow.host_id == HostRow.id)
-            .where(HostRow.state == READY, ClusterHostRow.heartbeat_at < cutoff)
+            .where(HostRow.state.in_((READY, FENCING)), ClusterHostRow.heartbeat_at < cutoff)
         )
         for host, _ in rows:
             host.state = DOWN

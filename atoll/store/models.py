@@ -138,6 +138,8 @@ class InstanceRow(Base):
     """Unix time at which a RESTARTING instance's back-off ends."""
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     """Frozen by ``pause`` (only meaningful while RUNNING)."""
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Placement generation: +1 at each move to another host (services/evacuate.py, failover.py)."""
 
     __table_args__ = (
         UniqueConstraint("project", "name", name="uq_instances_project_name"),

@@ -144,6 +144,8 @@ class FakeAgent:
 
     policies: list[HostSecurity] = field(default_factory=list)
     """Every security policy ``refresh_security`` fetched, oldest first."""
+    staged: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    """Writable layers received for a migration, not installed yet."""
 
     @property
     def host_id(self) -> str:
@@ -396,3 +398,28 @@ class FakeAgent:
     async def replug_instance(self, spec: InstanceSpec) -> None:
         self._call("replug_instance", spec)
         self.specs[spec.id] = spec
+
+    async def export_writable(self, instance_id: str, since: float = 0.0) -> AsyncIterator[bytes]:
+        self._call("export_writable", (instance_id, since))
+        yield json.dumps({k: v.decode() for k, v in self.files.get(instance_id, {}).items()}).encode()
+
+    async def receive_writable(self, instance_id: str, archive: AsyncIterator[bytes]) -> None:
+        data = await self._read(archive)
+        self._call("receive_writable", instance_id)
+        self.staged[instance_id] = {k: v.encode() for k, v in json.loads(data).items()}
+
+    async def install_writable(self, instance_id: str) -> None:
+        self._call("install_writable", instance_id)
+        self.files[instance_id] = self.staged.pop(instance_id)
+
+    async def discard_writable(self, instance_id: str) -> None:
+        self._call("discard_writable", instance_id)
+        self.staged.pop(instance_id, None)
+
+    async def fence(self, keep: list[str]) -> list[str]:
+        self._call("fence", keep)
+        stale = sorted(set(self.specs) - set(keep))
+        for instance_id in stale:
+            self.specs.pop(instance_id, None)
+            self.running.pop(instance_id, None)
+        return stale

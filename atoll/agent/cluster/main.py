@@ -28,6 +28,10 @@ def agent_config(settings: Settings) -> AgentConfig:
         ),
         net_prefix=settings.net_prefix,
         nft_table=settings.nft_table,
+        underlay_ip=settings.underlay_ip,
+        vxlan_port=settings.vxlan_port,
+        publish_pool=settings.publish_cidr,
+        ip_forward=settings.ip_forward,
     )
 
 

@@ -33,6 +33,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from atoll.agent.net import netlink, netns, nft, publish, secrules
+from atoll.agent.net.fdbpin import pin_mac
 from atoll.agent.net.names import BRIDGE, PUBLISH, VETH, Names, alias_id, bridge_alias, veth_alias
 from atoll.agent.net.routers import RouterPlane
 from atoll.model.errors import RuntimeFailure
@@ -308,6 +309,7 @@ class HostNetwork:
                 self._quiet_ipv6(host)
                 netns.run_in(path, _configure_inside(port, default_route=port is gateway_port))
             netlink.attach(ipr, link, bridge, port.mtu)
+            pin_mac(ipr, link, bridge, port.mac)  # it may have been learned on the VXLAN port
 
     def _unwire(self, instance_id: str, ports: list[PortSpec]) -> None:
         with netlink.netlink() as ipr:

@@ -7,7 +7,8 @@ from fastapi import APIRouter, Response
 from atoll.api.deps import Ctl
 from atoll.api.errors import ERROR_RESPONSES
 from atoll.host_schemas import HostDetail, Token, TokenCreate
-from atoll.services import membership
+from atoll.schemas_moves import EvacuateRequest, Evacuation
+from atoll.services import evacuate, membership
 
 router = APIRouter(prefix="/v1/cluster", tags=["cluster"], responses=ERROR_RESPONSES)
 
@@ -30,6 +31,12 @@ async def drain_host(ctl: Ctl, ref: str) -> HostDetail:
 @router.post("/hosts/{ref}/undrain")
 async def undrain_host(ctl: Ctl, ref: str) -> HostDetail:
     return membership.set_drained(ctl, ref=ref, drained=False)
+
+
+@router.post("/hosts/{ref}/evacuate")
+async def evacuate_host(ctl: Ctl, ref: str, body: EvacuateRequest | None = None) -> Evacuation:
+    """Drain the host, then move every instance on it elsewhere (cold migration)."""
+    return await evacuate.evacuate(ctl, ref=ref, force=body.force if body else False)
 
 
 @router.delete("/hosts/{ref}", status_code=204)
