@@ -56,6 +56,7 @@ class Router(Wire):
     external_gateway: RouterGateway | None
     routes: list[StaticRouteWire]
     created_at: str
+    host: str | None = Field(default=None, description="the host that realises the router (its network node)")
 
 
 class FloatingIpCreate(Wire):

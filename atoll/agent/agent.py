@@ -584,6 +584,9 @@ class Agent:
     async def routing_changed(self) -> None:
         async with self._routing_lock:
             await self._net.route(await self._control.routers(self.host_id))
+        # A router bound here may have made a bridge of an overlay network (it needs its VXLAN device),
+        # or one moved elsewhere (its MACs now point at another host).
+        await self._overlay.refresh()
 
     # -- security groups -------------------------------------------------------------------------
 

@@ -6,6 +6,10 @@ idempotent: an agent that restarts re-reports what it sees, and a repeated repor
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
 from sqlalchemy import select
 
 from atoll.model.cluster import HostReport
@@ -15,11 +19,11 @@ from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.ports import Assignment
 from atoll.model.routing import RouterSpec
 from atoll.model.secgroups import HostSecurity
-from atoll.services import dnsrecords, hostnets, membership, overlay
+from atoll.services import dnsrecords, hostnets, membership, overlay, routerhosts
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING, record_exit, record_started
-from atoll.services.routerviews import all_router_specs
+from atoll.services.routernudge import routing_changed
 from atoll.services.secgroup_ports import host_security
 from atoll.services.views import instance_spec
 from atoll.store.models import HostRow, InstanceRow
@@ -68,10 +72,14 @@ class LocalControlPlane:
         hostnets.record_report(self._ctl, host_id, report)
 
     async def routers(self, host_id: str) -> list[RouterSpec]:
-        """Every router, on every host: one host under ``atoll up``. (With several hosts, a router will be
-        bound to one of them, a network node, as its gateway addresses must exist once.)"""
+        """The routers bound to this host (see ``services/routerhosts.py``). Routers whose host is gone
+        or not ready are rebound first, and then every host is nudged to pick up the move."""
+        with self._ctl.sessions.begin() as s:
+            moved = routerhosts.rebind(s, asking_host=host_id)
+        if moved:
+            _nudge(routing_changed(self._ctl))
         with self._ctl.sessions() as s:
-            return all_router_specs(s)
+            return routerhosts.router_specs_for_host(s, host_id)
 
     async def security(self, host_id: str) -> HostSecurity:
         return host_security(self._ctl, host_id)
@@ -81,3 +89,15 @@ class LocalControlPlane:
 
     async def heartbeat(self, host_id: str, report: HostReport) -> None:
         membership.heartbeat(self._ctl, host_id, report)
+
+
+_nudges: set[asyncio.Task[None]] = set()
+"""Nudges under way (a reference keeps each task alive until it is done)."""
+
+
+def _nudge(call: Coroutine[Any, Any, None]) -> None:
+    """Run ``call`` without waiting for it: the host that asked is in its reconcile, and the nudge
+    reaches it too."""
+    task = asyncio.get_running_loop().create_task(call)
+    _nudges.add(task)
+    task.add_done_callback(_nudges.discard)

@@ -29,6 +29,7 @@ from atoll.model.overlay import DEFAULT_UNDERLAY_MTU, VXLAN_OVERHEAD, OverlayNet
 from atoll.services.context import Controller
 from atoll.store.models import InstanceRow, IpAllocationRow, NetworkRow, PortRow
 from atoll.store.overlaynet import HostUnderlayRow, OverlaySegmentRow
+from atoll.store.routing import RouterInterfaceRow, RouterRow
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,25 @@ def overlay_networks(ctl: Controller, host_id: str) -> list[OverlayNetwork]:
             .where(PortRow.network_id.in_(list(segments)))
         )
         places = [PortPlace(network, port, host, mac, ip) for network, port, host, mac, ip in rows]
+        places += router_leg_places(s, list(segments))
         underlays = {
             host: address
             for host, address in s.execute(select(HostUnderlayRow.host_id, HostUnderlayRow.address))
         }
     return plan_for_host(host_id, places, segments, underlays)
+
+
+def router_leg_places(s: Session, network_ids: list[str]) -> list[PortPlace]:
+    """Routers' legs on these overlay networks, placed on the host each router is bound to: the router's
+    host gets the network's VXLAN device, the other hosts an entry for the leg's MAC pointing there."""
+    rows = s.execute(
+        select(PortRow.network_id, PortRow.id, RouterRow.host_id, PortRow.mac, IpAllocationRow.address)
+        .join(RouterInterfaceRow, RouterInterfaceRow.port_id == PortRow.id)
+        .join(RouterRow, RouterRow.id == RouterInterfaceRow.router_id)
+        .join(IpAllocationRow, IpAllocationRow.port_id == PortRow.id)
+        .where(PortRow.network_id.in_(network_ids), RouterRow.host_id.is_not(None))
+    )
+    return [PortPlace(network, port, host, mac, ip) for network, port, host, mac, ip in rows if host]
 
 
 def allocate_vni(s: Session, network_id: str) -> int:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from atoll.model.errors import Conflict, InvalidInput, NotFound
 from atoll.model.network import NetworkType
 from atoll.schemas_routing import Router, RouterCreate, RouterInterfaceRequest, RouterUpdate, StaticRouteWire
-from atoll.services import ipam
+from atoll.services import ipam, routerhosts
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.external import resolve_external
@@ -189,6 +189,7 @@ def create_router(ctl: Controller, *, project: str, request: RouterCreate) -> Ro
         s.flush()
         if request.external_gateway:
             _set_gateway(s, row, request.external_gateway)
+        routerhosts.bind(s, row)
         if request.routes:
             row.routes = _check_routes(request.routes, connected(s, row), _own_addresses(s, row))
         return router_view(s, row)

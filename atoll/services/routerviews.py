@@ -84,6 +84,7 @@ def router_view(s: Session, row: RouterRow) -> Router:
         ),
         routes=[StaticRouteWire(destination=d, nexthop=n) for d, n in row.routes],
         created_at=row.created_at,
+        host=row.host_id,
     )
 
 

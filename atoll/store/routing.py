@@ -30,8 +30,14 @@ class RouterRow(Base):
     routes: Mapped[list[list[str]]] = mapped_column(JSON)
     """Static routes, ``[[destination cidr, nexthop], ...]``."""
     created_at: Mapped[str] = mapped_column(String(40))
+    host_id: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
+    """The host that realises the router (its network node); None until one is ready. Not a foreign
+    key: a removed or silent host is noticed and the router rebound (``services/routerhosts.py``)."""
 
-    __table_args__ = (UniqueConstraint("project", "name", name="uq_routers_project_name"),)
+    __table_args__ = (
+        UniqueConstraint("project", "name", name="uq_routers_project_name"),
+        Index("ix_routers_host", "host_id"),
+    )
 
 
 class RouterInterfaceRow(Base):

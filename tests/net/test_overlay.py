@@ -208,6 +208,10 @@ def test_vxlan_port_takes_peers_only(nodes: tuple[Node, Node]) -> None:
     assert ping(a.net.netns_path(x.id), "10.0.0.3")
     table = f"{NFT_TABLE}_vxlan"
     assert "192.168.77.2" in a.host.run("nft", "list", "set", "inet", table, "peers").stdout
+    # Tunnel packets between peers are not tracked (the host's tables use conntrack, so it is active):
+    # no entry for the VXLAN flow, in either direction.
+    tracked = a.host.run("cat", "/proc/net/nf_conntrack").stdout
+    assert f"dport={VXLAN_PORT} " not in tracked, tracked
 
     def dropped() -> int:
         listed = a.host.run("nft", "list", "chain", "inet", table, "input").stdout

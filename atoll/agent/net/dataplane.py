@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
 
-from atoll.agent.net import netlink, netns, nft, publish, secrules
+from atoll.agent.net import dockercompat, netlink, netns, nft, publish, secrules
 from atoll.agent.net.fdbpin import pin_mac
 from atoll.agent.net.names import BRIDGE, PUBLISH, VETH, Names, alias_id, bridge_alias, veth_alias
 from atoll.agent.net.routers import RouterPlane
@@ -349,10 +349,13 @@ class HostNetwork:
                 if entry.name not in desired:
                     log.info("removing the network namespace of %s: no longer assigned here", entry.name)
                     netns.remove(entry)
+        if self._rules is not None:
+            dockercompat.ensure(self.names)  # dockerd may have started (or restarted) since
         if not wanted_bridges and not wanted_pubs and not self._swept:
             self._swept = True
             if self._tables_present(any_of=True):
                 nft.apply(nft.render_delete(self.names))  # left by an earlier run of the agent
+                dockercompat.remove(self.names)
 
     def _tables_present(self, *, any_of: bool = False) -> bool:
         present = nft.tables()
@@ -369,6 +372,7 @@ class HostNetwork:
         if not bridges and not targets:
             if self._rules is not None:
                 nft.apply(nft.render_delete(self.names))
+                dockercompat.remove(self.names)
             self._rules = None
             return
         security = None
@@ -378,6 +382,8 @@ class HostNetwork:
         script = nft.render(self.names, bridges, security=security, published=targets)
         if script != self._rules:
             nft.apply(script)
+            if self._rules is None:
+                dockercompat.ensure(self.names)
             self._rules = script
 
     def _quiet_ipv6(self, ifname: str) -> None:

@@ -7,6 +7,12 @@ tenant network by guessing a VNI. So while the host has overlay networks, a tabl
 packets to the VXLAN port from any source that is not a current peer host. With no overlay network on
 the host the table is deleted, and the port is closed anyway (no VXLAN device listens).
 
+The same table exempts tunnel packets between peers from connection tracking (``notrack`` at the
+``raw`` priority, in and out): the filter above is stateless, the inner packets are tracked on their
+own where security groups need it, and tracking the outer UDP flow only cost a lookup per packet. A
+host firewall that accepts the VXLAN port only as ``ct state new,established`` would need to accept
+``untracked`` too.
+
 The port is the cloud's (``ATOLL_VXLAN_PORT``): another VXLAN user on the same host (Docker swarm uses
 4789 too) needs Atoll on another port.
 """
@@ -41,6 +47,16 @@ def render(names: Names, port: int, peers: Iterable[str]) -> str:
         "\tchain input {",
         f"\t\ttype filter hook input priority {nft.PRIORITY}; policy accept;",
         f"\t\tudp dport {port} ip saddr != @peers counter drop",
+        "\t}",
+        # Tunnel packets between peers are not tracked: nothing here needs their state, and conntrack
+        # (active in the host once any table uses it) would otherwise look up every outer packet.
+        "\tchain prerouting {",
+        "\t\ttype filter hook prerouting priority raw; policy accept;",
+        f"\t\tudp dport {port} ip saddr @peers notrack",
+        "\t}",
+        "\tchain output {",
+        "\t\ttype filter hook output priority raw; policy accept;",
+        f"\t\tudp dport {port} ip daddr @peers notrack",
         "\t}",
         "}",
         "",
