@@ -175,8 +175,19 @@ class Containers:
         if condition not in ("not-running", "next-exit", "removed"):
             raise bad_request(f"condition: invalid condition {condition!r}")
         cond: WaitCondition = condition  # type: ignore[assignment]
+        active = ("running", "restarting")
+        if cond == "not-running" and inst.status in active:
+            # dockerd wakes "not-running" waiters at every exit, also one its restart policy follows.
+            cond = "next-exit"
         task = asyncio.ensure_future(lifecycle.wait(self.ctl, project=PROJECT, ref=inst.id, condition=cond))
         await asyncio.sleep(0)  # let it subscribe before the client hears back
+        if cond != condition and self.get(inst.id).status not in active:
+            # It ended before the subscription: that exit is not "next" any more.
+            task.cancel()
+            task = asyncio.ensure_future(
+                lifecycle.wait(self.ctl, project=PROJECT, ref=inst.id, condition="not-running")
+            )
+            await asyncio.sleep(0)
 
         async def body() -> AsyncIterator[bytes]:
             try:

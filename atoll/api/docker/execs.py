@@ -40,6 +40,7 @@ class ExecRecord:
     exit_code: int | None = None
     proc: ExecProcess | None = None
     started: bool = False
+    pid_task: asyncio.Future[int] | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
@@ -99,6 +100,9 @@ class Execs:
             self.ctl, project=PROJECT, ref=record.container_id, spec=record.spec
         )
         record.proc, record.running = proc, True
+        # Learnt beside the start, not before answering it: a 101 sent after a quick process already
+        # finished goes out in the same segment as its output, which docker-py's reader then loses.
+        record.pid_task = asyncio.ensure_future(proc.pid())
         return proc
 
     async def _finish(self, record: ExecRecord, proc: ExecProcess) -> None:
@@ -117,15 +121,17 @@ class Execs:
             task.add_done_callback(record.tasks.discard)
             return Empty(200)
         proc = await self._begin(record)
+        # As dockerd: the start request's Tty decides the framing (raw or multiplexed), whatever the
+        # exec was created with; without it, the exec's own.
+        raw_output = bool(body["Tty"]) if "Tty" in body else record.spec.tty
 
         async def run(raw: RawStream) -> None:
-            await self._attached(record, proc, raw)
+            await self._attached(record, proc, raw, raw_output)
 
-        tty = record.spec.tty
         return Hijack(
             run,
             content_type="application/vnd.docker.raw-stream"
-            if tty
+            if raw_output
             else "application/vnd.docker.multiplexed-stream",
         )
 
@@ -136,7 +142,9 @@ class Execs:
             pass
         await self._finish(record, proc)
 
-    async def _attached(self, record: ExecRecord, proc: ExecProcess, raw: RawStream) -> None:
+    async def _attached(
+        self, record: ExecRecord, proc: ExecProcess, raw: RawStream, raw_output: bool
+    ) -> None:
         async def inbound() -> None:
             while data := await raw.read():
                 if record.spec.stdin:
@@ -149,7 +157,7 @@ class Execs:
             async for stream, chunk in proc.output():
                 wanted = record.attach_stderr if stream == "stderr" else record.attach_stdout
                 if chunk and wanted:
-                    await raw.write(chunk if record.spec.tty else frame(stream_id(stream), chunk))
+                    await raw.write(chunk if raw_output else frame(stream_id(stream), chunk))
             await self._finish(record, proc)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -163,6 +171,10 @@ class Execs:
 
     async def inspect(self, req: Request) -> Json:
         r = self._record(req.params["id"])
+        pid = 0
+        if r.pid_task is not None:
+            with contextlib.suppress(Exception):
+                pid = await asyncio.shield(r.pid_task)
         return Json(
             {
                 "ID": r.id,
@@ -181,7 +193,7 @@ class Execs:
                 "CanRemove": not r.running and r.started,
                 "ContainerID": r.container_id,
                 "DetachKeys": "",
-                "Pid": 0,
+                "Pid": pid,
             }
         )
 
