@@ -44,6 +44,25 @@ DEFAULT_FILES = [
     "models_volumes_test.py",
 ]
 HELLO = b'#!/bin/sh\necho "Hello from Docker!"\n'
+# Alpine's own accounts (the suite execs as "postgres") and directories it relies on (/var/opt).
+ALPINE_PASSWD = b"""root:x:0:0:root:/root:/bin/ash
+bin:x:1:1:bin:/bin:/sbin/nologin
+daemon:x:2:2:daemon:/sbin:/sbin/nologin
+adm:x:3:4:adm:/var/adm:/sbin/nologin
+lp:x:4:7:lp:/var/spool/lpd:/sbin/nologin
+mail:x:8:12:mail:/var/mail:/sbin/nologin
+operator:x:11:0:operator:/root:/sbin/nologin
+postgres:x:70:70::/var/lib/postgresql:/bin/sh
+nobody:x:65534:65534:nobody:/:/sbin/nologin
+"""
+ALPINE_GROUP = b"""root:x:0:root
+bin:x:1:root,bin,daemon
+daemon:x:2:root,bin,daemon
+adm:x:4:root,adm,daemon
+wheel:x:10:root
+postgres:x:70:
+nobody:x:65534:
+"""
 
 
 @dataclass(frozen=True)
@@ -74,15 +93,26 @@ def stand_ins(work: Path) -> dict[str, factory.Image]:
     sh = ["/bin/sh"]
     env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
 
-    def image(marker: factory.Member, cmd: list[str]) -> factory.Image:
-        return factory.Image(layers=[base, factory.layer(marker)], cmd=cmd, env=env)
+    def image(cmd: list[str], *members: factory.Member) -> factory.Image:
+        return factory.Image(layers=[base, factory.layer(*members)], cmd=cmd, env=env)
 
-    alpine310 = image(factory.file("etc/alpine-release", b"3.10.9\n"), sh)
+    def alpine(release: bytes) -> factory.Image:
+        return image(
+            sh,
+            factory.file("etc/alpine-release", release),
+            factory.file("etc/passwd", ALPINE_PASSWD),
+            factory.file("etc/group", ALPINE_GROUP),
+            factory.directory("var"),
+            factory.directory("var/opt"),
+            factory.directory("var/lib"),
+            factory.directory("var/lib/postgresql", uid=70, gid=70),
+        )
+
     return {
-        "library/alpine:3.10": alpine310,
-        "library/alpine:latest": image(factory.file("etc/alpine-release", b"3.21.0\n"), sh),
-        "library/busybox:latest": image(factory.file("etc/busybox-stand-in", b"1\n"), ["sh"]),
-        "library/hello-world:latest": image(factory.file("hello", HELLO, mode=0o755), ["/hello"]),
+        "library/alpine:3.10": alpine(b"3.10.9\n"),
+        "library/alpine:latest": alpine(b"3.21.0\n"),
+        "library/busybox:latest": image(["sh"], factory.file("etc/busybox-stand-in", b"1\n")),
+        "library/hello-world:latest": image(["/hello"], factory.file("hello", HELLO, mode=0o755)),
     }
 
 

@@ -119,7 +119,14 @@ class ImageFiles:
         try:
             loaded = await images.import_images(self.ctl, project=PROJECT, chunks=chunks)
         except BadImage as e:
-            raise bad_request(e.message) from None
+            # As dockerd: the answer is 200 and the stream carries the error, which clients report
+            # (the CLI as its error, docker-py as ImageLoadError).
+            message = e.message
+
+            async def failed() -> AsyncIterator[bytes]:
+                yield _line({"errorDetail": {"message": message}, "error": message})
+
+            return Stream(failed())
 
         async def lines() -> AsyncIterator[bytes]:
             for image in loaded:
