@@ -117,7 +117,7 @@ class ImageFiles:
         req.flag("quiet")  # the same lines either way: there is no progress to draw for a local file
         chunks = await req.nonempty_chunks("an image archive (docker save or OCI layout tar)")
         try:
-            loaded = await images.import_images(self.ctl, project=PROJECT, chunks=chunks)
+            loaded = await images.import_images_with_names(self.ctl, project=PROJECT, chunks=chunks)
         except BadImage as e:
             # As dockerd: the answer is 200 and the stream carries the error, which clients report
             # (the CLI as its error, docker-py as ImageLoadError).
@@ -129,9 +129,9 @@ class ImageFiles:
             return Stream(failed())
 
         async def lines() -> AsyncIterator[bytes]:
-            for image in loaded:
-                if image.repo_tags:
-                    for tag in image.repo_tags:
+            for image, tags in loaded:
+                if tags:
+                    for tag in tags:
                         yield _line({"stream": f"Loaded image: {tag}\n"})
                 else:
                     yield _line({"stream": f"Loaded image ID: {image.id}\n"})

@@ -43,9 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 << 20
 """Whole bodies are read into memory (JSON configs of a few KiB); archives are streamed instead."""
-DRAIN_AFTER = 1 << 20
-"""A streamed body the handler left unread (it failed early) is read away up to this much, to keep
-the connection; beyond it the connection closes."""
+
 READ_SIZE = 1 << 16
 
 ErrorMapper = Callable[[BaseException], DockerError | None]
@@ -191,15 +189,13 @@ class Connection:
                 raise _ClientGone
 
     async def _drain(self, request: Request) -> None:
-        """Read away what a handler left of a streamed body, so the connection can serve the next
-        request; a large remainder closes the connection instead (``serve`` sees the state)."""
+        """Read away what a handler left of a streamed body (it failed before reading it all) and
+        discard it: a client still sending would otherwise hit a closed socket instead of reading the
+        error, as the Docker CLI does ("broken pipe")."""
         if request.body_stream is None or self.conn.their_state is not h11.SEND_BODY:
             return
-        left = DRAIN_AFTER
-        async for chunk in request.body_stream:
-            left -= len(chunk)
-            if left < 0:
-                return
+        async for _ in request.body_stream:
+            pass
 
     async def _respond_now(self, answer: Json) -> None:
         """An error before the request was read to its end; the connection closes after it."""
