@@ -138,3 +138,24 @@ def test_a_bad_x_registry_auth_header_is_refused_by_name(api: docker.APIClient) 
     )
     assert resp.status_code == 400
     assert "X-Registry-Auth" in resp.json()["message"]
+
+
+def test_an_attach_of_stdin_alone_stays_open_until_the_detach_keys(api: docker.APIClient) -> None:
+    cid = api.create_container("busybox", "cat", stdin_open=True, tty=True)["Id"]
+    api.start(cid)
+    try:
+        sock = api.attach_socket(cid, {"stdin": 1, "stream": 1, "detachKeys": "ctrl-x"})
+        raw = sock._sock
+        time.sleep(0.5)  # nothing to send back: the server must not end the attach on its own
+        raw.sendall(b"typed-in\n")
+        deadline = time.monotonic() + 20
+        while b"typed-in" not in api.logs(cid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert b"typed-in" in api.logs(cid)
+        raw.sendall(b"\x18")  # ctrl-x: the server ends the attach, the container keeps running
+        raw.settimeout(20)
+        assert raw.recv(128) == b""
+        assert api.inspect_container(cid)["State"]["Running"] is True
+        sock.close()
+    finally:
+        api.remove_container(cid, force=True)
