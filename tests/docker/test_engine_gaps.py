@@ -159,3 +159,28 @@ def test_an_attach_of_stdin_alone_stays_open_until_the_detach_keys(api: docker.A
         sock.close()
     finally:
         api.remove_container(cid, force=True)
+
+
+def test_exec_detach_keys_end_the_session_and_leave_the_process(api: docker.APIClient) -> None:
+    cid = _sleeper(api)
+    try:
+        exec_id = api.exec_create(cid, "cat", stdin=True, tty=True, detach_keys="ctrl-x")["Id"]
+        sock = api.exec_start(exec_id, tty=True, socket=True)
+        raw = sock._sock
+        raw.sendall(b"echoed\n")
+        raw.settimeout(20)
+        seen = b""
+        while b"echoed\r\n" not in seen.replace(b"echoed\r\n", b"", 1):  # the tty's echo, then cat's
+            seen += raw.recv(128)
+        raw.sendall(b"\x18")
+        rest = b""
+        while chunk := raw.recv(128):
+            rest += chunk
+        sock.close()
+        info = api.exec_inspect(exec_id)
+        assert info["Running"] is True and info["Pid"] > 0
+        assert Path(f"/proc/{info['Pid']}/cmdline").read_bytes() == b"cat\x00"
+        with pytest.raises(docker.errors.APIError, match="detachKeys"):
+            api.exec_create(cid, "cat", detach_keys="ctrl-")
+    finally:
+        api.remove_container(cid, force=True)
