@@ -621,7 +621,9 @@ class Agent:
 
     async def instance_stats(self, instance_id: str) -> InstanceStats:
         self._require_running(instance_id)
-        return await asyncio.to_thread(read_stats, CgroupReader(self._cgroup(instance_id)))
+        run = self._runs.get(instance_id)
+        pid = run.pid if run is not None else 0
+        return await asyncio.to_thread(read_stats, CgroupReader(self._cgroup(instance_id)), pid)
 
     async def update_resources(self, instance_id: str, resources: Resources) -> None:
         async with self._lock(instance_id):

@@ -51,6 +51,10 @@ class ExecProcess(Protocol):
 
     async def kill(self) -> None: ...
 
+    async def pid(self) -> int:
+        """The process's pid on its host (what ``docker exec inspect`` shows); 0 if it never started."""
+        ...
+
 
 class HostAgent(Protocol):
     @property

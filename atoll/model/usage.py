@@ -33,3 +33,6 @@ class InstanceStats:
     pids_current: int
     pids_limit: int
     """0: no limit."""
+    networks: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per interface of the instance's network namespace (not ``lo``): ``rx_bytes``, ``rx_packets``,
+    ``rx_errors``, ``rx_dropped`` and the same for ``tx_``, as Docker's stats name them."""

@@ -164,6 +164,8 @@ class Controller:
     starts: StartsInFlight = field(default_factory=StartsInFlight)
     removing: set[str] = field(default_factory=set)
     """Instances a user is removing: their exit must not trigger an auto-remove of its own."""
+    restarting: set[str] = field(default_factory=set)
+    """Instances being restarted: the stop's exit must not auto-remove a ``--rm`` one (as in Docker)."""
     activity: ActivityLog = field(default_factory=ActivityLog)
     """What happened, for ``docker events``."""
     stop_grace: float = 5.0

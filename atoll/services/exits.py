@@ -102,7 +102,12 @@ async def record_exit(ctl: Controller, host_id: str | None, instance_id: str, ex
             row.restart_streak = next_streak(row.restart_streak, ran_for)
             row.restart_at = now + delay
         result = wait_result(row)
-        auto_remove = delay is None and row.auto_remove and instance_id not in ctl.removing
+        auto_remove = (
+            delay is None
+            and row.auto_remove
+            and instance_id not in ctl.removing
+            and instance_id not in ctl.restarting
+        )
         host = row.host_id
         view = instance_view(row)
     ctl.events.publish(InstanceEvent(instance_id, EventKind.EXITED, result))

@@ -221,11 +221,27 @@ async def import_images(
     ctl: Controller, *, project: str, chunks: AsyncIterator[bytes], public: bool = False
 ) -> list[Image]:
     """Import a ``docker save`` / OCI layout stream on a host and catalog what it held."""
+    return [
+        view for view, _ in await import_images_with_names(ctl, project=project, chunks=chunks, public=public)
+    ]
+
+
+async def import_images_with_names(
+    ctl: Controller, *, project: str, chunks: AsyncIterator[bytes], public: bool = False
+) -> list[tuple[Image, list[str]]]:
+    """``import_images``, each image with the names the archive itself gave it (``docker load``
+    reports those, not every tag the image has in the project)."""
     with ctl.sessions() as s:
         require_project(s, project)
     agent = ctl.agents.pick()
     records = await agent.import_images(chunks)
-    return catalog(ctl, project=project, records=records, host_id=agent.host_id, public=public)
+    views = catalog(ctl, project=project, records=records, host_id=agent.host_id, public=public)
+    names: dict[str, list[str]] = {}
+    for rec in records:
+        for tag in rec.repo_tags:
+            with contextlib.suppress(InvalidInput):  # catalog skipped it too
+                names.setdefault(rec.id, []).append(str(parse_reference(tag, "repo_tags")))
+    return [(view, names.get(view.id, [])) for view in views]
 
 
 def catalog(

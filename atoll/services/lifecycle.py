@@ -139,8 +139,13 @@ async def kill(ctl: Controller, *, project: str, ref: str, signal: str = "SIGKIL
 
 
 async def restart(ctl: Controller, *, project: str, ref: str, timeout: float | None = None) -> Instance:
-    await stop(ctl, project=project, ref=ref, timeout=timeout)
-    view = await start(ctl, project=project, ref=ref)
+    instance_id = _resolve_id(ctl, project, ref)
+    ctl.restarting.add(instance_id)
+    try:
+        await stop(ctl, project=project, ref=instance_id, timeout=timeout)
+        view = await start(ctl, project=project, ref=instance_id)
+    finally:
+        ctl.restarting.discard(instance_id)
     record_activity(ctl, "restart", view)
     return view
 

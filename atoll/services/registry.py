@@ -55,13 +55,28 @@ def _progress(event: TransferEvent) -> TransferProgress:
     )
 
 
-async def pull_image(ctl: Controller, *, project: str, reference: str) -> AsyncIterator[TransferProgress]:
+def _with_credential(
+    creds: dict[str, Credential], domain: str, credential: Credential | None
+) -> dict[str, Credential]:
+    """The project's logins, with ``credential`` (a client's, for this transfer only) for ``domain``."""
+    if credential is None:
+        return creds
+    out = {**creds, domain: credential}
+    if domain == DOCKER_HUB:
+        out[HUB_API_HOST] = credential
+    return out
+
+
+async def pull_image(
+    ctl: Controller, *, project: str, reference: str, credential: Credential | None = None
+) -> AsyncIterator[TransferProgress]:
     """Progress of a pull, ending with the image as cataloged. Raises before the first event for
-    what can be known early (a bad reference, an unknown project, no manifest)."""
+    what can be known early (a bad reference, an unknown project, no manifest). ``credential``: a
+    login for the image's registry for this pull only (Docker's ``X-Registry-Auth``)."""
     ref = parse_image_reference(reference, "reference")
     with ctl.sessions() as s:
         require_project(s, project)
-        creds = credentials(s, project)
+        creds = _with_credential(credentials(s, project), ref.domain, credential)
     agent = ctl.agents.pick()
     async for event in agent.pull_image(str(ref), creds):
         if isinstance(event, Pulled):
@@ -78,8 +93,11 @@ async def pull_image(ctl: Controller, *, project: str, reference: str) -> AsyncI
             yield _progress(event)
 
 
-async def push_image(ctl: Controller, *, project: str, reference: str) -> AsyncIterator[TransferProgress]:
-    """Push the project's image named ``reference`` to the registry that name points at."""
+async def push_image(
+    ctl: Controller, *, project: str, reference: str, credential: Credential | None = None
+) -> AsyncIterator[TransferProgress]:
+    """Push the project's image named ``reference`` to the registry that name points at (with
+    ``credential`` for it, if given, for this push only)."""
     ref = parse_image_reference(reference, "reference")
     if ref.digest:
         raise InvalidInput(f"reference: {reference!r}: push takes a NAME[:TAG], not a digest")
@@ -87,7 +105,7 @@ async def push_image(ctl: Controller, *, project: str, reference: str) -> AsyncI
         require_project(s, project)
         row, _ = images.resolve(s, project, str(ref))
         hosts = list(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == row.id)))
-        creds = credentials(s, project)
+        creds = _with_credential(credentials(s, project), ref.domain, credential)
     agent = next((ctl.agents.get(h) for h in hosts if h in ctl.agents), None)
     if agent is None:
         raise Conflict(f"image {reference}: no connected host holds its content")

@@ -128,8 +128,14 @@ def create_volume(ctl: Controller, *, project: str, request: VolumeCreate) -> Vo
                 if taken.driver != request.driver or taken.options != request.options:
                     raise Conflict(f"name: volume {request.name!r} already exists with other driver options")
                 return volume_view(s, taken)
+        # Without a name it is anonymous, as in dockerd >= 23: a plain prune removes it.
         row = _new_row(
-            project, request.name, driver=request.driver, labels=request.labels, options=request.options
+            project,
+            request.name,
+            driver=request.driver,
+            labels=request.labels,
+            options=request.options,
+            anonymous=not request.name,
         )
         s.add(row)
         try:

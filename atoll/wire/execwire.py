@@ -2,9 +2,9 @@
 
 Client to server: the arguments (text, first), then stdin as binary messages and controls as text
 (``{"op": "eof"}``, ``{"op": "resize", "rows": r, "cols": c}``, ``{"op": "kill"}``).
-Server to client: ``{"started": true}`` or ``{"error": ...}``; output as binary messages whose first
-byte is the stream (1 stdout, 2 stderr); ``{"exit": code}`` last. A connection that drops kills the
-process: nobody is left to read it.
+Server to client: ``{"started": true, "pid": N}`` (the host pid) or ``{"error": ...}``; output as
+binary messages whose first byte is the stream (1 stdout, 2 stderr); ``{"exit": code}`` last. A
+connection that drops kills the process: nobody is left to read it.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ async def serve_exec(ws: WebSocket, start: Callable[[bytes], Awaitable[ExecProce
             await ws.send_text(json.dumps({"error": error_body(e)}))
             await ws.close()
         return
-    await ws.send_text('{"started":true}')
+    await ws.send_text(json.dumps({"started": True, "pid": await proc.pid()}))
     out_task = asyncio.create_task(_outbound(ws, proc))
     in_task = asyncio.create_task(_inbound(ws, proc))
     try:
@@ -90,9 +90,10 @@ async def _inbound(ws: WebSocket, proc: ExecProcess) -> None:
 class RemoteExecProcess:
     """An ``ExecProcess`` running on another machine. One reader task owns the socket's inbound side."""
 
-    def __init__(self, conn: ClientConnection, peer: str) -> None:
+    def __init__(self, conn: ClientConnection, peer: str, pid: int = 0) -> None:
         self._conn = conn
         self._peer = peer
+        self._pid = pid
         self._output: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read())
@@ -116,7 +117,7 @@ class RemoteExecProcess:
         if "error" in answer:
             await conn.close()
             raise_error(answer["error"], peer)
-        return cls(conn, peer)
+        return cls(conn, peer, int(answer.get("pid") or 0))
 
     async def _read(self) -> None:
         try:
@@ -159,3 +160,6 @@ class RemoteExecProcess:
 
     async def kill(self) -> None:
         await self._send('{"op":"kill"}')
+
+    async def pid(self) -> int:
+        return self._pid

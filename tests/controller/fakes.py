@@ -115,6 +115,9 @@ class FakeExec:
         self.killed = True
         self.queue.put_nowait(None)
 
+    async def pid(self) -> int:
+        return 4242
+
 
 @dataclass
 class FakeAgent:

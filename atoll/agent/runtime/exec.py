@@ -87,6 +87,7 @@ class RuntimeExec:
         self._stderr_seen = early_error
         self._pending_error = early_error
         self._code = code
+        self._known_pid = 0
 
     @classmethod
     def failed(cls, message: str, code: int) -> RuntimeExec:
@@ -153,6 +154,21 @@ class RuntimeExec:
         except OSError:
             return None
         return int(text) if text.isdigit() else None
+
+    async def pid(self) -> int:
+        """The host pid from the runtime's ``--pid-file``, which it writes once the process exists: wait
+        for it briefly (a start still under way), and keep it, since the file goes when the exec ends."""
+        deadline = asyncio.get_running_loop().time() + 2
+        while not self._known_pid:
+            pid = self._pid()
+            if pid is not None:
+                self._known_pid = pid
+                break
+            running = self._proc is not None and self._proc.returncode is None and self._workdir is not None
+            if not running or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        return self._known_pid
 
     async def write(self, data: bytes) -> None:
         if not self._stdin_open:

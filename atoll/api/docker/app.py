@@ -14,6 +14,7 @@ from atoll.api.docker.netconnect import NetworkConnect
 from atoll.api.docker.networks import Networks
 from atoll.api.docker.router import Router
 from atoll.api.docker.server import DockerServer
+from atoll.api.docker.swarm import routes as swarm_routes
 from atoll.api.docker.system import System
 from atoll.api.docker.usage import Usage
 from atoll.api.docker.volumes import Volumes
@@ -45,5 +46,6 @@ def create_docker_server(ctl: Controller) -> DockerServer:
         *Volumes(ctl).routes(),
         *image_files.routes(),
         *Archive(containers).routes(),
+        *swarm_routes(),
     ]
     return DockerServer(Router(routes), map_error)

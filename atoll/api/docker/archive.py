@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 
 from atoll.api.docker.containers import Containers
 from atoll.api.docker.http import DockerError, Empty, Json, Request, Stream, bad_request
@@ -24,17 +23,11 @@ from atoll.schemas import Instance
 from atoll.services import rootfiles
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
-BODY_CHUNK = 1 << 20
 
 
 def stat_header(st: PathStat) -> tuple[str, str]:
     doc = {"name": st.name, "size": st.size, "mode": st.mode, "mtime": st.mtime, "linkTarget": st.link_target}
     return STAT_HEADER, base64.b64encode(json.dumps(doc).encode()).decode()
-
-
-async def body_chunks(data: bytes) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), BODY_CHUNK):
-        yield data[i : i + BODY_CHUNK]
 
 
 class Archive:
@@ -73,12 +66,9 @@ class Archive:
         path = self._path(req)
         req.flag("noOverwriteDirNonDir")  # validated; the extractor replaces an entry of any kind
         req.flag("copyUIDGID")  # validated; ownership always comes from the archive (docker cp -a)
-        if not req.body:
-            raise bad_request("body: a tar archive is required")
+        archive = await req.nonempty_chunks("a tar archive")
         try:
-            await rootfiles.extract(
-                self.ctl, project=PROJECT, ref=inst.id, path=path, archive=body_chunks(req.body)
-            )
+            await rootfiles.extract(self.ctl, project=PROJECT, ref=inst.id, path=path, archive=archive)
         except NotFound:
             raise DockerError(404, f"Could not find the file {path} in container {inst.name}") from None
         return Empty(status=200)
@@ -97,7 +87,7 @@ class Archive:
         return [
             Route("HEAD", "/containers/{id}/archive", self.head),
             Route("GET", "/containers/{id}/archive", self.get),
-            Route("PUT", "/containers/{id}/archive", self.put),
+            Route("PUT", "/containers/{id}/archive", self.put, streamed_body=True),
             Route("GET", "/containers/{id}/export", self.export),
             Route("GET", "/containers/{id}/changes", self.changes),
         ]

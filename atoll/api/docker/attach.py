@@ -21,7 +21,7 @@ from atoll.api.streams import frame, stream_id
 from atoll.model.errors import AtollError
 from atoll.model.instance import LogEntry
 from atoll.schemas import Instance
-from atoll.services import instances, stdin, watch
+from atoll.services import instances, lifecycle, stdin, watch
 from atoll.services.clock import now_iso, parse_iso
 
 RAW = "application/vnd.docker.raw-stream"
@@ -96,8 +96,9 @@ class Output:
             inp = asyncio.ensure_future(self._input(raw, inst, with_stdin, attached_at, keys))
             try:
                 done, _ = await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
-                if inp in done and not inp.cancelled() and inp.exception() is None and inp.result():
-                    out.cancel()  # detached: the client goes, the container stays
+                detached = inp in done and not inp.cancelled() and inp.exception() is None and inp.result()
+                if detached or (inp in done and not want):
+                    out.cancel()  # detached, or nothing to send to a client that is done
                     with contextlib.suppress(BaseException):
                         await out
                     return
@@ -117,9 +118,15 @@ class Output:
             for entry in [e async for e in instances.logs(self.ctl, project=PROJECT, ref=inst.id)]:
                 if entry.stream in want and entry.data:
                     await raw.write(encode(entry, tty))
-        if not follow or not want:
+        if not follow:
             return
         if not await watch.wait_started(self.ctl, project=PROJECT, ref=inst.id, since=attached_at):
+            return
+        if not want:
+            # Only stdin attached: the connection lasts while the container runs (or until the client
+            # goes or detaches), as with dockerd, not just as long as there is no output to send.
+            with contextlib.suppress(AtollError):
+                await lifecycle.wait(self.ctl, project=PROJECT, ref=inst.id, condition="not-running")
             return
         entries = instances.logs(self.ctl, project=PROJECT, ref=inst.id, follow=True, since=attached_at)
         try:

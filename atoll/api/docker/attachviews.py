@@ -99,6 +99,23 @@ def binds(inst: Instance) -> list[str] | None:
     return out or None
 
 
+def _size_text(size: int) -> str:
+    """Bytes in the largest unit that is exact, as a user writes ``--tmpfs /t:size=3M``."""
+    for unit, factor in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
 def tmpfs(inst: Instance) -> dict[str, str] | None:
-    out = {m.destination: "" for m in inst.mounts if m.type == "tmpfs"}
+    out = {}
+    for m in inst.mounts:
+        if m.type != "tmpfs":
+            continue
+        options = [] if m.rw else ["ro"]
+        if m.tmpfs_size:
+            options.append(f"size={_size_text(m.tmpfs_size)}")
+        if m.tmpfs_mode is not None:
+            options.append(f"mode={m.tmpfs_mode:o}")
+        out[m.destination] = ",".join(options)
     return out or None

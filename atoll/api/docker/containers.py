@@ -11,22 +11,32 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 from atoll.api.docker.create import docker_field_names, instance_create
 from atoll.api.docker.http import DockerError, Empty, Json, Request, Stream, bad_request
 from atoll.api.docker.networks import DEFAULT_NETWORK, ready_default_network
-from atoll.api.docker.router import Route
+from atoll.api.docker.router import Route, version_tuple
 from atoll.api.docker.sizes import sizes
 from atoll.api.docker.views import inspect, summary, unix_time
-from atoll.model.errors import Conflict, InvalidInput, NotFound
+from atoll.model.errors import AtollError, Conflict, InvalidInput, NotFound
 from atoll.schemas import Instance
-from atoll.services import images, instances, lifecycle, networks, operate, rename
+from atoll.services import images, instances, lifecycle, networks, operate, rename, rootfiles
 from atoll.services.context import Controller
 from atoll.services.lifecycle import WaitCondition
 
 PROJECT = "default"
 LIST_FILTERS = {"label", "name", "status", "id", "ancestor", "exited"}
 DOCKER_STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+
+
+def _legacy_aliases(body: dict[str, Any], inst: Instance) -> None:
+    """Before API 1.45 dockerd listed the container's short id among its aliases on user networks
+    (1.45 moved it to ``DNSNames``). Compose 1.x looks for it: without it, Compose disconnects and
+    reconnects every service to apply its aliases."""
+    for name, endpoint in (body["NetworkSettings"]["Networks"] or {}).items():
+        if name != DEFAULT_NETWORK:
+            endpoint["Aliases"] = [*(endpoint["Aliases"] or []), inst.id[:12]]
 
 
 class Containers:
@@ -65,6 +75,8 @@ class Containers:
     async def inspect(self, req: Request) -> Json:
         inst = self.get(req.params["id"])
         body = inspect(inst, self.network_names())
+        if req.api_version and version_tuple(req.api_version) < (1, 45):
+            _legacy_aliases(body, inst)
         if req.flag("size"):
             body.update(await sizes(self.ctl, inst))
         return Json(body)
@@ -175,8 +187,19 @@ class Containers:
         if condition not in ("not-running", "next-exit", "removed"):
             raise bad_request(f"condition: invalid condition {condition!r}")
         cond: WaitCondition = condition  # type: ignore[assignment]
+        active = ("running", "restarting")
+        if cond == "not-running" and inst.status in active:
+            # dockerd wakes "not-running" waiters at every exit, also one its restart policy follows.
+            cond = "next-exit"
         task = asyncio.ensure_future(lifecycle.wait(self.ctl, project=PROJECT, ref=inst.id, condition=cond))
         await asyncio.sleep(0)  # let it subscribe before the client hears back
+        if cond != condition and self.get(inst.id).status not in active:
+            # It ended before the subscription: that exit is not "next" any more.
+            task.cancel()
+            task = asyncio.ensure_future(
+                lifecycle.wait(self.ctl, project=PROJECT, ref=inst.id, condition="not-running")
+            )
+            await asyncio.sleep(0)
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -221,18 +244,24 @@ class Containers:
         if unknown:
             raise bad_request(f"invalid filter '{sorted(unknown)[0]}'")
         until = [_until(v) for v in filters.get("until", [])]
-        deleted = []
+        deleted, reclaimed = [], 0
         for inst in instances.list_instances(self.ctl, project=PROJECT, all=True, label=filters.get("label")):
             if inst.status not in ("exited", "created", "dead"):
                 continue
             if until and unix_time(inst.created_at) >= min(until):
                 continue
             try:
+                # What the writable layer held is what its removal gives back, as dockerd counts it.
+                size = await rootfiles.size_rw(self.ctl, project=PROJECT, ref=inst.id)
+            except AtollError:
+                size = 0
+            try:
                 await instances.remove(self.ctl, project=PROJECT, ref=inst.id)
             except NotFound:
                 continue
             deleted.append(inst.id)
-        return Json({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+            reclaimed += size
+        return Json({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
     def routes(self) -> list[Route]:
         return [

@@ -39,6 +39,7 @@ HOST_ACCEPTED = {
     "ConsoleSize",  # translated for a tty; meaningless without one
     "ContainerIDFile",  # written by the CLI itself
     "MemorySwappiness",  # checked below: only the default
+    "Isolation",  # checked below: Linux has only "default"
 }
 
 NATIVE_TO_DOCKER = {
@@ -180,9 +181,8 @@ def _console_size(host: dict[str, Any]) -> list[int] | None:
 def _check_log_config(host: dict[str, Any]) -> None:
     log_config = host.get("LogConfig") or {}
     if (log_config.get("Type") or "") not in LOG_DRIVERS:
-        raise bad_request(
-            f"HostConfig.LogConfig.Type: log driver {log_config.get('Type')!r} is not supported"
-        )
+        # dockerd's exact wording: clients match it (docker-py's tests do).
+        raise bad_request(f"logger: no log driver named '{log_config.get('Type')}' is registered")
     if not is_zero(log_config.get("Config")):
         raise bad_request("HostConfig.LogConfig.Config: log options are not supported by Atoll yet")
 
@@ -195,6 +195,8 @@ def instance_create(body: dict[str, Any], name: str) -> InstanceCreate:
     _refuse_unknown(body, CONFIG_TRANSLATED | CONFIG_ACCEPTED, "")
     _refuse_unknown(host, HOST_TRANSLATED | HOST_ACCEPTED, "HostConfig.")
     _check_log_config(host)
+    if host.get("Isolation") not in (None, "", "default"):
+        raise bad_request(f"HostConfig.Isolation: invalid isolation {host.get('Isolation')!r} on Linux")
     image = body.get("Image")
     if not image or not isinstance(image, str):
         raise bad_request("Image: config.Image is required")

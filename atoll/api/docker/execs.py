@@ -15,6 +15,7 @@ from typing import Any
 
 from atoll.api.docker.containers import PROJECT, Containers
 from atoll.api.docker.create import is_zero
+from atoll.api.docker.detach import DetachScanner, parse_keys
 from atoll.api.docker.http import DockerError, Empty, Hijack, Json, RawStream, Request, bad_request
 from atoll.api.docker.router import Route
 from atoll.api.streams import frame, stream_id
@@ -24,7 +25,7 @@ from atoll.services import instances
 MAX_RECORDS = 1000
 EXEC_FIELDS = {
     "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "Cmd", "Env", "WorkingDir", "User",
-    "DetachKeys", "ConsoleSize", "Detach",
+    "DetachKeys", "detachKeys", "ConsoleSize", "Detach",
     "Container",  # docker-py repeats the path's id
 }  # fmt: skip
 
@@ -40,6 +41,8 @@ class ExecRecord:
     exit_code: int | None = None
     proc: ExecProcess | None = None
     started: bool = False
+    detach_keys: bytes = b""
+    pid_task: asyncio.Future[int] | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
@@ -70,6 +73,10 @@ class Execs:
             raise DockerError(409, f"container {inst.id} is not running")
         if inst.paused:
             raise DockerError(409, f"Container {inst.id} is paused, unpause the container before exec")
+        keys = body.get("detachKeys") or body.get("DetachKeys") or ""
+        if not isinstance(keys, str):
+            raise bad_request("detachKeys: expected a string")
+        detach_keys = parse_keys(keys)  # a 400 naming the field when it is not Docker's format
         spec = ExecSpec(
             args=cmd,
             env=list(body.get("Env") or []),
@@ -87,6 +94,7 @@ class Execs:
             spec=spec,
             attach_stdout=body.get("AttachStdout", True) is not False,
             attach_stderr=body.get("AttachStderr", True) is not False,
+            detach_keys=detach_keys,
         )
         self.records[record.id] = record
         return Json({"Id": record.id}, status=201)
@@ -99,6 +107,9 @@ class Execs:
             self.ctl, project=PROJECT, ref=record.container_id, spec=record.spec
         )
         record.proc, record.running = proc, True
+        # Learnt beside the start, not before answering it: a 101 sent after a quick process already
+        # finished goes out in the same segment as its output, which docker-py's reader then loses.
+        record.pid_task = asyncio.ensure_future(proc.pid())
         return proc
 
     async def _finish(self, record: ExecRecord, proc: ExecProcess) -> None:
@@ -117,15 +128,17 @@ class Execs:
             task.add_done_callback(record.tasks.discard)
             return Empty(200)
         proc = await self._begin(record)
+        # As dockerd: the start request's Tty decides the framing (raw or multiplexed), whatever the
+        # exec was created with; without it, the exec's own.
+        raw_output = bool(body["Tty"]) if "Tty" in body else record.spec.tty
 
         async def run(raw: RawStream) -> None:
-            await self._attached(record, proc, raw)
+            await self._attached(record, proc, raw, raw_output)
 
-        tty = record.spec.tty
         return Hijack(
             run,
             content_type="application/vnd.docker.raw-stream"
-            if tty
+            if raw_output
             else "application/vnd.docker.multiplexed-stream",
         )
 
@@ -136,20 +149,46 @@ class Execs:
             pass
         await self._finish(record, proc)
 
-    async def _attached(self, record: ExecRecord, proc: ExecProcess, raw: RawStream) -> None:
-        async def inbound() -> None:
-            while data := await raw.read():
-                if record.spec.stdin:
-                    await proc.write(data)
-            if record.spec.stdin:
-                await proc.close_stdin()
+    async def _attached(
+        self, record: ExecRecord, proc: ExecProcess, raw: RawStream, raw_output: bool
+    ) -> None:
+        spec = record.spec
+        # The detach keys end the client's session and leave the process running (TTY with stdin, as
+        # in dockerd); piped stdin is never scanned, so binary input cannot detach by accident.
+        scanner = DetachScanner(record.detach_keys) if spec.tty and spec.stdin else None
 
-        inp = asyncio.ensure_future(inbound())
-        try:
+        async def inbound() -> bool:
+            while data := await raw.read():
+                detached = False
+                if scanner is not None:
+                    data, detached = scanner.feed(data)
+                if spec.stdin and data:
+                    await proc.write(data)
+                if detached:
+                    return True
+            if spec.stdin:
+                await proc.close_stdin()
+            return False
+
+        async def outbound() -> None:
             async for stream, chunk in proc.output():
                 wanted = record.attach_stderr if stream == "stderr" else record.attach_stdout
                 if chunk and wanted:
-                    await raw.write(chunk if record.spec.tty else frame(stream_id(stream), chunk))
+                    await raw.write(chunk if raw_output else frame(stream_id(stream), chunk))
+
+        inp = asyncio.ensure_future(inbound())
+        out = asyncio.ensure_future(outbound())
+        try:
+            await asyncio.wait({inp, out}, return_when=asyncio.FIRST_COMPLETED)
+            if inp.done() and not inp.cancelled() and inp.exception() is None and inp.result():
+                out.cancel()
+                with contextlib.suppress(BaseException):
+                    await out
+                task = asyncio.ensure_future(self._drain(record, proc))
+                record.tasks.add(task)
+                task.add_done_callback(record.tasks.discard)
+                return
+            await out
             await self._finish(record, proc)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -157,12 +196,24 @@ class Execs:
             await self._finish(record, proc)
             raise
         finally:
-            inp.cancel()
-            with contextlib.suppress(BaseException):
-                await inp
+            for pending in (inp, out):
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+
+    async def _drain(self, record: ExecRecord, proc: ExecProcess) -> None:
+        """A detached session's process: its output goes nowhere until it ends, then its exit code is
+        recorded."""
+        async for _ in proc.output():
+            pass
+        await self._finish(record, proc)
 
     async def inspect(self, req: Request) -> Json:
         r = self._record(req.params["id"])
+        pid = 0
+        if r.pid_task is not None:
+            with contextlib.suppress(Exception):
+                pid = await asyncio.shield(r.pid_task)
         return Json(
             {
                 "ID": r.id,
@@ -181,7 +232,7 @@ class Execs:
                 "CanRemove": not r.running and r.started,
                 "ContainerID": r.container_id,
                 "DetachKeys": "",
-                "Pid": 0,
+                "Pid": pid,
             }
         )
 

@@ -39,6 +39,27 @@ class Request:
     api_version: str = ""
     params: dict[str, str] = field(default_factory=dict)
     """What the route's pattern captured (``{id}``, ``{name}``)."""
+    body_stream: AsyncIterator[bytes] | None = None
+    """For routes with a streamed body: the body as it arrives (``body`` stays empty)."""
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body in chunks, whether it was streamed or read whole."""
+        if self.body_stream is not None:
+            return self.body_stream
+        return _split(self.body)
+
+    async def nonempty_chunks(self, what: str) -> AsyncIterator[bytes]:
+        """``chunks()``, with a 400 naming the body when there is none; the check reads only the first
+        chunk, so an empty body is refused before anything starts."""
+        stream = self.chunks()
+        first = b""
+        async for chunk in stream:
+            if chunk:
+                first = chunk
+                break
+        if not first:
+            raise bad_request(f"body: {what} is required")
+        return _prepend(first, stream)
 
     @classmethod
     def parse_query(cls, raw: str) -> dict[str, list[str]]:
@@ -137,10 +158,13 @@ class Stream:
 class RawStream:
     """A hijacked connection: the bytes the client sent after its request, then the socket itself."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trailing: bytes) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trailing: bytes, settle: float = 0.0
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self._trailing = trailing
+        self._hold_until = asyncio.get_running_loop().time() + settle if settle else 0.0
 
     async def read(self, n: int = 65536) -> bytes:
         if self._trailing:
@@ -149,6 +173,11 @@ class RawStream:
         return await self._reader.read(n)
 
     async def write(self, data: bytes) -> None:
+        if self._hold_until:
+            delay = self._hold_until - asyncio.get_running_loop().time()
+            self._hold_until = 0.0
+            if delay > 0:
+                await asyncio.sleep(delay)
         self._writer.write(data)
         await self._writer.drain()
 
@@ -168,3 +197,17 @@ class Hijack:
 
 Answer = Json | Empty | Stream | Hijack
 Handler = Callable[[Request], Awaitable[Answer]]
+
+
+BODY_CHUNK = 1 << 20
+
+
+async def _split(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), BODY_CHUNK):
+        yield data[i : i + BODY_CHUNK]
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk

@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
-from atoll.api.docker.archive import body_chunks
 from atoll.api.docker.http import DockerError, Json, Request, Stream, bad_request
 from atoll.api.docker.images import PROJECT, summary
 from atoll.api.docker.router import Route
@@ -115,18 +114,24 @@ class ImageFiles:
         return await self._save(req.query.get("names", []))
 
     async def load(self, req: Request) -> Stream:
-        if not req.body:
-            raise bad_request("body: an image archive (docker save or OCI layout tar) is required")
         req.flag("quiet")  # the same lines either way: there is no progress to draw for a local file
+        chunks = await req.nonempty_chunks("an image archive (docker save or OCI layout tar)")
         try:
-            loaded = await images.import_images(self.ctl, project=PROJECT, chunks=body_chunks(req.body))
+            loaded = await images.import_images_with_names(self.ctl, project=PROJECT, chunks=chunks)
         except BadImage as e:
-            raise bad_request(e.message) from None
+            # As dockerd: the answer is 200 and the stream carries the error, which clients report
+            # (the CLI as its error, docker-py as ImageLoadError).
+            message = e.message
+
+            async def failed() -> AsyncIterator[bytes]:
+                yield _line({"errorDetail": {"message": message}, "error": message})
+
+            return Stream(failed())
 
         async def lines() -> AsyncIterator[bytes]:
-            for image in loaded:
-                if image.repo_tags:
-                    for tag in image.repo_tags:
+            for image, tags in loaded:
+                if tags:
+                    for tag in tags:
                         yield _line({"stream": f"Loaded image: {tag}\n"})
                 else:
                     yield _line({"stream": f"Loaded image ID: {image.id}\n"})
@@ -145,11 +150,10 @@ class ImageFiles:
         config = apply_changes(req.query.get("changes", []))
         repo, tag = req.arg("repo"), req.arg("tag")
         name = f"{repo}:{tag}" if repo and tag else repo or None
-        if not req.body:
-            raise bad_request("body: a root filesystem tar is required")
+        chunks = await req.nonempty_chunks("a root filesystem tar")
         try:
             image = await images.build_image(
-                self.ctl, project=PROJECT, chunks=body_chunks(req.body), tag=name, config=config
+                self.ctl, project=PROJECT, chunks=chunks, tag=name, config=config
             )
         except BadImage as e:
             raise bad_request(e.message) from None
@@ -228,7 +232,7 @@ class ImageFiles:
     def routes(self) -> list[Route]:
         return [
             Route("GET", "/images/get", self.get_many),
-            Route("POST", "/images/load", self.load),
+            Route("POST", "/images/load", self.load, streamed_body=True),
             Route("GET", "/system/df", self.disk_usage),
             Route("GET", "/images/{name*}/history", self.history),
             Route("GET", "/images/{name*}/get", self.get_one),

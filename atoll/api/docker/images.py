@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from atoll.api.docker.http import DockerError, Json, Request, Stream, bad_request
+from atoll.api.docker.regauth import request_credential
 from atoll.api.docker.router import Route
 from atoll.api.docker.views import unix_time
 from atoll.model.errors import AtollError, Conflict, NotFound, RegistryAuthError
@@ -183,7 +184,9 @@ class Images:
         platform = req.arg("platform")
         if platform and platform not in ("linux", "linux/amd64", "linux/x86_64"):
             raise bad_request(f"platform: {platform!r} is not supported")
-        events = registry.pull_image(self.ctl, project=PROJECT, reference=reference)
+        events = registry.pull_image(
+            self.ctl, project=PROJECT, reference=reference, credential=request_credential(req)
+        )
         try:
             first = await anext(events)
         except StopAsyncIteration:
@@ -215,7 +218,9 @@ class Images:
         name, tag = req.params["name"], req.arg("tag")
         reference = f"{name}:{tag}" if tag else name
         self.get(reference)
-        events = registry.push_image(self.ctl, project=PROJECT, reference=reference)
+        events = registry.push_image(
+            self.ctl, project=PROJECT, reference=reference, credential=request_credential(req)
+        )
         try:
             first = await anext(events)
         except StopAsyncIteration:
@@ -237,7 +242,7 @@ class Images:
 
     async def auth(self, req: Request) -> Json:
         """``docker login``: the login is checked against the registry and kept for the project, so pulls
-        and pushes through this listener use it (the CLI's own X-Registry-Auth header is not needed)."""
+        and pushes through this listener use it; an X-Registry-Auth header overrides it for one transfer."""
         body = req.json_object()
         username, password = body.get("username") or "", body.get("password") or ""
         if not username or not password:
@@ -269,7 +274,7 @@ class Images:
     def routes(self) -> list[Route]:
         return [
             Route("GET", "/images/json", self.list_),
-            Route("POST", "/images/create", self.create),
+            Route("POST", "/images/create", self.create, streamed_body=True),
             Route("POST", "/images/prune", self.prune),
             Route("POST", "/build", self.build),
             Route("GET", "/images/{name*}/json", self.inspect),

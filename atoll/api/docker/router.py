@@ -61,11 +61,19 @@ class Route:
     method: str
     pattern: str
     handler: Handler
+    streamed_body: bool = False
+    """The handler reads the body as it arrives (``Request.chunks``): image archives, ``docker cp``
+    into a container. Other bodies are read whole first, under the listener's cap."""
 
 
 class Router:
     def __init__(self, routes: list[Route]) -> None:
         self._routes = [(r.method, _compile(r.pattern), r.handler) for r in routes]
+        self._streamed = [(r.method, _compile(r.pattern)) for r in routes if r.streamed_body]
+
+    def streams_body(self, method: str, path: str) -> bool:
+        """Whether the route for this request (a path without its version) reads its body itself."""
+        return any(m == method and regex.match(path) for m, regex in self._streamed)
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         """The handler and the captured parts; 404 for an unknown path, 405 for a known one with another

@@ -6,7 +6,9 @@ the socket and ``conn.trailing_data`` (stdin the client sent right behind its re
 
 Per connection: read a request and its whole body, run the handler while watching for the client
 going away (a blocked ``wait`` or a followed log ends with its client), write the answer, and keep the
-connection alive for the next request unless either side asked to close.
+connection alive for the next request unless either side asked to close. Routes marked
+``streamed_body`` (image archives, ``docker cp`` in) get their body as it arrives instead, with no cap:
+the handler reads ``Request.chunks()`` and a client that hangs up ends that stream.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
 
@@ -40,7 +42,8 @@ from atoll.api.docker.router import API_VERSION, Router, split_version
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 << 20
-"""Whole bodies are read into memory; the largest the endpoints served so far take is a few KiB."""
+"""Whole bodies are read into memory (JSON configs of a few KiB); archives are streamed instead."""
+
 READ_SIZE = 1 << 16
 
 ErrorMapper = Callable[[BaseException], DockerError | None]
@@ -107,6 +110,7 @@ class Connection:
                 if request is None:
                     return
                 answer = await self._answer(request)
+                await self._drain(request)
                 if isinstance(answer, Hijack):
                     await self._hijack(request, answer)
                     return
@@ -132,6 +136,16 @@ class Connection:
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        target = event.target.decode("latin-1")
+        path, _, query = target.partition("?")
+        if self._streams_body(event.method.decode("ascii"), path, headers):
+            return Request(
+                method=event.method.decode("ascii"),
+                path=path,
+                query=Request.parse_query(query),
+                headers=headers,
+                body_stream=self._body_stream(),
+            )
         body = bytearray()
         while True:
             part = await self._next_event()
@@ -145,8 +159,6 @@ class Connection:
                 break
             else:
                 raise _ClientGone
-        target = event.target.decode("latin-1")
-        path, _, query = target.partition("?")
         return Request(
             method=event.method.decode("ascii"),
             path=path,
@@ -154,6 +166,36 @@ class Connection:
             headers=headers,
             body=bytes(body),
         )
+
+    def _streams_body(self, method: str, path: str, headers: dict[str, str]) -> bool:
+        has_body = "chunked" in headers.get("transfer-encoding", "").lower() or headers.get(
+            "content-length", "0"
+        ).strip() not in ("", "0")
+        if not has_body:
+            return False
+        try:
+            return self.router.streams_body(method, split_version(path)[0])
+        except DockerError:
+            return False  # a bad version: answered as usual
+
+    async def _body_stream(self) -> AsyncIterator[bytes]:
+        while True:
+            part = await self._next_event()
+            if isinstance(part, h11.Data):
+                yield bytes(part.data)
+            elif isinstance(part, h11.EndOfMessage):
+                return
+            else:
+                raise _ClientGone
+
+    async def _drain(self, request: Request) -> None:
+        """Read away what a handler left of a streamed body (it failed before reading it all) and
+        discard it: a client still sending would otherwise hit a closed socket instead of reading the
+        error, as the Docker CLI does ("broken pipe")."""
+        if request.body_stream is None or self.conn.their_state is not h11.SEND_BODY:
+            return
+        async for _ in request.body_stream:
+            pass
 
     async def _respond_now(self, answer: Json) -> None:
         """An error before the request was read to its end; the connection closes after it."""
@@ -171,7 +213,8 @@ class Connection:
         try:
             request.path, request.api_version = split_version(request.path)
             handler, request.params = self.router.match(request.method, request.path)
-            if self._upgrade_requested(request):
+            if self._upgrade_requested(request) or request.body_stream is not None:
+                # The handler reads the socket itself (a hijack or a streamed body): no watcher.
                 return await handler(request)
             return await self._while_connected(handler(request))
         except _ClientGone:
@@ -283,13 +326,25 @@ class Connection:
             lines.append(f"Content-Type: {answer.content_type}")
             self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             await self.writer.drain()
-        stream = RawStream(self.reader, self.writer, trailing)
+        stream = RawStream(self.reader, self.writer, trailing, settle=_settle_for(request))
         try:
             await answer.run(stream)
         except (ConnectionError, _ClientGone):
             pass
         except Exception:
             log.exception("docker API hijacked stream failed: %s %s", request.method, request.path)
+
+
+BUFFERED_CLIENTS = ("docker-sdk-python/",)
+"""Clients that read the 101 through a buffered reader and then read the raw socket, so stream bytes
+arriving in the same read as the headers are lost to them (docker-py). Their first stream bytes wait
+``SETTLE`` after the 101, time for them to take the headers alone."""
+SETTLE = 0.1
+
+
+def _settle_for(request: Request) -> float:
+    agent = request.headers.get("user-agent", "")
+    return SETTLE if agent.startswith(BUFFERED_CLIENTS) else 0.0
 
 
 class DockerServer:

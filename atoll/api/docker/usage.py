@@ -50,6 +50,7 @@ def stats_json(inst: Instance, now: InstanceStats | None, before: InstanceStats 
         "pids_stats": {"current": now.pids_current, "limit": now.pids_limit} if now else {},
         "blkio_stats": {"io_service_bytes_recursive": None, "io_serviced_recursive": None},
         "storage_stats": {},
+        "networks": dict(now.networks) if now else {},
         "cpu_stats": _cpu(now),
         "precpu_stats": _cpu(before),
         "memory_stats": {
