@@ -18,10 +18,10 @@ from tests.e2e.cloud import free_port
 
 COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
 PROJECT = "atollcompose"
-API_VERSION = "1.41"
-"""What Debian 12's own engine (docker.io 20.10) speaks. Compose 1.x looks for the container's short id
-among its aliases (listed before API 1.45) to know a fresh container needs no reconnect; at 1.45+ it
-disconnects and reconnects every service, which needs network connect (branch netplug)."""
+API_VERSION = "1.45"
+"""Compose 1.x at API 1.45+ disconnects and reconnects every service on `up` (before 1.45 it finds the
+container's short id among its aliases and skips that), so this pins the path that uses network
+connect/disconnect."""
 
 COMPOSE_FILE = """
 version: "3.8"
