@@ -22,13 +22,16 @@ import logging
 import os
 import secrets
 import shutil
+import signal as signals
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from atoll.agent.runtime.cgroups import remove_cgroup
+from atoll.agent.runtime.cgroups import cgroup_version, remove_cgroup
 from atoll.agent.runtime.exec import RuntimeExec
+from atoll.agent.runtime.initbin import ensure_launcher
 from atoll.agent.runtime.oci import DEFAULT_PATH, INIT_PATH, build_config
+from atoll.agent.runtime.owncgroups import OwnCgroups
 from atoll.agent.runtime.rootpath import find_executable, read_file_in_root
 from atoll.agent.runtime.users import ResolvedUser
 from atoll.model.errors import InvalidInput, RuntimeFailure
@@ -69,6 +72,14 @@ async def _wait_pid(pid: int) -> int:
             loop.run_in_executor(None, os.waitpid, pid, 0)
 
 
+def _signal_number(name: str) -> int:
+    """``KILL``, ``SIGKILL`` or ``9`` as a number (the forms the runtimes' ``kill`` accepts)."""
+    if name.isdigit():
+        return int(name)
+    upper = name.upper()
+    return int(signals.Signals[upper if upper.startswith("SIG") else f"SIG{upper}"])
+
+
 def _error_message(log_file: Path, fallback: str) -> str:
     """The runtime's error lines from its JSON log, most specific (last) first."""
     messages: list[str] = []
@@ -90,18 +101,68 @@ def _error_message(log_file: Path, fallback: str) -> str:
 
 
 class OciRuntime:
-    def __init__(self, name: str, binary: str, root: Path) -> None:
+    """One runtime. With ``launcher`` (crun on a cgroup v1 host) the agent manages the containers'
+    cgroups itself (``owncgroups.py``): crun runs with its cgroup manager disabled, and ``run`` and
+    ``exec`` go through ``atoll-launch``, which joins the container's cgroups before it execs crun."""
+
+    def __init__(self, name: str, binary: str, root: Path, *, launcher: Path | None = None) -> None:
         self.name = name
         self.binary = binary
         self.root = root
+        self.launcher = launcher
+        self._cgroups: dict[str, OwnCgroups] = {}
+        """With ``launcher``: the cgroups of the containers this process started (others are looked
+        up through their bundle's config)."""
 
     def __repr__(self) -> str:
-        return f"OciRuntime({self.name!r}, {self.binary!r}, {str(self.root)!r})"
+        own = f", launcher={str(self.launcher)!r}" if self.launcher else ""
+        return f"OciRuntime({self.name!r}, {self.binary!r}, {str(self.root)!r}{own})"
+
+    @property
+    def own_cgroups(self) -> bool:
+        """True when the agent, not the runtime, creates and configures the containers' cgroups."""
+        return self.launcher is not None
 
     @property
     def argv(self) -> list[str]:
-        """The binary with its global flags, for commands run elsewhere (exec)."""
-        return [self.binary, "--root", str(self.root)]
+        """The binary with its global flags (for commands that need no cgroup)."""
+        flags = ["--cgroup-manager=disabled"] if self.own_cgroups else []
+        return [self.binary, *flags, "--root", str(self.root)]
+
+    def _launch_argv(self, cgroup: OwnCgroups | None, *, hide_controllers: bool) -> list[str]:
+        """``argv`` behind ``atoll-launch``: in the container's cgroups and, for ``run``, with the
+        cgroup2 controllers hidden from crun (see atoll-launch.c)."""
+        if self.launcher is None:
+            return self.argv
+        joins = [a for f in (cgroup.procs_files() if cgroup else []) for a in ("-c", str(f))]
+        return [str(self.launcher), *(["-m"] if hide_controllers else []), *joins, "--", *self.argv]
+
+    def _cgroup_of(self, bundle: str | Path) -> OwnCgroups:
+        config = json.loads((Path(bundle) / "config.json").read_text())
+        return OwnCgroups(str(config["linux"]["cgroupsPath"]))
+
+    async def _own_cgroup(self, container_id: str) -> OwnCgroups:
+        known = self._cgroups.get(container_id)
+        if known is not None:
+            return known
+        state = await self.state(container_id)
+        if state is None:
+            raise RuntimeFailure(f"{self.name}: container {container_id} does not exist")
+        return self._cgroups.setdefault(container_id, self._cgroup_of(state["bundle"]))
+
+    async def _remove_own_cgroup(self, cgroup: OwnCgroups) -> None:
+        """What crun's manager does at delete. The init is gone, but the last processes of its pid
+        namespace may take a moment to leave the cgroup."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while True:
+            try:
+                remove_cgroup(f"/{cgroup.rel}")
+                return
+            except RuntimeFailure:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.005)
 
     async def _call(self, *args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -143,8 +204,14 @@ class OciRuntime:
         log_file = bundle / RUNTIME_LOG
         log_file.unlink(missing_ok=True)
         pid_file.unlink(missing_ok=True)
+        cgroup: OwnCgroups | None = None
+        if self.own_cgroups:
+            cgroup = self._cgroup_of(bundle)
+            config = json.loads((bundle / "config.json").read_text())
+            cgroup.create(config["linux"].get("resources") or {})
+            self._cgroups[container_id] = cgroup
         argv = [
-            *self.argv,
+            *self._launch_argv(cgroup, hide_controllers=True),
             "--log",
             str(log_file),
             "--log-format",
@@ -164,7 +231,7 @@ class OciRuntime:
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in passed]
         try:
             pid = os.posix_spawn(
-                self.binary,
+                argv[0],
                 argv,
                 dict(os.environ),
                 file_actions=[
@@ -191,6 +258,9 @@ class OciRuntime:
         except BaseException:
             with contextlib.suppress(RuntimeFailure, OSError):
                 await self.delete(container_id, force=True)
+            if cgroup is not None:  # ours to remove, as the runtime's manager would have
+                with contextlib.suppress(RuntimeFailure, OSError):
+                    remove_cgroup(f"/{cgroup.rel}")
             raise
         log_file.unlink(missing_ok=True)
         return init_pid
@@ -215,6 +285,13 @@ class OciRuntime:
         return False
 
     async def kill(self, container_id: str, signal: str, *, all_processes: bool = False) -> None:
+        if all_processes and self.own_cgroups:
+            with contextlib.suppress(RuntimeFailure, OSError):
+                cgroup = await self._own_cgroup(container_id)
+                cgroup.kill_all(_signal_number(signal))
+                if cgroup.frozen():
+                    cgroup.thaw()  # a frozen task does not die until it is thawed
+            all_processes = False  # and the init through the runtime, as ever
         args = ["kill", *(["--all"] if all_processes else []), container_id, signal]
         code, _, err = await self._call(*args)
         if code != 0 and not await self._absent_or_stopped(container_id):
@@ -223,6 +300,18 @@ class OciRuntime:
     async def delete(self, container_id: str, *, force: bool = False) -> None:
         if not self._known(container_id):
             return  # no state directory: the runtime has nothing to delete (and would only say so)
+        cgroup: OwnCgroups | None = None
+        if self.own_cgroups:
+            with contextlib.suppress(RuntimeFailure, OSError, KeyError, ValueError):
+                cgroup = await self._own_cgroup(container_id)
+            if force and cgroup is not None and cgroup.frozen():
+                cgroup.thaw()  # crun's forced delete kills the init, which must be able to die
+        await self._delete(container_id, force=force)
+        if cgroup is not None:
+            self._cgroups.pop(container_id, None)
+            await self._remove_own_cgroup(cgroup)
+
+    async def _delete(self, container_id: str, *, force: bool) -> None:
         code, _, err = await self._call("delete", *(["--force"] if force else []), container_id)
         if code != 0 and self._known(container_id):
             state = await self.state(container_id)
@@ -236,17 +325,29 @@ class OciRuntime:
                 raise RuntimeFailure(f"{self.name} delete {container_id}: {err or f'exit status {code}'}")
 
     async def pause(self, container_id: str) -> None:
+        if self.own_cgroups:
+            cgroup = await self._own_cgroup(container_id)
+            await asyncio.to_thread(cgroup.freeze)
+            return
         code, _, err = await self._call("pause", container_id)
         if code != 0:
             raise RuntimeFailure(f"{self.name} pause {container_id}: {err or f'exit status {code}'}")
 
     async def resume(self, container_id: str) -> None:
+        if self.own_cgroups:
+            cgroup = await self._own_cgroup(container_id)
+            await asyncio.to_thread(cgroup.thaw)
+            return
         code, _, err = await self._call("resume", container_id)
         if code != 0:
             raise RuntimeFailure(f"{self.name} resume {container_id}: {err or f'exit status {code}'}")
 
     async def update(self, container_id: str, resources: dict[str, Any]) -> None:
         """Apply OCI ``linux.resources`` to a running container (``update -r``)."""
+        if self.own_cgroups:
+            cgroup = await self._own_cgroup(container_id)
+            await asyncio.to_thread(cgroup.update, resources)
+            return
         with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
             json.dump(resources, f)
             f.flush()
@@ -285,7 +386,13 @@ class OciRuntime:
             if "/" in args[0] and read_file_in_root(root, args[0], limit=0) is not None:
                 return RuntimeExec.failed(f'exec: "{args[0]}": permission denied', 126)
             return RuntimeExec.failed(f'exec: "{args[0]}": executable file not found in $PATH', 127)
-        return await RuntimeExec.start(self.argv, container_id, process, stdin=stdin)
+        if process.get("terminal") and self.name == "crun":
+            # crun sizes the container's pty only once the process runs: let init wait for it.
+            process = {**process, "args": [INIT_PATH, "--tty-exec", "--", *args]}
+        argv = self.argv
+        if self.own_cgroups:
+            argv = self._launch_argv(self._cgroup_of(state["bundle"]), hide_controllers=False)
+        return await RuntimeExec.start(argv, container_id, process, stdin=stdin)
 
 
 async def _probe(runtime: OciRuntime, init_binary: Path, scratch_dir: Path, cgroup_parent: str) -> None:
@@ -331,27 +438,37 @@ async def select_runtime(
     """The runtime to use. Each runtime keeps its state under ``root/<name>``, so that switching
     runtimes never makes one read the other's state.
 
-    ``auto`` prefers crun (faster to start, smaller) when a probe container actually runs under it with
-    our configuration on this host, for instance crun refuses hybrid cgroup hosts; otherwise runc.
+    ``auto`` prefers crun (several times faster to start than runc, and smaller) when a probe container
+    actually runs under it with our configuration on this host: first with crun's own cgroup manager
+    (pure cgroup v2 hosts), then, on a cgroup v1 host, with the agent managing the cgroups (crun refuses
+    v1 "hybrid" hosts itself); otherwise runc. ``crun`` picks the same way without probing.
     """
-    if preference in ("runc", "crun"):
-        binary = shutil.which(preference)
-        if binary is None:
-            raise RuntimeFailure(f"runtime: {preference} is not installed (not found on PATH)")
-        return OciRuntime(preference, binary, root / preference)
-    if preference != "auto":
+    if preference not in ("runc", "crun", "auto"):
         raise InvalidInput(f"runtime: unknown runtime {preference!r}; use runc, crun or auto")
+    if preference == "runc":
+        return _runc(root)
     crun = shutil.which("crun")
-    reason = "crun is not installed"
-    if crun is not None:
-        candidate = OciRuntime("crun", crun, root / "crun")
-        try:
-            await _probe(candidate, init_binary, scratch_dir, cgroup_parent)
-            return candidate
-        except RuntimeFailure as exc:
-            reason = exc.message
-            log.info("not using crun: %s", reason)
+    if crun is None:
+        if preference == "crun":
+            raise RuntimeFailure("runtime: crun is not installed (not found on PATH)")
+        return _runc(root, "crun is not installed")
+    own = cgroup_version() == 1
+    launcher = await asyncio.to_thread(ensure_launcher, init_binary.parent) if own else None
+    candidate = OciRuntime("crun", crun, root / "crun", launcher=launcher)
+    if preference == "crun":
+        return candidate
+    try:
+        await _probe(candidate, init_binary, scratch_dir, cgroup_parent)
+        return candidate
+    except RuntimeFailure as exc:
+        log.info("not using crun: %s", exc.message)
+        return _runc(root, exc.message)
+
+
+def _runc(root: Path, why_not_crun: str = "") -> OciRuntime:
     runc = shutil.which("runc")
     if runc is None:
-        raise RuntimeFailure(f"runtime: neither crun nor runc is usable ({reason}; runc is not installed)")
+        if why_not_crun:
+            raise RuntimeFailure(f"runtime: neither crun nor runc is usable ({why_not_crun}; no runc)")
+        raise RuntimeFailure("runtime: runc is not installed (not found on PATH)")
     return OciRuntime("runc", runc, root / "runc")
