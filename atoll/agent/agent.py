@@ -71,6 +71,7 @@ from atoll.model.overlay import DEFAULT_VXLAN_PORT
 from atoll.model.ports import Assignment, ControlPlane, ExecProcess, ExecSpec
 from atoll.model.registry import Credential, PullEvent, PushEvent
 from atoll.model.rootfiles import FileChange, PathStat
+from atoll.model.secgroups import HostSecurity
 from atoll.model.usage import InstanceStats, ProcessTable
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,9 @@ class Agent:
         self._watcher = ExitWatcher()
         self._runs: dict[str, _Run] = {}
         self._specs: dict[str, InstanceSpec] = {}
+        self._prepared: dict[str, InstanceSpec] = {}
+        """Instances whose host side (directories, network, names) ``create_instance`` finished, as
+        which spec; cleared by the purge."""
         self._restarts: dict[str, asyncio.TimerHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._exiting: set[str] = set()  # exits being recorded right now; reconcile leaves them alone
@@ -283,16 +287,21 @@ class Agent:
         layout = self._layout(spec.id)
         for path in (layout.upper, layout.work, layout.rootfs, layout.etc):
             path.mkdir(parents=True, exist_ok=True)
+        if self._prepared.get(spec.id) == spec and self._specs.get(spec.id) == spec:
+            # Done by the create of this very spec (a `docker start` after `docker create`, a restart):
+            # the namespace, its rules and names are still in place, and reconcile repairs any drift.
+            return
         self._specs[spec.id] = spec
-        if spec.ports:
-            await self._fetch_security()  # its groups, before its veths join their bridges
-        await self._net.attach(spec)  # before any start: the namespace keeps its address across runs
+        # Its groups, applied together with its veths (one rule-set load), before they join their bridges.
+        security = await self._fetch_security_policy() if spec.ports else None
+        await self._net.attach(spec, security=security)  # before any start: the address stays across runs
         if spec.ports:
             await self._overlay.refresh()
         try:
             await self._dns.serve(spec)
         except Exception:  # names are not worth failing the instance for; reconcile binds again
             log.exception("could not serve names to instance %s", spec.id)
+        self._prepared[spec.id] = spec
 
     async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
         async with self._lock(spec.id):
@@ -509,6 +518,7 @@ class Agent:
         self._watcher.unwatch(instance_id)
         self._runs.pop(instance_id, None)
         spec = self._specs.pop(instance_id, None)
+        self._prepared.pop(instance_id, None)
         await self._runtime.delete(instance_id, force=True)
         layout = self._layout(instance_id)
         unmount(layout.rootfs)
@@ -586,6 +596,15 @@ class Agent:
 
     async def refresh_security(self) -> None:
         await self._net.set_security(await self._control.security(self.host_id))
+
+    async def _fetch_security_policy(self) -> HostSecurity | None:
+        """This host's security policy, or None (logged) if the control plane cannot say now: then the
+        last policy stays, and ports it does not know drop everything (fail closed)."""
+        try:
+            return await self._control.security(self.host_id)
+        except Exception:
+            log.exception("could not fetch the security groups of this host")
+            return None
 
     async def _fetch_security(self) -> None:
         """Like ``refresh_security``, but a failure only logs: ports the last policy does not know

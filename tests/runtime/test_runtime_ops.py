@@ -52,3 +52,38 @@ def test_pause_resume_update_and_kill_all(harness: Harness) -> None:
         assert not c.cgroup.exists()
 
     asyncio.run(body())
+
+
+def test_only_the_containers_processes_are_in_its_cgroup(harness: Harness) -> None:
+    """No process of the runtime stays behind in the container's cgroup (pids, top, freezer): not after
+    a start, and not the runtime's relay while an exec runs (only the exec'd process is inside)."""
+
+    async def body() -> None:
+        from atoll.agent.runtime.oci import build_exec_process
+        from atoll.agent.runtime.users import resolve_user
+        from atoll.model.ports import ExecSpec
+
+        c = await harness.start(["sleep", "60"])
+        deadline = asyncio.get_running_loop().time() + 5
+        assert c.cgroup.pids_current() <= 2  # atoll-init (and sleep, once it runs) at once: no zombie
+        while c.cgroup.pids_current() != 2:
+            assert asyncio.get_running_loop().time() < deadline, c.cgroup.pids_current()
+            await asyncio.sleep(0.02)
+        process = build_exec_process(
+            ExecSpec(args=["sleep", "30"]),
+            base_env=[],
+            user=resolve_user(harness.rootfs, ""),
+            default_cwd="/",
+        )
+        proc = await harness.runtime.exec(c.id, process)
+        while c.cgroup.pids_current() != 3:  # and the exec'd sleep, without the runtime relaying it
+            assert asyncio.get_running_loop().time() < deadline, c.cgroup.pids_current()
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        assert c.cgroup.pids_current() == 3
+        await proc.kill()
+        assert await proc.wait() == 137
+        await harness.runtime.kill(c.id, "KILL")
+        await c.wait()
+
+    asyncio.run(body())

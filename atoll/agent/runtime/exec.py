@@ -32,7 +32,7 @@ import struct
 import tempfile
 import termios
 import tty
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,15 +112,22 @@ class RuntimeExec:
 
     @classmethod
     async def start(
-        cls, runtime_argv: list[str], container_id: str, process: dict[str, Any], *, stdin: bool = False
+        cls,
+        runtime_argv: list[str] | Callable[[Path], list[str]],
+        container_id: str,
+        process: dict[str, Any],
+        *,
+        stdin: bool = False,
     ) -> RuntimeExec:
         """Start ``process`` (OCI process JSON) in the container. ``runtime_argv`` is the runtime
-        binary with its global flags."""
+        binary with its global flags, or makes them given the path of the process's pid file."""
         workdir = Path(tempfile.mkdtemp(prefix="atoll-exec-"))
         try:
             process_file = workdir / "process.json"
             process_file.write_text(json.dumps(process))
-            args = [*runtime_argv, "exec", "--process", str(process_file), "--pid-file", str(workdir / "pid")]
+            pid_file = workdir / "pid"
+            argv = runtime_argv(pid_file) if callable(runtime_argv) else runtime_argv
+            args = [*argv, "exec", "--process", str(process_file), "--pid-file", str(pid_file)]
             if process.get("terminal"):
                 return await cls._start_tty(args, container_id, workdir)
             proc = await asyncio.create_subprocess_exec(

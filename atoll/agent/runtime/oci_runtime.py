@@ -129,13 +129,26 @@ class OciRuntime:
         flags = ["--cgroup-manager=disabled"] if self.own_cgroups else []
         return [self.binary, *flags, "--root", str(self.root)]
 
-    def _launch_argv(self, cgroup: OwnCgroups | None, *, hide_controllers: bool) -> list[str]:
+    def _launch_argv(
+        self,
+        cgroup: OwnCgroups | None,
+        *,
+        hide_controllers: bool,
+        exec_pid_file: Path | None = None,
+        init_pid_file: Path | None = None,
+    ) -> list[str]:
         """``argv`` behind ``atoll-launch``: in the container's cgroups and, for ``run``, with the
-        cgroup2 controllers hidden from crun (see atoll-launch.c)."""
+        cgroup2 controllers hidden from crun; for ``exec``, crun leaves the cgroups again once the
+        process exists (see atoll-launch.c)."""
         if self.launcher is None:
             return self.argv
-        joins = [a for f in (cgroup.procs_files() if cgroup else []) for a in ("-c", str(f))]
-        return [str(self.launcher), *(["-m"] if hide_controllers else []), *joins, "--", *self.argv]
+        joins = [a for pair in (cgroup.join_pairs() if cgroup else []) for a in ("-c", pair)]
+        out = [str(self.launcher), *(["-m"] if hide_controllers else []), *joins]
+        if exec_pid_file is not None:
+            out += ["-o", str(exec_pid_file)]
+        if init_pid_file is not None:
+            out += ["-w", str(init_pid_file)]
+        return [*out, "--", *self.argv]
 
     def _cgroup_of(self, bundle: str | Path) -> OwnCgroups:
         config = json.loads((Path(bundle) / "config.json").read_text())
@@ -211,7 +224,7 @@ class OciRuntime:
             cgroup.create(config["linux"].get("resources") or {})
             self._cgroups[container_id] = cgroup
         argv = [
-            *self._launch_argv(cgroup, hide_controllers=True),
+            *self._launch_argv(cgroup, hide_controllers=True, init_pid_file=pid_file),
             "--log",
             str(log_file),
             "--log-format",
@@ -389,9 +402,13 @@ class OciRuntime:
         if process.get("terminal") and self.name == "crun":
             # crun sizes the container's pty only once the process runs: let init wait for it.
             process = {**process, "args": [INIT_PATH, "--tty-exec", "--", *args]}
-        argv = self.argv
-        if self.own_cgroups:
-            argv = self._launch_argv(self._cgroup_of(state["bundle"]), hide_controllers=False)
+        if not self.own_cgroups:
+            return await RuntimeExec.start(self.argv, container_id, process, stdin=stdin)
+        cgroup = self._cgroups.get(container_id) or self._cgroup_of(state["bundle"])
+
+        def argv(pid_file: Path) -> list[str]:
+            return self._launch_argv(cgroup, hide_controllers=False, exec_pid_file=pid_file)
+
         return await RuntimeExec.start(argv, container_id, process, stdin=stdin)
 
 

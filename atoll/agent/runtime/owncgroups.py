@@ -70,6 +70,17 @@ def _device_rule(rule: dict[str, Any]) -> str:
     return f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}"
 
 
+def _own_cgroups() -> dict[str, str]:
+    """Hierarchy key (as in ``cgroups.hierarchies``) -> this process's cgroup in it."""
+    out: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for key in controllers.split(",") if controllers else [UNIFIED]:
+                out[key] = path
+    return out
+
+
 class OwnCgroups:
     """One container's cgroup (``cgroups_path`` as in the OCI config) on a v1 host."""
 
@@ -89,6 +100,16 @@ class OwnCgroups:
 
     def procs_files(self) -> list[Path]:
         return [d / "cgroup.procs" for d in self._dirs()]
+
+    def join_pairs(self) -> list[str]:
+        """``IN:HOME`` per hierarchy for atoll-launch: the container's ``cgroup.procs`` and this
+        process's own (where the runtime goes back to once an exec'd process exists)."""
+        own = _own_cgroups()
+        pairs: dict[Path, Path] = {}
+        for key, base in self._mounts.items():
+            home = base / own.get(key, "").lstrip("/") / "cgroup.procs"
+            pairs.setdefault(base / self.rel / "cgroup.procs", home)
+        return [f"{inside}:{home}" for inside, home in sorted(pairs.items())]
 
     def create(self, resources: dict[str, Any]) -> None:
         for d in self._dirs():
