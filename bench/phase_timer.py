@@ -101,9 +101,8 @@ def _wrap(fn: Callable[..., Any], name: str, out: Any) -> Callable[..., Any]:
 def _wrap_http(out: Any) -> None:
     from atoll.api.docker import server
 
-    conn_cls = next(
-        c for c in vars(server).values() if inspect.isclass(c) and hasattr(c, "_answer") and hasattr(c, "_respond")
-    )
+    classes = [c for c in vars(server).values() if inspect.isclass(c)]
+    conn_cls = next(c for c in classes if hasattr(c, "_answer") and hasattr(c, "_respond"))
     answer, respond = conn_cls._answer, conn_cls._respond
 
     async def timed_answer(self: Any, request: Any) -> Any:
