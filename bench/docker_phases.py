@@ -34,7 +34,8 @@ class TimedCloud(Cloud):
         self.extra_env["ATOLL_PHASES_FILE"] = str(self.base / "phases.jsonl")
         log = open(self.base / "atoll-up.log", "ab")  # noqa: SIM115 - the child owns it
         repo = str(Path(__file__).resolve().parents[1])
-        env = {**self.env, "PYTHONPATH": repo}
+        before = os.environ.get("PYTHONPATH", "")  # another tree to time, ahead of this one
+        env = {**self.env, "PYTHONPATH": f"{before}:{repo}" if before else repo}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.phase_timer", "up"],
             env=env,
