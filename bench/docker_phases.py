@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -66,6 +67,12 @@ def _read(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     return [json.loads(line) for line in text.splitlines() if line.strip()], offset + len(text.encode())
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children it has reaped (the runtime processes it spawned)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def profile(cloud: TimedCloud, argv: list[str], runs: int, settle: float) -> dict[str, Any]:
     docker = cli_for(cloud.docker_host)
     phases = cloud.base / "phases.jsonl"
@@ -75,6 +82,8 @@ def profile(cloud: TimedCloud, argv: list[str], runs: int, settle: float) -> dic
     offset = phases.stat().st_size if phases.exists() else 0
     totals: dict[str, list[float]] = defaultdict(list)
     walls = []
+    assert cloud.proc is not None
+    cpu0 = cpu_seconds(cloud.proc.pid)
     for _ in range(runs):
         t0 = time.perf_counter()
         docker(*argv)
@@ -95,7 +104,13 @@ def profile(cloud: TimedCloud, argv: list[str], runs: int, settle: float) -> dic
         if not name.startswith("#")
     }
     calls = {name[1:]: statistics.median(v) for name, v in totals.items() if name.startswith("#")}
-    return {"wall_ms": round(statistics.median(walls), 1), "steps": table, "calls": calls}
+    cpu_ms = (cpu_seconds(cloud.proc.pid) - cpu0) / runs * 1000
+    return {
+        "wall_ms": round(statistics.median(walls), 1),
+        "cpu_ms": round(cpu_ms, 1),
+        "steps": table,
+        "calls": calls,
+    }
 
 
 def main() -> None:
@@ -110,10 +125,16 @@ def main() -> None:
         cloud.start()
         out["run_rm"] = profile(cloud, ["run", "--rm", "busybox", "true"], args.runs, 0.3)
         out["run_d"] = profile(cloud, ["run", "-d", "busybox", "sleep", "1d"], args.runs, 0.3)
+        if os.environ.get("ATOLL_PROFILE") and cloud.proc is not None:
+            os.kill(cloud.proc.pid, signal.SIGUSR1)
+            time.sleep(2)
     finally:
         cloud.teardown()
     for key in ("run_rm", "run_d"):
-        print(f"\n{key}: CLI wall time median {out[key]['wall_ms']} ms")
+        print(
+            f"\n{key}: CLI wall time median {out[key]['wall_ms']} ms; CPU of `atoll up` and the runtime "
+            f"processes it ran: {out[key]['cpu_ms']} ms per command"
+        )
         for name, ms in sorted(out[key]["steps"].items(), key=lambda kv: -kv[1]):
             print(f"  {ms:8.2f} ms  x{out[key]['calls'].get(name, 0):g}  {name}")
     print(json.dumps(out))

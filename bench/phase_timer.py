@@ -138,8 +138,26 @@ def install(path: str) -> None:
     _wrap_http(out)
 
 
+def _profile(path: str) -> None:
+    """With ATOLL_PROFILE set: a cProfile of the whole process, written there on SIGUSR1."""
+    import cProfile
+    import signal
+
+    profiler = cProfile.Profile()
+
+    def dump(*_: Any) -> None:
+        profiler.disable()
+        profiler.dump_stats(path)
+        profiler.enable()
+
+    signal.signal(signal.SIGUSR1, dump)
+    profiler.enable()
+
+
 def main() -> None:
     install(os.environ["ATOLL_PHASES_FILE"])
+    if os.environ.get("ATOLL_PROFILE"):
+        _profile(os.environ["ATOLL_PROFILE"])
     from atoll.cli.main import app
 
     app()
