@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,18 @@ class AgentConfig:
     """Turn on ``net.ipv4.ip_forward`` for published ports, as Docker does."""
 
 
+_NOT_PREPARED = ("process", "resources", "auto_remove", "stop_signal", "stop_timeout", "readonly_rootfs")
+"""Spec fields ``create_instance`` does not act on (the launch reads them): a change in them needs no
+new preparation."""
+
+
+def _spec_key(spec: InstanceSpec) -> str:
+    """What ``create_instance`` prepares from, as canonical JSON (a spec rebuilt from the controller's
+    JSON has lists where the original had tuples, and must still count as the same)."""
+    fields = {k: v for k, v in asdict(spec).items() if k not in _NOT_PREPARED}
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
 @dataclass
 class _Run:
     pid: int
@@ -136,9 +148,9 @@ class Agent:
         self._watcher = ExitWatcher()
         self._runs: dict[str, _Run] = {}
         self._specs: dict[str, InstanceSpec] = {}
-        self._prepared: dict[str, InstanceSpec] = {}
+        self._prepared: dict[str, str] = {}
         """Instances whose host side (directories, network, names) ``create_instance`` finished, as
-        which spec; cleared by the purge."""
+        which spec (``_spec_key``); cleared by the purge."""
         self._restarts: dict[str, asyncio.TimerHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._exiting: set[str] = set()  # exits being recorded right now; reconcile leaves them alone
@@ -287,7 +299,8 @@ class Agent:
         layout = self._layout(spec.id)
         for path in (layout.upper, layout.work, layout.rootfs, layout.etc):
             path.mkdir(parents=True, exist_ok=True)
-        if self._prepared.get(spec.id) == spec and self._specs.get(spec.id) == spec:
+        key = _spec_key(spec)
+        if self._prepared.get(spec.id) == key and spec.id in self._specs:
             # Done by the create of this very spec (a `docker start` after `docker create`, a restart):
             # the namespace, its rules and names are still in place, and reconcile repairs any drift.
             return
@@ -301,7 +314,7 @@ class Agent:
             await self._dns.serve(spec)
         except Exception:  # names are not worth failing the instance for; reconcile binds again
             log.exception("could not serve names to instance %s", spec.id)
-        self._prepared[spec.id] = spec
+        self._prepared[spec.id] = key
 
     async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
         async with self._lock(spec.id):
