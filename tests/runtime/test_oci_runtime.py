@@ -45,6 +45,11 @@ def test_explicit_runtime_names(harness: Harness) -> None:
     async def body() -> None:
         runc = await select_runtime("runc", harness.tmp / "rt", harness.init_binary, harness.tmp, "x")
         assert (runc.name, runc.binary) == ("runc", shutil.which("runc"))
+        assert not runc.own_cgroups
+        if shutil.which("crun") is not None:
+            crun = await select_runtime("crun", harness.tmp / "rt", harness.init_binary, harness.tmp, "x")
+            assert crun.name == "crun" and crun.own_cgroups == (cgroup_version() == 1)
+            assert "--cgroup-manager=disabled" in crun.argv or cgroup_version() == 2
         with pytest.raises(InvalidInput, match="unknown runtime 'kata'"):
             await select_runtime("kata", harness.tmp / "rt", harness.init_binary, harness.tmp, "x")
 

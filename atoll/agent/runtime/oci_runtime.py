@@ -470,14 +470,16 @@ async def select_runtime(
             raise RuntimeFailure("runtime: crun is not installed (not found on PATH)")
         return _runc(root, "crun is not installed")
     own = cgroup_version() == 1
-    launcher = await asyncio.to_thread(ensure_launcher, init_binary.parent) if own else None
-    candidate = OciRuntime("crun", crun, root / "crun", launcher=launcher)
-    if preference == "crun":
-        return candidate
     try:
+        launcher = await asyncio.to_thread(ensure_launcher, init_binary.parent) if own else None
+        candidate = OciRuntime("crun", crun, root / "crun", launcher=launcher)
+        if preference == "crun":
+            return candidate
         await _probe(candidate, init_binary, scratch_dir, cgroup_parent)
         return candidate
     except RuntimeFailure as exc:
+        if preference == "crun":
+            raise
         log.info("not using crun: %s", exc.message)
         return _runc(root, exc.message)
 
