@@ -52,8 +52,9 @@ from atoll.agent.runtime.exitfile import read_exit_file
 from atoll.agent.runtime.initbin import ensure_init_binary
 from atoll.agent.runtime.logs import follow_log, log_size, read_log
 from atoll.agent.runtime.oci import build_config, build_exec_process, build_resources, instance_mounts
-from atoll.agent.runtime.oci_runtime import OciRuntime, select_runtime
+from atoll.agent.runtime.oci_runtime import OciRuntime
 from atoll.agent.runtime.rootpath import find_executable
+from atoll.agent.runtime.selection import select_runtime
 from atoll.agent.runtime.stdinfifo import close_stdin, initial_size, make_fifo, resize_tty, write_stdin
 from atoll.agent.runtime.usage import process_table, read_stats
 from atoll.agent.runtime.users import resolve_user

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from atoll.agent.runtime.cgroups import cgroup_version, hierarchies
-from atoll.agent.runtime.oci_runtime import OciRuntime, select_runtime
+from atoll.agent.runtime.oci_runtime import OciRuntime
+from atoll.agent.runtime.selection import select_runtime
 from atoll.model.errors import InvalidInput, RuntimeFailure
 from tests.runtime.conftest import Harness
 

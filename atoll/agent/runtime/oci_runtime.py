@@ -20,22 +20,17 @@ import fcntl
 import json
 import logging
 import os
-import secrets
-import shutil
 import signal as signals
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from atoll.agent.runtime.cgroups import cgroup_version, remove_cgroup
+from atoll.agent.runtime.cgroups import remove_cgroup
 from atoll.agent.runtime.exec import RuntimeExec
-from atoll.agent.runtime.initbin import ensure_launcher
-from atoll.agent.runtime.oci import DEFAULT_PATH, INIT_PATH, build_config
+from atoll.agent.runtime.oci import DEFAULT_PATH, INIT_PATH
 from atoll.agent.runtime.owncgroups import OwnCgroups
 from atoll.agent.runtime.rootpath import find_executable, read_file_in_root
-from atoll.agent.runtime.users import ResolvedUser
 from atoll.model.errors import InvalidInput, RuntimeFailure
-from atoll.model.instance import InstanceSpec, ProcessSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +38,6 @@ RUNTIME_LOG = "runtime.log"
 """The runtime's own log of a ``run``, in the bundle; removed once the container runs."""
 
 _NOT_FOUND_HINTS = ("does not exist", "not found", "no such file")
-_PROBE_TIMEOUT = 10.0
 
 
 async def _wait_pid(pid: int) -> int:
@@ -410,84 +404,3 @@ class OciRuntime:
             return self._launch_argv(cgroup, hide_controllers=False, exec_pid_file=pid_file)
 
         return await RuntimeExec.start(argv, container_id, process, stdin=stdin)
-
-
-async def _probe(runtime: OciRuntime, init_binary: Path, scratch_dir: Path, cgroup_parent: str) -> None:
-    """Run a throwaway container with our real config; raises RuntimeFailure if the runtime can't."""
-    cid = f"atoll-probe-{secrets.token_hex(4)}"
-    bundle = scratch_dir / cid
-    cgroups_path = f"/{cgroup_parent.strip('/')}/{cid}"
-    (bundle / "rootfs").mkdir(parents=True)
-    try:
-        spec = InstanceSpec(
-            id=cid, name=cid, project="", image_id="", layers=[], process=ProcessSpec(args=["true"])
-        )
-        config = build_config(
-            spec,
-            rootfs=bundle / "rootfs",
-            init_binary=init_binary,
-            user=ResolvedUser(uid=0, gid=0),
-            cgroups_path=cgroups_path,
-        )
-        config["process"]["args"] = [INIT_PATH, "--probe"]
-        (bundle / "config.json").write_text(json.dumps(config))
-        with open(bundle / "log", "ab") as logf, open(bundle / "exit", "wb") as exitf:
-            await runtime.run_detached(
-                cid, bundle, log_fd=logf.fileno(), exit_fd=exitf.fileno(), pid_file=bundle / "pid"
-            )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _PROBE_TIMEOUT
-        while not await runtime._absent_or_stopped(cid):
-            if loop.time() > deadline:
-                raise RuntimeFailure(f"{runtime.name}: the probe container did not exit")
-            await asyncio.sleep(0.01)
-    finally:
-        with contextlib.suppress(RuntimeFailure, OSError):
-            await runtime.delete(cid, force=True)
-        with contextlib.suppress(RuntimeFailure, OSError):
-            remove_cgroup(cgroups_path)
-        shutil.rmtree(bundle, ignore_errors=True)
-
-
-async def select_runtime(
-    preference: str, root: Path, init_binary: Path, scratch_dir: Path, cgroup_parent: str
-) -> OciRuntime:
-    """The runtime to use. Each runtime keeps its state under ``root/<name>``, so that switching
-    runtimes never makes one read the other's state.
-
-    ``auto`` prefers crun (several times faster to start than runc, and smaller) when a probe container
-    actually runs under it with our configuration on this host: first with crun's own cgroup manager
-    (pure cgroup v2 hosts), then, on a cgroup v1 host, with the agent managing the cgroups (crun refuses
-    v1 "hybrid" hosts itself); otherwise runc. ``crun`` picks the same way without probing.
-    """
-    if preference not in ("runc", "crun", "auto"):
-        raise InvalidInput(f"runtime: unknown runtime {preference!r}; use runc, crun or auto")
-    if preference == "runc":
-        return _runc(root)
-    crun = shutil.which("crun")
-    if crun is None:
-        if preference == "crun":
-            raise RuntimeFailure("runtime: crun is not installed (not found on PATH)")
-        return _runc(root, "crun is not installed")
-    own = cgroup_version() == 1
-    try:
-        launcher = await asyncio.to_thread(ensure_launcher, init_binary.parent) if own else None
-        candidate = OciRuntime("crun", crun, root / "crun", launcher=launcher)
-        if preference == "crun":
-            return candidate
-        await _probe(candidate, init_binary, scratch_dir, cgroup_parent)
-        return candidate
-    except RuntimeFailure as exc:
-        if preference == "crun":
-            raise
-        log.info("not using crun: %s", exc.message)
-        return _runc(root, exc.message)
-
-
-def _runc(root: Path, why_not_crun: str = "") -> OciRuntime:
-    runc = shutil.which("runc")
-    if runc is None:
-        if why_not_crun:
-            raise RuntimeFailure(f"runtime: neither crun nor runc is usable ({why_not_crun}; no runc)")
-        raise RuntimeFailure("runtime: runc is not installed (not found on PATH)")
-    return OciRuntime("runc", runc, root / "runc")
