@@ -15,7 +15,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from atoll.agent.runtime.cgroups import cgroup_version, remove_cgroup
+from atoll.agent.runtime.cgroups import cgroup_version, hierarchies, remove_cgroup
 from atoll.agent.runtime.initbin import ensure_launcher
 from atoll.agent.runtime.oci import INIT_PATH, build_config
 from atoll.agent.runtime.oci_runtime import OciRuntime
@@ -62,6 +62,9 @@ async def _probe(runtime: OciRuntime, init_binary: Path, scratch_dir: Path, cgro
             await runtime.delete(cid, force=True)
         with contextlib.suppress(RuntimeFailure, OSError):
             remove_cgroup(cgroups_path)
+        for mountpoint in set(hierarchies().values()):
+            with contextlib.suppress(OSError):  # the parent too, if the probe made it (it is empty)
+                (mountpoint / cgroup_parent.strip("/")).rmdir()
         shutil.rmtree(bundle, ignore_errors=True)
 
 
