@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,9 @@ from atoll.agent.runtime.exitfile import read_exit_file
 from atoll.agent.runtime.initbin import ensure_init_binary
 from atoll.agent.runtime.logs import follow_log, log_size, read_log
 from atoll.agent.runtime.oci import build_config, build_exec_process, build_resources, instance_mounts
-from atoll.agent.runtime.oci_runtime import OciRuntime, select_runtime
+from atoll.agent.runtime.oci_runtime import OciRuntime
 from atoll.agent.runtime.rootpath import find_executable
+from atoll.agent.runtime.selection import select_runtime
 from atoll.agent.runtime.stdinfifo import close_stdin, initial_size, make_fifo, resize_tty, write_stdin
 from atoll.agent.runtime.usage import process_table, read_stats
 from atoll.agent.runtime.users import resolve_user
@@ -74,6 +75,7 @@ from atoll.model.overlay import DEFAULT_VXLAN_PORT
 from atoll.model.ports import Assignment, ControlPlane, ExecProcess, ExecSpec
 from atoll.model.registry import Credential, PullEvent, PushEvent
 from atoll.model.rootfiles import FileChange, PathStat
+from atoll.model.secgroups import HostSecurity
 from atoll.model.usage import InstanceStats, ProcessTable
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,18 @@ class AgentConfig:
     """Turn on ``net.ipv4.ip_forward`` for published ports, as Docker does."""
 
 
+_NOT_PREPARED = ("process", "resources", "auto_remove", "stop_signal", "stop_timeout", "readonly_rootfs")
+"""Spec fields ``create_instance`` does not act on (the launch reads them): a change in them needs no
+new preparation."""
+
+
+def _spec_key(spec: InstanceSpec) -> str:
+    """What ``create_instance`` prepares from, as canonical JSON (a spec rebuilt from the controller's
+    JSON has lists where the original had tuples, and must still count as the same)."""
+    fields = {k: v for k, v in asdict(spec).items() if k not in _NOT_PREPARED}
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
 @dataclass
 class _Run:
     pid: int
@@ -138,6 +152,9 @@ class Agent:
         self._watcher = ExitWatcher()
         self._runs: dict[str, _Run] = {}
         self._specs: dict[str, InstanceSpec] = {}
+        self._prepared: dict[str, str] = {}
+        """Instances whose host side (directories, network, names) ``create_instance`` finished, as
+        which spec (``_spec_key``); cleared by the purge."""
         self._restarts: dict[str, asyncio.TimerHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._exiting: set[str] = set()  # exits being recorded right now; reconcile leaves them alone
@@ -286,16 +303,22 @@ class Agent:
         layout = self._layout(spec.id)
         for path in (layout.upper, layout.work, layout.rootfs, layout.etc):
             path.mkdir(parents=True, exist_ok=True)
+        key = _spec_key(spec)
+        if self._prepared.get(spec.id) == key and spec.id in self._specs:
+            # Done by the create of this very spec (a `docker start` after `docker create`, a restart):
+            # the namespace, its rules and names are still in place, and reconcile repairs any drift.
+            return
         self._specs[spec.id] = spec
-        if spec.ports:
-            await self._fetch_security()  # its groups, before its veths join their bridges
-        await self._net.attach(spec)  # before any start: the namespace keeps its address across runs
+        # Its groups, applied together with its veths (one rule-set load), before they join their bridges.
+        security = await self._fetch_security_policy() if spec.ports else None
+        await self._net.attach(spec, security=security)  # before any start: the address stays across runs
         if spec.ports:
             await self._overlay.refresh()
         try:
             await self._dns.serve(spec)
         except Exception:  # names are not worth failing the instance for; reconcile binds again
             log.exception("could not serve names to instance %s", spec.id)
+        self._prepared[spec.id] = key
 
     async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
         async with self._lock(spec.id):
@@ -512,6 +535,7 @@ class Agent:
         self._watcher.unwatch(instance_id)
         self._runs.pop(instance_id, None)
         spec = self._specs.pop(instance_id, None)
+        self._prepared.pop(instance_id, None)
         await self._runtime.delete(instance_id, force=True)
         layout = self._layout(instance_id)
         unmount(layout.rootfs)
@@ -592,6 +616,15 @@ class Agent:
 
     async def refresh_security(self) -> None:
         await self._net.set_security(await self._control.security(self.host_id))
+
+    async def _fetch_security_policy(self) -> HostSecurity | None:
+        """This host's security policy, or None (logged) if the control plane cannot say now: then the
+        last policy stays, and ports it does not know drop everything (fail closed)."""
+        try:
+            return await self._control.security(self.host_id)
+        except Exception:
+            log.exception("could not fetch the security groups of this host")
+            return None
 
     async def _fetch_security(self) -> None:
         """Like ``refresh_security``, but a failure only logs: ports the last policy does not know

@@ -107,7 +107,8 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
         raise
     if spec.ports:
         await overlay.notify_hosts(ctl, except_host=agent.host_id)
-        await security_changed(ctl)  # the new addresses join their groups on every host
+        # The new addresses join their groups on every host; its own host loaded them with its veths.
+        await security_changed(ctl, except_host=agent.host_id)
     await dnsrecords.announce(ctl, dnsrecords.spec_networks(spec))
     record_activity(ctl, "create", view)
     return view

@@ -11,8 +11,10 @@ from atoll.services.context import Controller
 log = logging.getLogger(__name__)
 
 
-async def security_changed(ctl: Controller) -> None:
-    agents = ctl.agents.all()
+async def security_changed(ctl: Controller, *, except_host: str = "") -> None:
+    """``except_host``: a host that has just fetched the current policy itself (the host of a new
+    instance, whose agent loads the policy with the instance's veths) and needs no nudge."""
+    agents = [a for a in ctl.agents.all() if a.host_id != except_host]
     results = await asyncio.gather(*(a.refresh_security() for a in agents), return_exceptions=True)
     for agent, result in zip(agents, results, strict=True):
         if isinstance(result, BaseException):

@@ -257,6 +257,8 @@ class FakeAgent:
         if spec.image_id not in self.images:
             raise NotFound(f"image {spec.image_id} is not on this host")
         self.specs[spec.id] = spec
+        if spec.ports:  # as the agent: it loads the host's policy with the instance's veths
+            await self.refresh_security()
 
     async def start_instance(self, spec: InstanceSpec) -> RuntimeState:
         self._call("start_instance", spec.id)

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from atoll.agent.runtime.cgroups import CgroupReader, hierarchies, remove_cgroup
+from atoll.agent.runtime.cgroups import CgroupReader, cgroup_version, hierarchies, remove_cgroup
 from atoll.agent.runtime.exitfile import read_exit_file
-from atoll.agent.runtime.initbin import ensure_init_binary
+from atoll.agent.runtime.initbin import ensure_init_binary, ensure_launcher
 from atoll.agent.runtime.logs import read_log
 from atoll.agent.runtime.oci import build_config
 from atoll.agent.runtime.oci_runtime import OciRuntime
@@ -193,13 +193,13 @@ class Harness:
         return container
 
 
-def _runc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["runc", "--root", str(root), *args], capture_output=True, text=True, check=False)
+def _runc(runtime: OciRuntime, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*runtime.argv, *args], capture_output=True, text=True, check=False)
 
 
 def _leftovers(harness: Harness) -> list[str]:
     problems: list[str] = []
-    listed = _runc(harness.runtime.root, "list", "--format", "json")
+    listed = _runc(harness.runtime, "list", "--format", "json")
     for item in json.loads(listed.stdout or "null") or []:
         problems.append(f"container {item['id']} ({item['status']})")
     for mountpoint in set(hierarchies().values()):
@@ -224,11 +224,11 @@ def _leftovers(harness: Harness) -> list[str]:
 
 
 def _teardown(harness: Harness) -> None:
-    root = harness.runtime.root
-    listed = _runc(root, "list", "--format", "json")
+    rt = harness.runtime
+    listed = _runc(rt, "list", "--format", "json")
     for item in json.loads(listed.stdout or "null") or []:
-        _runc(root, "kill", item["id"], "KILL")
-        _runc(root, "delete", "--force", item["id"])
+        _runc(rt, "kill", item["id"], "KILL")
+        _runc(rt, "delete", "--force", item["id"])
     deadline = time.monotonic() + 5
     while True:
         try:
@@ -240,13 +240,23 @@ def _teardown(harness: Harness) -> None:
             time.sleep(0.05)
 
 
-@pytest.fixture
-def harness(tmp_path: Path, init_binary: Path, busybox_template: Path) -> Iterator[Harness]:
+def make_runtime(name: str, state: Path, init_binary: Path) -> OciRuntime:
+    """runc, or crun as the agent drives it on this host (with its own cgroups on cgroup v1)."""
+    binary = shutil.which(name)
+    if binary is None:
+        pytest.skip(f"{name} is not installed")
+    launcher = ensure_launcher(init_binary.parent) if name == "crun" and cgroup_version() == 1 else None
+    return OciRuntime(name, binary, state, launcher=launcher)
+
+
+@pytest.fixture(params=["runc", "crun"])
+def harness(
+    request: pytest.FixtureRequest, tmp_path: Path, init_binary: Path, busybox_template: Path
+) -> Iterator[Harness]:
+    """Every runtime test runs under both runtimes."""
     if os.geteuid() != 0:
         pytest.skip("containers need root")
-    runc = shutil.which("runc")
-    if runc is None:
-        pytest.skip("runc is not installed")
+    runtime = make_runtime(request.param, tmp_path / "state", init_binary)
     rootfs = tmp_path / "rootfs"
     shutil.copytree(busybox_template, rootfs, symlinks=True)
     os.chown(rootfs / "home" / "app", 1000, 1000)
@@ -255,7 +265,7 @@ def harness(tmp_path: Path, init_binary: Path, busybox_template: Path) -> Iterat
         rootfs=rootfs,
         init_binary=init_binary,
         cgroup_parent=f"{RUN_PREFIX}-{secrets.token_hex(3)}",
-        runtime=OciRuntime("runc", runc, tmp_path / "state"),
+        runtime=runtime,
     )
     yield h
     _teardown(h)

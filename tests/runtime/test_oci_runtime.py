@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from atoll.agent.runtime.cgroups import cgroup_version, hierarchies
-from atoll.agent.runtime.oci_runtime import OciRuntime, select_runtime
+from atoll.agent.runtime.oci_runtime import OciRuntime
+from atoll.agent.runtime.selection import select_runtime
 from atoll.model.errors import InvalidInput, RuntimeFailure
 from tests.runtime.conftest import Harness
 
@@ -26,9 +27,10 @@ def test_auto_probe_selects_a_working_runtime(harness: Harness) -> None:
         )
 
     runtime = asyncio.run(body())
-    if cgroup_version() == 1 and Path("/sys/fs/cgroup/unified").is_dir():
-        # crun refuses hybrid cgroup hosts (unless cgroups are disabled), so the probe falls back.
-        assert runtime.name == "runc"
+    if shutil.which("crun") is not None:
+        # crun is preferred; on a cgroup v1 host (hybrid or not) with the agent's own cgroups.
+        assert runtime.name == "crun"
+        assert runtime.own_cgroups == (cgroup_version() == 1)
     assert runtime.name in ("runc", "crun")
     assert runtime.root == harness.tmp / "rt" / runtime.name
     # The probe container left nothing: no state, no bundle, no cgroup.
@@ -37,13 +39,18 @@ def test_auto_probe_selects_a_working_runtime(harness: Harness) -> None:
         assert not state_dir.exists() or list(state_dir.iterdir()) == []
     assert not list(harness.tmp.glob("atoll-probe-*"))
     for mountpoint in set(hierarchies().values()):
-        assert not list((mountpoint / harness.cgroup_parent).glob("atoll-probe-*"))
+        assert not (mountpoint / harness.cgroup_parent).exists()  # not even the parent it made
 
 
 def test_explicit_runtime_names(harness: Harness) -> None:
     async def body() -> None:
         runc = await select_runtime("runc", harness.tmp / "rt", harness.init_binary, harness.tmp, "x")
         assert (runc.name, runc.binary) == ("runc", shutil.which("runc"))
+        assert not runc.own_cgroups
+        if shutil.which("crun") is not None:
+            crun = await select_runtime("crun", harness.tmp / "rt", harness.init_binary, harness.tmp, "x")
+            assert crun.name == "crun" and crun.own_cgroups == (cgroup_version() == 1)
+            assert "--cgroup-manager=disabled" in crun.argv or cgroup_version() == 2
         with pytest.raises(InvalidInput, match="unknown runtime 'kata'"):
             await select_runtime("kata", harness.tmp / "rt", harness.init_binary, harness.tmp, "x")
 
@@ -85,9 +92,9 @@ def test_failed_run_reports_the_runtime_error_and_leaves_nothing(harness: Harnes
         spec = harness.spec(["true"])
         config = harness.config(spec)
         config["root"]["path"] = str(harness.tmp / "no-such-rootfs")
-        with pytest.raises(RuntimeFailure, match=r"runc run .*no-such-rootfs") as err:
+        with pytest.raises(RuntimeFailure, match=r"(runc|crun) run .*no-such-rootfs") as err:
             await harness.start_spec(spec, config)
-        assert "no such file or directory" in err.value.message
+        assert "no such file or directory" in err.value.message.lower()
         assert await harness.runtime.state(spec.id) is None
         assert not (harness.runtime.root / spec.id).exists()
 
@@ -137,7 +144,11 @@ sys.path.insert(0, {str(Path(__file__).parents[2])!r})
 from atoll.agent.runtime.oci_runtime import OciRuntime
 
 async def main():
-    rt = OciRuntime("runc", {shutil.which("runc")!r}, Path({str(harness.runtime.root)!r}))
+    launcher = {str(harness.runtime.launcher) if harness.runtime.launcher else None!r}
+    rt = OciRuntime(
+        {harness.runtime.name!r}, {harness.runtime.binary!r}, Path({str(harness.runtime.root)!r}),
+        launcher=Path(launcher) if launcher else None,
+    )
     bundle = Path(sys.argv[1])
     log = os.open(bundle / "container.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     ex = os.open(bundle / "exit", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)

@@ -107,11 +107,17 @@ class HostNetwork:
 
     # -- the agent's calls ---------------------------------------------------------------------------
 
-    async def attach(self, spec: InstanceSpec) -> None:
-        """Wire an instance's namespace and ports. Idempotent; on failure nothing of it is left."""
+    async def attach(self, spec: InstanceSpec, *, security: HostSecurity | None = None) -> None:
+        """Wire an instance's namespace and ports. Idempotent; on failure nothing of it is left.
+        ``security``, if given, is the host's new policy, enforced from now on: its rules are loaded
+        with the instance's in one rule-set load rather than two."""
         if not spec.ports and not spec.published:
+            if security is not None:
+                await self.set_security(security)
             return
         async with self._lock:
+            if security is not None:
+                self._security = security
             self._released.discard(spec.id)
             self._attached[spec.id] = list(spec.ports)
             self._published[spec.id] = list(spec.published)

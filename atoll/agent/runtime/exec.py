@@ -8,8 +8,10 @@ So the agent can use an ordinary child process here.
 - With a TTY the runtime creates the pty inside the container and relays it to its own stdio, which
   must itself be a terminal: it is the slave of a pty pair of ours, and we read and write the master.
   All output is then "stdout". A resize sets our pty's size and sends SIGWINCH to the runtime, which
-  copies the size to the container's pty. (``--console-socket`` would hand us the container's pty
-  directly, but runc accepts it only with ``--detach``, and a detached exec's exit code is lost to us.)
+  copies the size to the container's pty (runc does; crun does not, so the container's pty, the
+  process's stdin, is also resized directly through /proc). (``--console-socket`` would hand us the
+  container's pty directly, but runc accepts it only with ``--detach``, and a detached exec's exit
+  code is lost to us.)
 - ``kill`` signals the process itself (its host pid comes from ``--pid-file``), since SIGKILL sent to the
   runtime could not be forwarded.
 - When the runtime cannot start the process at all (no such executable, ...), its message comes out on
@@ -30,7 +32,7 @@ import struct
 import tempfile
 import termios
 import tty
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,21 @@ async def _fd_ready(fd: int, *, write: bool = False) -> None:
         await ready
     finally:
         (loop.remove_writer if write else loop.remove_reader)(fd)
+
+
+def _resize_terminal_of(pid: int | None, rows: int, cols: int) -> None:
+    """Set the size of the terminal the process reads from, directly: runc copies our pty's size to
+    the container's on SIGWINCH, crun does not. Reopening its stdin through /proc reaches the same
+    pty; the kernel signals the process only if the size changed, so doing both is harmless."""
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(f"/proc/{pid}/fd/0", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if os.isatty(fd):
+                fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        finally:
+            os.close(fd)
 
 
 def _shell_code(returncode: int, stderr: bytes) -> int:
@@ -96,15 +113,22 @@ class RuntimeExec:
 
     @classmethod
     async def start(
-        cls, runtime_argv: list[str], container_id: str, process: dict[str, Any], *, stdin: bool = False
+        cls,
+        runtime_argv: list[str] | Callable[[Path], list[str]],
+        container_id: str,
+        process: dict[str, Any],
+        *,
+        stdin: bool = False,
     ) -> RuntimeExec:
         """Start ``process`` (OCI process JSON) in the container. ``runtime_argv`` is the runtime
-        binary with its global flags."""
+        binary with its global flags, or makes them given the path of the process's pid file."""
         workdir = Path(tempfile.mkdtemp(prefix="atoll-exec-"))
         try:
             process_file = workdir / "process.json"
             process_file.write_text(json.dumps(process))
-            args = [*runtime_argv, "exec", "--process", str(process_file), "--pid-file", str(workdir / "pid")]
+            pid_file = workdir / "pid"
+            argv = runtime_argv(pid_file) if callable(runtime_argv) else runtime_argv
+            args = [*argv, "exec", "--process", str(process_file), "--pid-file", str(pid_file)]
             if process.get("terminal"):
                 return await cls._start_tty(args, container_id, workdir)
             proc = await asyncio.create_subprocess_exec(
@@ -200,6 +224,7 @@ class RuntimeExec:
             fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
             with contextlib.suppress(ProcessLookupError):
                 self._proc.send_signal(signal.SIGWINCH)
+            _resize_terminal_of(self._pid(), rows, cols)
 
     async def _read_master(self) -> bytes:
         assert self._master is not None

@@ -17,6 +17,9 @@ from atoll.model.errors import RuntimeFailure
 
 SOURCE = Path(__file__).parent / "init" / "atoll-init.c"
 BINARY_NAME = "atoll-init"
+LAUNCHER_SOURCE = Path(__file__).parent / "init" / "atoll-launch.c"
+LAUNCHER_NAME = "atoll-launch"
+"""Runs crun inside a container's cgroups on v1 hosts (see owncgroups.py); built the same way."""
 
 # Preferred first. -s strips symbols: nobody debugs PID 1 from inside a container.
 _COMPILERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -25,12 +28,12 @@ _COMPILERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _up_to_date(target: Path) -> bool:
+def _up_to_date(target: Path, source: Path) -> bool:
     try:
         st = target.stat()
     except FileNotFoundError:
         return False
-    return st.st_size > 0 and st.st_mtime >= SOURCE.stat().st_mtime
+    return st.st_size > 0 and st.st_mtime >= source.stat().st_mtime
 
 
 def ensure_init_binary(bin_dir: Path) -> Path:
@@ -39,11 +42,20 @@ def ensure_init_binary(bin_dir: Path) -> Path:
     The binary is compiled under a temporary name and renamed into place, so a concurrent agent or a
     container starting right now never sees a half-written file.
     """
-    target = bin_dir / BINARY_NAME
-    if _up_to_date(target):
+    return _ensure(bin_dir, BINARY_NAME, SOURCE)
+
+
+def ensure_launcher(bin_dir: Path) -> Path:
+    """Return ``bin_dir/atoll-launch``, compiled like ``atoll-init``."""
+    return _ensure(bin_dir, LAUNCHER_NAME, LAUNCHER_SOURCE)
+
+
+def _ensure(bin_dir: Path, name: str, source: Path) -> Path:
+    target = bin_dir / name
+    if _up_to_date(target, source):
         return target
     bin_dir.mkdir(parents=True, exist_ok=True)
-    tmp = bin_dir / f".{BINARY_NAME}.{os.getpid()}.tmp"
+    tmp = bin_dir / f".{name}.{os.getpid()}.tmp"
     errors: list[str] = []
     for compiler, flags in _COMPILERS:
         path = shutil.which(compiler)
@@ -51,7 +63,7 @@ def ensure_init_binary(bin_dir: Path) -> Path:
             errors.append(f"{compiler}: not installed")
             continue
         proc = subprocess.run(
-            [path, *flags, "-o", str(tmp), str(SOURCE)],
+            [path, *flags, "-o", str(tmp), str(source)],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -64,5 +76,5 @@ def ensure_init_binary(bin_dir: Path) -> Path:
         errors.append(f"{compiler}: {proc.stderr.strip() or f'exit status {proc.returncode}'}")
         tmp.unlink(missing_ok=True)
     raise RuntimeFailure(
-        "cannot build atoll-init (install musl-tools or a static libc for gcc): " + "; ".join(errors)
+        f"cannot build {name} (install musl-tools or a static libc for gcc): " + "; ".join(errors)
     )

@@ -20,19 +20,17 @@ import fcntl
 import json
 import logging
 import os
-import secrets
-import shutil
+import signal as signals
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from atoll.agent.runtime.cgroups import remove_cgroup
 from atoll.agent.runtime.exec import RuntimeExec
-from atoll.agent.runtime.oci import DEFAULT_PATH, INIT_PATH, build_config
+from atoll.agent.runtime.oci import DEFAULT_PATH, INIT_PATH
+from atoll.agent.runtime.owncgroups import OwnCgroups
 from atoll.agent.runtime.rootpath import find_executable, read_file_in_root
-from atoll.agent.runtime.users import ResolvedUser
 from atoll.model.errors import InvalidInput, RuntimeFailure
-from atoll.model.instance import InstanceSpec, ProcessSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,6 @@ RUNTIME_LOG = "runtime.log"
 """The runtime's own log of a ``run``, in the bundle; removed once the container runs."""
 
 _NOT_FOUND_HINTS = ("does not exist", "not found", "no such file")
-_PROBE_TIMEOUT = 10.0
 
 
 async def _wait_pid(pid: int) -> int:
@@ -69,6 +66,14 @@ async def _wait_pid(pid: int) -> int:
             loop.run_in_executor(None, os.waitpid, pid, 0)
 
 
+def _signal_number(name: str) -> int:
+    """``KILL``, ``SIGKILL`` or ``9`` as a number (the forms the runtimes' ``kill`` accepts)."""
+    if name.isdigit():
+        return int(name)
+    upper = name.upper()
+    return int(signals.Signals[upper if upper.startswith("SIG") else f"SIG{upper}"])
+
+
 def _error_message(log_file: Path, fallback: str) -> str:
     """The runtime's error lines from its JSON log, most specific (last) first."""
     messages: list[str] = []
@@ -90,18 +95,81 @@ def _error_message(log_file: Path, fallback: str) -> str:
 
 
 class OciRuntime:
-    def __init__(self, name: str, binary: str, root: Path) -> None:
+    """One runtime. With ``launcher`` (crun on a cgroup v1 host) the agent manages the containers'
+    cgroups itself (``owncgroups.py``): crun runs with its cgroup manager disabled, and ``run`` and
+    ``exec`` go through ``atoll-launch``, which joins the container's cgroups before it execs crun."""
+
+    def __init__(self, name: str, binary: str, root: Path, *, launcher: Path | None = None) -> None:
         self.name = name
         self.binary = binary
         self.root = root
+        self.launcher = launcher
+        self._cgroups: dict[str, OwnCgroups] = {}
+        """With ``launcher``: the cgroups of the containers this process started (others are looked
+        up through their bundle's config)."""
 
     def __repr__(self) -> str:
-        return f"OciRuntime({self.name!r}, {self.binary!r}, {str(self.root)!r})"
+        own = f", launcher={str(self.launcher)!r}" if self.launcher else ""
+        return f"OciRuntime({self.name!r}, {self.binary!r}, {str(self.root)!r}{own})"
+
+    @property
+    def own_cgroups(self) -> bool:
+        """True when the agent, not the runtime, creates and configures the containers' cgroups."""
+        return self.launcher is not None
 
     @property
     def argv(self) -> list[str]:
-        """The binary with its global flags, for commands run elsewhere (exec)."""
-        return [self.binary, "--root", str(self.root)]
+        """The binary with its global flags (for commands that need no cgroup)."""
+        flags = ["--cgroup-manager=disabled"] if self.own_cgroups else []
+        return [self.binary, *flags, "--root", str(self.root)]
+
+    def _launch_argv(
+        self,
+        cgroup: OwnCgroups | None,
+        *,
+        hide_controllers: bool,
+        exec_pid_file: Path | None = None,
+        init_pid_file: Path | None = None,
+    ) -> list[str]:
+        """``argv`` behind ``atoll-launch``: in the container's cgroups and, for ``run``, with the
+        cgroup2 controllers hidden from crun; for ``exec``, crun leaves the cgroups again once the
+        process exists (see atoll-launch.c)."""
+        if self.launcher is None:
+            return self.argv
+        joins = [a for pair in (cgroup.join_pairs() if cgroup else []) for a in ("-c", pair)]
+        out = [str(self.launcher), *(["-m"] if hide_controllers else []), *joins]
+        if exec_pid_file is not None:
+            out += ["-o", str(exec_pid_file)]
+        if init_pid_file is not None:
+            out += ["-w", str(init_pid_file)]
+        return [*out, "--", *self.argv]
+
+    def _cgroup_of(self, bundle: str | Path) -> OwnCgroups:
+        config = json.loads((Path(bundle) / "config.json").read_text())
+        return OwnCgroups(str(config["linux"]["cgroupsPath"]))
+
+    async def _own_cgroup(self, container_id: str) -> OwnCgroups:
+        known = self._cgroups.get(container_id)
+        if known is not None:
+            return known
+        state = await self.state(container_id)
+        if state is None:
+            raise RuntimeFailure(f"{self.name}: container {container_id} does not exist")
+        return self._cgroups.setdefault(container_id, self._cgroup_of(state["bundle"]))
+
+    async def _remove_own_cgroup(self, cgroup: OwnCgroups) -> None:
+        """What crun's manager does at delete. The init is gone, but the last processes of its pid
+        namespace may take a moment to leave the cgroup."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while True:
+            try:
+                remove_cgroup(f"/{cgroup.rel}")
+                return
+            except RuntimeFailure:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.005)
 
     async def _call(self, *args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -143,8 +211,14 @@ class OciRuntime:
         log_file = bundle / RUNTIME_LOG
         log_file.unlink(missing_ok=True)
         pid_file.unlink(missing_ok=True)
+        cgroup: OwnCgroups | None = None
+        if self.own_cgroups:
+            cgroup = self._cgroup_of(bundle)
+            config = json.loads((bundle / "config.json").read_text())
+            cgroup.create(config["linux"].get("resources") or {})
+            self._cgroups[container_id] = cgroup
         argv = [
-            *self.argv,
+            *self._launch_argv(cgroup, hide_controllers=True, init_pid_file=pid_file),
             "--log",
             str(log_file),
             "--log-format",
@@ -164,7 +238,7 @@ class OciRuntime:
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in passed]
         try:
             pid = os.posix_spawn(
-                self.binary,
+                argv[0],
                 argv,
                 dict(os.environ),
                 file_actions=[
@@ -191,6 +265,9 @@ class OciRuntime:
         except BaseException:
             with contextlib.suppress(RuntimeFailure, OSError):
                 await self.delete(container_id, force=True)
+            if cgroup is not None:  # ours to remove, as the runtime's manager would have
+                with contextlib.suppress(RuntimeFailure, OSError):
+                    remove_cgroup(f"/{cgroup.rel}")
             raise
         log_file.unlink(missing_ok=True)
         return init_pid
@@ -215,6 +292,13 @@ class OciRuntime:
         return False
 
     async def kill(self, container_id: str, signal: str, *, all_processes: bool = False) -> None:
+        if all_processes and self.own_cgroups:
+            with contextlib.suppress(RuntimeFailure, OSError):
+                cgroup = await self._own_cgroup(container_id)
+                cgroup.kill_all(_signal_number(signal))
+                if cgroup.frozen():
+                    cgroup.thaw()  # a frozen task does not die until it is thawed
+            all_processes = False  # and the init through the runtime, as ever
         args = ["kill", *(["--all"] if all_processes else []), container_id, signal]
         code, _, err = await self._call(*args)
         if code != 0 and not await self._absent_or_stopped(container_id):
@@ -223,6 +307,18 @@ class OciRuntime:
     async def delete(self, container_id: str, *, force: bool = False) -> None:
         if not self._known(container_id):
             return  # no state directory: the runtime has nothing to delete (and would only say so)
+        cgroup: OwnCgroups | None = None
+        if self.own_cgroups:
+            with contextlib.suppress(RuntimeFailure, OSError, KeyError, ValueError):
+                cgroup = await self._own_cgroup(container_id)
+            if force and cgroup is not None and cgroup.frozen():
+                cgroup.thaw()  # crun's forced delete kills the init, which must be able to die
+        await self._delete(container_id, force=force)
+        if cgroup is not None:
+            self._cgroups.pop(container_id, None)
+            await self._remove_own_cgroup(cgroup)
+
+    async def _delete(self, container_id: str, *, force: bool) -> None:
         code, _, err = await self._call("delete", *(["--force"] if force else []), container_id)
         if code != 0 and self._known(container_id):
             state = await self.state(container_id)
@@ -236,17 +332,29 @@ class OciRuntime:
                 raise RuntimeFailure(f"{self.name} delete {container_id}: {err or f'exit status {code}'}")
 
     async def pause(self, container_id: str) -> None:
+        if self.own_cgroups:
+            cgroup = await self._own_cgroup(container_id)
+            await asyncio.to_thread(cgroup.freeze)
+            return
         code, _, err = await self._call("pause", container_id)
         if code != 0:
             raise RuntimeFailure(f"{self.name} pause {container_id}: {err or f'exit status {code}'}")
 
     async def resume(self, container_id: str) -> None:
+        if self.own_cgroups:
+            cgroup = await self._own_cgroup(container_id)
+            await asyncio.to_thread(cgroup.thaw)
+            return
         code, _, err = await self._call("resume", container_id)
         if code != 0:
             raise RuntimeFailure(f"{self.name} resume {container_id}: {err or f'exit status {code}'}")
 
     async def update(self, container_id: str, resources: dict[str, Any]) -> None:
         """Apply OCI ``linux.resources`` to a running container (``update -r``)."""
+        if self.own_cgroups:
+            cgroup = await self._own_cgroup(container_id)
+            await asyncio.to_thread(cgroup.update, resources)
+            return
         with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
             json.dump(resources, f)
             f.flush()
@@ -285,73 +393,14 @@ class OciRuntime:
             if "/" in args[0] and read_file_in_root(root, args[0], limit=0) is not None:
                 return RuntimeExec.failed(f'exec: "{args[0]}": permission denied', 126)
             return RuntimeExec.failed(f'exec: "{args[0]}": executable file not found in $PATH', 127)
-        return await RuntimeExec.start(self.argv, container_id, process, stdin=stdin)
+        if process.get("terminal") and self.name == "crun":
+            # crun sizes the container's pty only once the process runs: let init wait for it.
+            process = {**process, "args": [INIT_PATH, "--tty-exec", "--", *args]}
+        if not self.own_cgroups:
+            return await RuntimeExec.start(self.argv, container_id, process, stdin=stdin)
+        cgroup = self._cgroups.get(container_id) or self._cgroup_of(state["bundle"])
 
+        def argv(pid_file: Path) -> list[str]:
+            return self._launch_argv(cgroup, hide_controllers=False, exec_pid_file=pid_file)
 
-async def _probe(runtime: OciRuntime, init_binary: Path, scratch_dir: Path, cgroup_parent: str) -> None:
-    """Run a throwaway container with our real config; raises RuntimeFailure if the runtime can't."""
-    cid = f"atoll-probe-{secrets.token_hex(4)}"
-    bundle = scratch_dir / cid
-    cgroups_path = f"/{cgroup_parent.strip('/')}/{cid}"
-    (bundle / "rootfs").mkdir(parents=True)
-    try:
-        spec = InstanceSpec(
-            id=cid, name=cid, project="", image_id="", layers=[], process=ProcessSpec(args=["true"])
-        )
-        config = build_config(
-            spec,
-            rootfs=bundle / "rootfs",
-            init_binary=init_binary,
-            user=ResolvedUser(uid=0, gid=0),
-            cgroups_path=cgroups_path,
-        )
-        config["process"]["args"] = [INIT_PATH, "--probe"]
-        (bundle / "config.json").write_text(json.dumps(config))
-        with open(bundle / "log", "ab") as logf, open(bundle / "exit", "wb") as exitf:
-            await runtime.run_detached(
-                cid, bundle, log_fd=logf.fileno(), exit_fd=exitf.fileno(), pid_file=bundle / "pid"
-            )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _PROBE_TIMEOUT
-        while not await runtime._absent_or_stopped(cid):
-            if loop.time() > deadline:
-                raise RuntimeFailure(f"{runtime.name}: the probe container did not exit")
-            await asyncio.sleep(0.01)
-    finally:
-        with contextlib.suppress(RuntimeFailure, OSError):
-            await runtime.delete(cid, force=True)
-        with contextlib.suppress(RuntimeFailure, OSError):
-            remove_cgroup(cgroups_path)
-        shutil.rmtree(bundle, ignore_errors=True)
-
-
-async def select_runtime(
-    preference: str, root: Path, init_binary: Path, scratch_dir: Path, cgroup_parent: str
-) -> OciRuntime:
-    """The runtime to use. Each runtime keeps its state under ``root/<name>``, so that switching
-    runtimes never makes one read the other's state.
-
-    ``auto`` prefers crun (faster to start, smaller) when a probe container actually runs under it with
-    our configuration on this host, for instance crun refuses hybrid cgroup hosts; otherwise runc.
-    """
-    if preference in ("runc", "crun"):
-        binary = shutil.which(preference)
-        if binary is None:
-            raise RuntimeFailure(f"runtime: {preference} is not installed (not found on PATH)")
-        return OciRuntime(preference, binary, root / preference)
-    if preference != "auto":
-        raise InvalidInput(f"runtime: unknown runtime {preference!r}; use runc, crun or auto")
-    crun = shutil.which("crun")
-    reason = "crun is not installed"
-    if crun is not None:
-        candidate = OciRuntime("crun", crun, root / "crun")
-        try:
-            await _probe(candidate, init_binary, scratch_dir, cgroup_parent)
-            return candidate
-        except RuntimeFailure as exc:
-            reason = exc.message
-            log.info("not using crun: %s", reason)
-    runc = shutil.which("runc")
-    if runc is None:
-        raise RuntimeFailure(f"runtime: neither crun nor runc is usable ({reason}; runc is not installed)")
-    return OciRuntime("runc", runc, root / "runc")
+        return await RuntimeExec.start(argv, container_id, process, stdin=stdin)

@@ -30,6 +30,10 @@
  *
  * Usage: atoll-init [-t] [-i] -- ARGV...
  *        atoll-init --probe        (exit 0 at once: lets the agent probe a runtime)
+ *        atoll-init --tty-exec -- ARGV...
+ *            (for a process exec'd with a TTY under crun: crun sizes the container's pty only after the
+ *            process has started, so a program asking for the size at once would read 0x0; this
+ *            waits, at most 200 ms, until the terminal on stdin has a size, then execs ARGV)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -357,11 +361,31 @@ static void set_nonblock(int fd)
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+static int tty_exec(char **argv)
+{
+    struct winsize ws;
+    for (int waited = 0; waited < 200; waited++) {
+        if (ioctl(0, TIOCGWINSZ, &ws) != 0 || (ws.ws_row && ws.ws_col))
+            break;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    execvp(argv[0], argv);
+    int err = errno;
+    char msg[512];
+    int n = snprintf(msg, sizeof msg, "exec: \"%s\": %s\n", argv[0], strerror(err));
+    if (n > 0)
+        write_all(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    return err == ENOENT ? 127 : 126;
+}
+
 int main(int argc, char **argv)
 {
     int tty = 0, with_stdin = 0, i = 1;
     if (argc == 2 && strcmp(argv[1], "--probe") == 0)
         return 0;
+    if (argc >= 4 && strcmp(argv[1], "--tty-exec") == 0 && strcmp(argv[2], "--") == 0)
+        return tty_exec(argv + 3);
     if (i < argc && strcmp(argv[i], "-t") == 0) {
         tty = 1;
         i++;
