@@ -61,11 +61,11 @@ class ImportJob:
         size = self.pin_existing(plan.diff_id)
         if size is not None:
             return size
-        work = self._new_work()
+        work = self.new_work()
         size = unpack_blob(src, plan, work / "diff")
         if keep is not None:
             os.rename(keep, work / "blob")
-        return self._install(work, plan.diff_id, size, meta)
+        return self.install(work, plan.diff_id, size, meta)
 
     def pin_existing(self, diff_id: str) -> int | None:
         """If layer ``diff_id`` is already stored, hold it for this job and return its size."""
@@ -77,14 +77,14 @@ class ImportJob:
         return None
 
     def add_rootfs(self, tar: Path, label: str, *, keep: bool = False) -> tuple[str, int]:
-        work = self._new_work()
+        work = self.new_work()
         diff_id, size = unpack_rootfs(tar, work / "diff", label)
         meta = None
         if keep:
             meta = blob_meta_for_file(tar, diff_id)
             if meta is not None:
                 os.rename(tar, work / "blob")
-        return diff_id, self._install(work, diff_id, size, meta)
+        return diff_id, self.install(work, diff_id, size, meta)
 
     def commit(self, images: list[StoredImage]) -> list[StoredImage]:
         """Record ``images``; an image already stored keeps its tags and gains the new ones."""
@@ -132,7 +132,7 @@ class ImportJob:
             if path is not None:
                 remove_tree(path)
 
-    def _install(self, work: Path, diff_id: str, size: int, meta: dict[str, Any] | None = None) -> int:
+    def install(self, work: Path, diff_id: str, size: int, meta: dict[str, Any] | None = None) -> int:
         write_json(work / "layer.json", {"diff_id": diff_id, "size": size, **(meta or {})}, self._scratch)
         target = self._layout.layer(diff_id)
         with self._ledger.lock:
@@ -145,7 +145,7 @@ class ImportJob:
             self._created = True
         return size
 
-    def _new_work(self) -> Path:
+    def new_work(self) -> Path:
         with self._ledger.lock:  # jobs may unpack several layers at once, each in its own thread
             self._work += 1
             work = self._scratch / f"layer-{self._work}"

@@ -14,7 +14,7 @@ from atoll.agent.images.compression import SNIFF_BYTES, decompressed, sniff
 from atoll.agent.images.extract import unpack
 from atoll.agent.images.plan import LayerPlan
 from atoll.agent.images.sources import BlobSource
-from atoll.agent.images.streams import HashingReader, Prefixed, verify
+from atoll.agent.images.streams import HashingReader, Prefixed, Reader, verify
 from atoll.model.errors import BadImage
 
 
@@ -39,6 +39,28 @@ def unpack_blob(src: BlobSource, plan: LayerPlan, dest: Path) -> int:
         raw.drain()
         _verify_layer(raw, plain, plan)
         return size
+
+
+def unpack_stream(blob: Reader, plan: LayerPlan, dest: Path) -> int:
+    """Extract a layer whose blob arrives as ``blob`` (a download) into the empty directory ``dest``.
+
+    ``blob`` checks its own digest and size: its last read raises BadImage if they are wrong, so the
+    stream is always read to its very end before the layer counts. The diff_id is checked here."""
+    raw = HashingReader(blob, hashing=False)
+    head = raw.read(SNIFF_BYTES)
+    kind = plan.compression if plan.compression is not None else sniff(head)
+    try:
+        with decompressed(Prefixed(head, raw), kind, plan.label) as stream:
+            plain = HashingReader(stream)
+            size = unpack(plain, os.fspath(dest), label=plan.label)
+            plain.drain()
+        raw.drain()
+    except BadImage as exc:
+        if "digest mismatch" not in exc.message:
+            raw.drain()  # a blob that isn't what its digest says is the real story: this raises it
+        raise
+    verify(plain.digest, plan.diff_id, f"{plan.label}: uncompressed tar (diff_id)")
+    return size
 
 
 def unpack_rootfs(path: Path, dest: Path, label: str) -> tuple[str, int]:
