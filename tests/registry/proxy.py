@@ -17,7 +17,13 @@ _REQUEST = re.compile(rb"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/1\.[01]\r\n
 
 class Proxy:
     def __init__(
-        self, target_port: int, *, cut_after: int = 0, cuts: int = 0, pace: float = 0.0, no_ranges: bool = False
+        self,
+        target_port: int,
+        *,
+        cut_after: int = 0,
+        cuts: int = 0,
+        pace: float = 0.0,
+        no_ranges: bool = False,
     ) -> None:
         self.target_port = target_port
         self.cut_after = cut_after
