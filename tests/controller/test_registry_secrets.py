@@ -1,4 +1,4 @@
-"""Registry passwords at rest: encrypted in the database, the key in a 0600 file beside it, old rows sealed."""
+"""Registry passwords at rest: encrypted in the database, the key in a 0600 file, old rows sealed."""
 
 from __future__ import annotations
 
