@@ -267,7 +267,7 @@ class ImageStore:
         try:
             for plan in plans:
                 blobs = [job.add_blob(b) for b in (plan.config_blob, *plan.extra_blobs.values())]
-                sizes = [job.ensure_layer(src, layer) for layer in plan.layers]
+                sizes = [job.ensure_layer(src, layer, keep_blob=True) for layer in plan.layers]
                 record = plan.record(list(plan.repo_tags), sum(sizes))
                 records.append(record)
                 stored.append(StoredImage(record, blobs))

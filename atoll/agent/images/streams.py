@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from atoll.model.errors import BadImage
 
@@ -50,6 +50,20 @@ class HashingReader:
     @property
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
+
+
+class Tee:
+    """Passes reads through and writes every byte read to ``out`` as well (a blob kept while unpacked)."""
+
+    def __init__(self, inner: Reader, out: BinaryIO) -> None:
+        self._inner = inner
+        self._out = out
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size)
+        if data:
+            self._out.write(data)
+        return data
 
 
 class Prefixed:
