@@ -16,6 +16,7 @@ and 159. Its ``isal_zlib`` module is a drop-in for ``zlib``'s decompress objects
 from __future__ import annotations
 
 import zlib
+from typing import cast
 
 from isal import isal_zlib
 
@@ -24,6 +25,7 @@ from atoll.agent.images.streams import CHUNK, Reader
 OUT_LIMIT = 4 << 20
 """Most bytes one inflate call may produce."""
 _GZIP = 16 + zlib.MAX_WBITS
+_ISAL_ERROR = cast(type[Exception], isal_zlib.error)  # the stubs don't say it is an exception class
 
 
 class GzipReader:
@@ -76,7 +78,7 @@ class GzipReader:
     def _inflate(self, data: bytes) -> bytes:
         try:
             return self._d.decompress(data, OUT_LIMIT)
-        except isal_zlib.error as exc:  # the same type as zlib's, for callers telling corrupt data apart
+        except _ISAL_ERROR as exc:  # the same type as zlib's, for callers telling corrupt data apart
             raise zlib.error(str(exc)) from exc
 
     def _next_member(self) -> bytes | None:
