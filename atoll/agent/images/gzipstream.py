@@ -1,4 +1,4 @@
-"""A gzip decoder that reads its input 1 MiB at a time, inflating with ISA-L (``isal``) instead of zlib.
+"""A gzip decoder that reads its input in large chunks, inflating with ISA-L (``isal``) instead of zlib.
 
 ``gzip.GzipFile`` reads its input 8 KiB at a time through several layers of Python, which for a layer
 of incompressible data costs more than the inflating itself. This reader hands the inflater large
