@@ -41,6 +41,8 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+AUTH_WAIT = 120.0
+"""Longest a download thread waits for the event loop to answer a 401 (a token fetch, with retries)."""
 
 
 async def connect(
@@ -171,7 +173,12 @@ class RegistryClient:
             resp = httpx.Response(
                 401, headers=[("www-authenticate", v) for v in msg.get_all("www-authenticate") or []]
             )
-            asyncio.run_coroutine_threadsafe(self.auth.answer(self.http, resp, scopes), loop).result()
+            answer = asyncio.run_coroutine_threadsafe(self.auth.answer(self.http, resp, scopes), loop)
+            try:
+                answer.result(AUTH_WAIT)
+            except TimeoutError:
+                answer.cancel()
+                raise RegistryError(f"{what}: no answer to the registry's challenge in time") from None
 
         return BlobStream(
             self._connections,

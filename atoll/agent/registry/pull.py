@@ -209,7 +209,7 @@ class Puller:
                     size = await asyncio.shield(running)
                 except asyncio.CancelledError:
                     stop.set()  # the thread stops at its next read; undo must wait for it
-                    await asyncio.wait([running])
+                    await asyncio.gather(running, return_exceptions=True)
                     raise
             return size
 
