@@ -29,6 +29,7 @@ from atoll.node import STARTER_CONFIG, STARTER_IMAGE, _file_chunks
 from atoll.services import failover, images, membership
 from atoll.services.clusterconf import ClusterConfig
 from atoll.services.context import AgentRegistry, Controller
+from atoll.services.secrets import SecretBox, seal_stored
 from atoll.settings import Settings
 from atoll.store.db import open_database
 from atoll.wire import pki
@@ -160,6 +161,8 @@ async def serve(settings: Settings) -> None:
         ),
     )
     ctl_ref.append(ctl)
+    ctl.secrets = SecretBox.in_dir(settings.data_dir)
+    seal_stored(ctl.sessions, ctl.secrets)  # logins stored before encryption existed
     membership.connect_known_hosts(ctl)
     api = uvicorn.Server(
         uvicorn.Config(

@@ -28,6 +28,7 @@ from atoll.services.context import AgentRegistry, Controller
 from atoll.services.control import LocalControlPlane
 from atoll.services.hosts import register_host, unregister_host
 from atoll.services.mounts import BindPolicy
+from atoll.services.secrets import SecretBox, seal_stored
 from atoll.settings import Settings
 from atoll.store.db import open_database
 
@@ -102,6 +103,8 @@ async def serve(settings: Settings) -> None:
         address_pools=parse_pools(settings.default_address_pools, "ATOLL_DEFAULT_ADDRESS_POOLS"),
     )
     ctl.bind_mounts = BindPolicy.parse(settings.bind_mounts)
+    ctl.secrets = SecretBox.in_dir(settings.data_dir)
+    seal_stored(ctl.sessions, ctl.secrets)  # logins stored before encryption existed
     agent = await Agent.open(
         AgentConfig(
             host_id=host_id(settings.data_dir),

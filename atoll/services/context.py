@@ -25,6 +25,7 @@ from atoll.services.activity import ActivityLog
 from atoll.services.addrpools import DEFAULT_POOLS, AddressPool, parse_pools
 from atoll.services.clusterconf import ClusterConfig
 from atoll.services.mounts import BindPolicy
+from atoll.services.secrets import SecretBox
 
 
 class AgentRegistry:
@@ -176,3 +177,5 @@ class Controller:
     """Where subnets asked for as ``auto`` get their CIDR (see ``addrpools``)."""
     cluster: ClusterConfig | None = None
     """Set by ``atoll serve``: hosts join over the network (see services/membership.py)."""
+    secrets: SecretBox | None = None
+    """Key for registry passwords at rest (``secrets.py``); unset: a key file beside the SQLite file."""

@@ -2,8 +2,9 @@
 
 The agent moves the bytes (image content lives with it); the controller decides who may, hands the
 agent the project's credentials for the call, and catalogs what a pull brought. Credentials are stored
-per project (``atoll login``), verified against the registry before they are kept, and never leave the
-controller except towards an agent for a transfer: no API answer and no log line carries a secret.
+per project (``atoll login``), verified against the registry before they are kept, encrypted at rest
+(``secrets.py``), and never leave the controller except towards an agent for a transfer: no API answer
+and no log line carries a secret.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from atoll.model.errors import Conflict, InvalidInput, NotFound
+from atoll.model.errors import Conflict, InvalidInput, NotFound, RuntimeFailure
 from atoll.model.reference import DOCKER_HUB, HUB_API_HOST, parse_image_reference
 from atoll.model.registry import Credential, Pulled, Pushed, TransferEvent
 from atoll.schemas import RegistryLoginView, TransferProgress
@@ -22,6 +23,7 @@ from atoll.services import images
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.projects import require_project
+from atoll.services.secrets import SecretBox, box_for
 from atoll.store.models import ImageHostRow, ImageRow, RegistryCredentialRow
 
 _REGISTRY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$")
@@ -38,11 +40,19 @@ def normalize_registry(text: str) -> str:
     return host
 
 
-def credentials(s: Session, project: str) -> dict[str, Credential]:
-    """The project's logins by the host they are sent to (Docker Hub's API host for docker.io)."""
+def credentials(s: Session, project: str, box: SecretBox, needed: str) -> dict[str, Credential]:
+    """The project's logins by the host they are sent to (Docker Hub's API host for docker.io), their
+    passwords decrypted (``secrets.py``). A login that can't be decrypted is an error only for the
+    registry the transfer is for (``needed``); others are left out."""
     out: dict[str, Credential] = {}
     for row in s.scalars(select(RegistryCredentialRow).where(RegistryCredentialRow.project == project)):
-        cred = Credential(row.username, row.secret)
+        try:
+            secret = box.open(row.secret, f"login to {row.host} in project {project!r}")
+        except RuntimeFailure:
+            if row.host == needed:
+                raise
+            continue
+        cred = Credential(row.username, secret)
         out[row.host] = cred
         if row.host == DOCKER_HUB:
             out[HUB_API_HOST] = cred
@@ -76,7 +86,8 @@ async def pull_image(
     ref = parse_image_reference(reference, "reference")
     with ctl.sessions() as s:
         require_project(s, project)
-        creds = _with_credential(credentials(s, project), ref.domain, credential)
+        stored = credentials(s, project, box_for(ctl.sessions, ctl.secrets), ref.domain)
+        creds = _with_credential(stored, ref.domain, credential)
     agent = ctl.agents.pick()
     async for event in agent.pull_image(str(ref), creds):
         if isinstance(event, Pulled):
@@ -105,7 +116,8 @@ async def push_image(
         require_project(s, project)
         row, _ = images.resolve(s, project, str(ref))
         hosts = list(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == row.id)))
-        creds = _with_credential(credentials(s, project), ref.domain, credential)
+        stored = credentials(s, project, box_for(ctl.sessions, ctl.secrets), ref.domain)
+        creds = _with_credential(stored, ref.domain, credential)
     agent = next((ctl.agents.get(h) for h in hosts if h in ctl.agents), None)
     if agent is None:
         raise Conflict(f"image {reference}: no connected host holds its content")
@@ -130,12 +142,13 @@ async def login(
         require_project(s, project)
     cred = Credential(username, password)
     await ctl.agents.pick().registry_login(host, cred)
+    sealed = box_for(ctl.sessions, ctl.secrets).seal(password)
     with ctl.sessions.begin() as s:
         row = s.get(RegistryCredentialRow, (project, host))
         if row is None:
-            row = RegistryCredentialRow(project=project, host=host, username=username, secret=password)
+            row = RegistryCredentialRow(project=project, host=host, username=username, secret=sealed)
             s.add(row)
-        row.username, row.secret, row.created_at = username, password, now_iso()
+        row.username, row.secret, row.created_at = username, sealed, now_iso()
         return RegistryLoginView(registry=host, username=username, created_at=row.created_at)
 
 

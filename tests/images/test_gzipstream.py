@@ -1,4 +1,4 @@
-"""The zlib-based gzip reader accepts and refuses what GzipFile does."""
+"""The ISA-L-based gzip reader accepts and refuses what GzipFile does."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 It relays bytes both ways on the test's event loop. ``cut_after`` bytes into a server-to-client stream
 (past every small answer, inside a blob) it closes both sides, ``cuts`` times: an interrupted download.
+``pace`` slows the server-to-client direction down, so transfers overlap as on a real link.
 """
 
 from __future__ import annotations
@@ -10,14 +11,27 @@ import asyncio
 import contextlib
 import re
 
+_RANGE = re.compile(rb"\r\nrange: [^\r\n]*", re.I)
 _REQUEST = re.compile(rb"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/1\.[01]\r\n(.*?)\r\n\r\n", re.S)
 
 
 class Proxy:
-    def __init__(self, target_port: int, *, cut_after: int = 0, cuts: int = 0) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        cut_after: int = 0,
+        cuts: int = 0,
+        pace: float = 0.0,
+        no_ranges: bool = False,
+    ) -> None:
         self.target_port = target_port
         self.cut_after = cut_after
         self.cuts = cuts
+        self.pace = pace
+        """Seconds to wait before relaying each piece (up to 64 KiB) from the server: a slow link."""
+        self.no_ranges = no_ranges
+        """Drop ``Range`` headers from requests: a registry that always answers 200 with the whole blob."""
         self.requests: list[tuple[str, str, str]] = []
         """(method, path, headers) of every request seen."""
         self.port = 0
@@ -67,6 +81,8 @@ class Proxy:
                 self.requests.append((m.group(1).decode(), m.group(2).decode(), m.group(3).decode()))
                 pending = pending[m.end() :]
             pending = pending[-65536:]
+            if self.no_ranges:
+                data = _RANGE.sub(b"", data)
             writer.write(data)
             await writer.drain()
 
@@ -79,5 +95,7 @@ class Proxy:
                 self.cuts -= 1
                 return
             sent += len(data)
+            if self.pace:
+                await asyncio.sleep(self.pace)
             writer.write(data)
             await writer.drain()

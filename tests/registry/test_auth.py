@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from atoll.agent.images import ImageStore
+from atoll.agent.registry.client import RegistryClient
 from atoll.agent.registry.service import Registries
 from atoll.model.errors import RegistryAuthError
 from atoll.model.registry import Credential
@@ -89,3 +91,27 @@ async def test_bearer_token_flow_anonymous_pull_and_authenticated_push(
         assert done.digest.startswith("sha256:")
     finally:
         await regs.close()
+
+
+async def test_a_token_lapsing_before_a_layer_download_is_renewed_from_the_download_thread(
+    token_registry: tuple[Registry, TokenServer], store: ImageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg, tokens = token_registry
+    image = image_of(random_layer("a"), random_layer("b"))
+    token = tokens.token("alice", [{"type": "repository", "name": "team/lapse", "actions": ["pull", "push"]}])
+    upload(Registry(reg.base, reg.port, bearer=token), "team/lapse", "1", image)
+    original = RegistryClient.blob_stream
+
+    def forgetful(self: RegistryClient, *args: Any, **kwargs: Any) -> Any:
+        self.auth._tokens.clear()  # as if the token had expired: the thread meets a 401
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RegistryClient, "blob_stream", forgetful)
+    regs = Registries(store, insecure(reg.host))
+    try:
+        before = len(tokens.requests)
+        result, _ = await pulled(regs.pull(f"{reg.host}/team/lapse:1", {}))
+    finally:
+        await regs.close()
+    assert result.record.id == image.id
+    assert len(tokens.requests) - before >= 2  # the manifest's token, then at least one renewal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 
 import pytest
@@ -106,6 +107,31 @@ async def test_concurrent_pulls_of_one_image_share_one_download(
     assert any(e.status.startswith("Waiting for a pull") for _, events in results for e in events)
 
 
+async def test_concurrent_pulls_of_images_sharing_a_layer_download_it_once(
+    registry: Registry, store: ImageStore
+) -> None:
+    base = random_layer("base", 1_500_000)
+    first, second = image_of(base, random_layer("app1")), image_of(base, random_layer("app2"))
+    upload(registry, "team/one", "1", first)
+    upload(registry, "team/two", "1", second)
+    base_digest = "sha256:" + hashlib.sha256(factory.gz(base)).hexdigest()
+    async with Proxy(registry.port, pace=0.05) as proxy:  # ~1 s for the base layer: the pulls overlap
+        regs = Registries(store, insecure(proxy.host))
+        try:
+            results = await asyncio.gather(
+                pulled(regs.pull(f"{proxy.host}/team/one:1", {})),
+                pulled(regs.pull(f"{proxy.host}/team/two:1", {})),
+            )
+        finally:
+            await regs.close()
+    assert [r.record.id for r, _ in results] == [first.id, second.id]
+    assert len(proxy.blob_gets(base_digest)) == 1
+    waited = [e for _, events in results for e in events if e.status == "Waiting"]
+    assert [e.id for e in waited] == [base_digest.removeprefix("sha256:")[:12]]
+    dirs = store.layer_dirs(second.diff_ids)
+    assert (dirs[0] / "base").stat().st_size == 1_500_000
+
+
 async def test_a_missing_tag_or_repository_is_not_found(
     registries: Registries, registry: Registry, store: ImageStore
 ) -> None:
@@ -162,3 +188,19 @@ async def test_an_interrupted_download_resumes_with_range(registry: Registry, st
     ranges = [h for _, _, h in gets if "range: bytes=" in h.lower()]
     assert len(ranges) == 2, gets
     assert store.layer_dirs(image.diff_ids)
+
+
+async def test_an_interrupted_download_restarts_where_ranges_are_not_served(
+    registry: Registry, store: ImageStore
+) -> None:
+    image = image_of(random_layer("big", 3_000_000))
+    upload(registry, "team/big", "1", image)
+    async with Proxy(registry.port, cut_after=1_000_000, cuts=2, no_ranges=True) as proxy:
+        regs = Registries(store, insecure(proxy.host))
+        try:
+            result, _ = await pulled(regs.pull(f"{proxy.host}/team/big:1", {}))
+        finally:
+            await regs.close()
+    assert result.record.id == image.id
+    assert len(proxy.blob_gets()) == 4  # the config, then the layer three times: whole, each time
+    assert (store.layer_dirs(image.diff_ids)[0] / "big").stat().st_size == 3_000_000

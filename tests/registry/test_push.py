@@ -65,11 +65,36 @@ async def test_a_built_image_is_pushed_as_a_new_manifest(registry: Registry, sto
     assert factory.sha256(json.dumps(manifest).encode()) != "" and done.digest.startswith("sha256:")
 
 
+@pytest.mark.parametrize("archive", ["docker-save", "oci-layout"])
+async def test_a_loaded_image_is_pushed_and_pulled_back(
+    registry: Registry, store: ImageStore, archive: str
+) -> None:
+    image = image_of(random_layer("base"), factory.layer(factory.file("etc/app", b"conf\n")))
+    members = factory.docker_save(image) if archive == "docker-save" else factory.oci_layout(image)
+    [record] = await store.import_archive(factory.chunks(factory.pack(members)))
+    regs = Registries(store, insecure(registry.host))
+    try:
+        done, events = await pushed(regs.push(record.id, f"{registry.host}/team/loaded:1", {}))
+        assert [e.status for e in events].count("Pushed") >= 2
+    finally:
+        await regs.close()
+    fresh = ImageStore(store.root.parent / "fresh")
+    regs = Registries(fresh, insecure(registry.host))
+    try:
+        result, _ = await pulled(regs.pull(f"{registry.host}/team/loaded:1", {}))
+    finally:
+        await regs.close()
+    assert result.record.id == record.id == image.id and result.digest == done.digest
+    assert (fresh.layer_dirs(image.diff_ids)[1] / "etc" / "app").read_bytes() == b"conf\n"
+
+
 async def test_images_without_kept_blobs_and_digest_references_are_refused(
     registry: Registry, store: ImageStore
 ) -> None:
     image = factory.Image(layers=[factory.layer(factory.file("x", b"x"))])
     [record] = await store.import_archive(factory.chunks(factory.pack(factory.docker_save(image))))
+    [layer_dir] = store.layer_dirs(image.diff_ids)
+    (layer_dir.parent / "blob").unlink()  # as layers imported before blobs were kept
     regs = Registries(store, insecure(registry.host))
     try:
         with pytest.raises(BadImage, match="no kept blob"):

@@ -30,6 +30,7 @@ import stat
 from collections import OrderedDict
 
 from atoll.agent.images.streams import CHUNK, Reader
+from atoll.agent.images.syncfs import start_writeback
 from atoll.agent.images.tarstream import Kind, TarEntry, TarReader
 from atoll.model.errors import BadImage, RuntimeFailure
 
@@ -42,6 +43,8 @@ _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CL
 _HOST_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
 """Failures of the host, not of the image: reported as RuntimeFailure so the image isn't blamed."""
 
+WRITEBACK_MIN = 256 << 10
+"""Files this large get their writeback started as soon as they are written (see syncfs.py)."""
 _DIR_CACHE = 64
 _OPAQUE = b".wh..wh..opq"
 _WHITEOUT = b".wh."
@@ -202,6 +205,8 @@ class _LayerWriter:
             self._set_owner_mode(fd, entry)  # chown before chmod: chown clears setuid bits
             self._set_xattrs(fd, entry)  # after chown, which clears security.capability
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+            if entry.size >= WRITEBACK_MIN:
+                start_writeback(fd)  # the disk starts now; the syncfs before the record finds it done
             self.size += entry.size
         finally:
             os.close(fd)

@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from atoll.agent.images.blobs import blob_meta_for_file
-from atoll.agent.images.layers import unpack_blob, unpack_rootfs
+from atoll.agent.images.blobs import MEDIA_TYPES, blob_meta, blob_meta_for_file
+from atoll.agent.images.layers import unpack_and_keep, unpack_blob, unpack_rootfs
 from atoll.agent.images.layout import Layout, remove_tree, write_bytes, write_json
 from atoll.agent.images.ledger import Key, Ledger, blob_key, layer_key
 from atoll.agent.images.plan import LayerPlan
@@ -46,26 +46,24 @@ class ImportJob:
             self._pin(blob_key(digest))
         return digest
 
-    def ensure_layer(
-        self,
-        src: BlobSource,
-        plan: LayerPlan,
-        *,
-        keep: Path | None = None,
-        meta: dict[str, Any] | None = None,
-    ) -> int:
+    def ensure_layer(self, src: BlobSource, plan: LayerPlan, *, keep_blob: bool = False) -> int:
         """Make sure layer ``plan.diff_id`` is in the store; returns its size.
 
-        ``keep``: the blob file (on the store's file system) to keep beside the layer as ``blob``, for
-        pushing it later; ``meta`` describes it in layer.json (see ``blobs.py``)."""
+        ``keep_blob``: keep a copy of the blob beside the layer (``blobs.py``), so the image can be
+        pushed and copied to other hosts as it came."""
         size = self.pin_existing(plan.diff_id)
         if size is not None:
             return size
-        work = self._new_work()
-        size = unpack_blob(src, plan, work / "diff")
-        if keep is not None:
-            os.rename(keep, work / "blob")
-        return self._install(work, plan.diff_id, size, meta)
+        work = self.new_work()
+        if not keep_blob:
+            return self.install(work, plan.diff_id, unpack_blob(src, plan, work / "diff"))
+        size, digest, kind = unpack_and_keep(src, plan, work / "diff", work / "blob")
+        media_type = MEDIA_TYPES.get(kind)
+        if media_type is None:  # bzip2 or xz: no layer media type says that; keep nothing
+            os.unlink(work / "blob")
+            return self.install(work, plan.diff_id, size)
+        blob_size = os.stat(work / "blob").st_size
+        return self.install(work, plan.diff_id, size, blob_meta(digest, blob_size, media_type, []))
 
     def pin_existing(self, diff_id: str) -> int | None:
         """If layer ``diff_id`` is already stored, hold it for this job and return its size."""
@@ -77,14 +75,14 @@ class ImportJob:
         return None
 
     def add_rootfs(self, tar: Path, label: str, *, keep: bool = False) -> tuple[str, int]:
-        work = self._new_work()
+        work = self.new_work()
         diff_id, size = unpack_rootfs(tar, work / "diff", label)
         meta = None
         if keep:
             meta = blob_meta_for_file(tar, diff_id)
             if meta is not None:
                 os.rename(tar, work / "blob")
-        return diff_id, self._install(work, diff_id, size, meta)
+        return diff_id, self.install(work, diff_id, size, meta)
 
     def commit(self, images: list[StoredImage]) -> list[StoredImage]:
         """Record ``images``; an image already stored keeps its tags and gains the new ones."""
@@ -132,7 +130,7 @@ class ImportJob:
             if path is not None:
                 remove_tree(path)
 
-    def _install(self, work: Path, diff_id: str, size: int, meta: dict[str, Any] | None = None) -> int:
+    def install(self, work: Path, diff_id: str, size: int, meta: dict[str, Any] | None = None) -> int:
         write_json(work / "layer.json", {"diff_id": diff_id, "size": size, **(meta or {})}, self._scratch)
         target = self._layout.layer(diff_id)
         with self._ledger.lock:
@@ -145,7 +143,7 @@ class ImportJob:
             self._created = True
         return size
 
-    def _new_work(self) -> Path:
+    def new_work(self) -> Path:
         with self._ledger.lock:  # jobs may unpack several layers at once, each in its own thread
             self._work += 1
             work = self._scratch / f"layer-{self._work}"

@@ -2,37 +2,48 @@
 
 A pull first lays the image's small documents (manifests, config) out in a scratch directory as an OCI
 image layout, so the same code that validates imported layouts (``ocilayout.py``, ``plan.py``) checks
-them. Layers the store already holds are pinned and never fetched. The others are fetched concurrently
-by the caller's ``fetch`` into that layout and each is unpacked, verified and installed as soon as it is
-complete, while later ones still download; the compressed blob is kept beside the layer (``blobs.py``).
-It is one ``ImportJob``: the image record is written only once every layer is in, and any failure
-(or cancellation) undoes what this pull made, after waiting for unpacks already running in threads.
+them. Layers the store already holds are pinned and never fetched; a layer another pull is fetching
+right now is waited for (``InFlight``). The others are fetched concurrently by the caller's ``fetch``,
+each unpacked on a worker thread WHILE it downloads (the blob stream is teed into the kept blob file,
+its hash, and a streaming decompress + untar into the layer's work directory). The layer is renamed
+into the store only after the whole blob matched its digest and the tar its diff_id; a mismatch leaves
+nothing but scratch. The compressed blob is kept beside the layer (``blobs.py``). It is one
+``ImportJob``: the image record is written only once every layer is in, and any failure (or
+cancellation) undoes what this pull made, after the fetches' threads have stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from atoll.agent.images.blobs import MEDIA_TYPES, KeptBlob, blob_meta, kept_blob
 from atoll.agent.images.compression import Compression
 from atoll.agent.images.formats import read_plans
 from atoll.agent.images.importer import ImportJob
+from atoll.agent.images.layers import unpack_stream
 from atoll.agent.images.layout import Layout
 from atoll.agent.images.ledger import Ledger
 from atoll.agent.images.plan import ImagePlan, LayerPlan
 from atoll.agent.images.records import StoredImage
 from atoll.agent.images.sources import DirectorySource
+from atoll.agent.images.streams import Reader
 from atoll.model.errors import BadImage, NotFound
 from atoll.model.image import ImageRecord
 
-Fetch = Callable[[LayerPlan, Path], Awaitable[None]]
-"""Download the blob of a layer to the given path, verified against ``plan.digest``."""
+Consume = Callable[[Reader], int]
+"""Given a layer blob's bytes as they arrive, unpack and install the layer; returns its size."""
+Fetch = Callable[[LayerPlan, Path, Consume], Awaitable[int]]
+"""Download the blob of a layer into the file at the path, handing its bytes to ``consume`` on a
+worker thread as they arrive: a reader whose last read raises BadImage unless the bytes match
+``plan.digest`` and ``plan.size``. Returns what ``consume`` returned. It must not return or raise
+before that thread is done, even when cancelled: the job's undo must not race an unpack."""
 Report = Callable[[LayerPlan, str], None]
-"""Told about each layer's steps: "Already exists", "Extracting", "Pull complete"."""
+"""Told about each layer's steps: "Already exists", "Waiting", "Extracting", "Pull complete"."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,29 @@ class PushSource:
     manifests: list[bytes]
 
 
+class InFlight:
+    """Layers being fetched right now by some pull of this store, by diff_id (event-loop only).
+
+    A pull that needs a layer another pull (of another image) is fetching waits for that one and uses
+    its result, so concurrent pulls of images sharing a base layer download it once."""
+
+    def __init__(self) -> None:
+        self._fetching: dict[str, asyncio.Future[None]] = {}
+
+    def get(self, diff_id: str) -> asyncio.Future[None] | None:
+        return self._fetching.get(diff_id)
+
+    @contextmanager
+    def claim(self, diff_id: str) -> Iterator[None]:
+        done = asyncio.get_running_loop().create_future()
+        self._fetching[diff_id] = done
+        try:
+            yield
+        finally:
+            del self._fetching[diff_id]
+            done.set_result(None)
+
+
 async def install_remote(
     layout: Layout,
     ledger: Ledger,
@@ -54,7 +88,7 @@ async def install_remote(
     *,
     source: str,
     repo_tag: str,
-    unpackers: int = 2,
+    inflight: InFlight,
 ) -> ImageRecord:
     """Install the one image laid out in ``scratch`` (index.json and its small blobs already there)."""
     src = DirectorySource(scratch)
@@ -63,32 +97,20 @@ async def install_remote(
         raise BadImage(f"{source}: expected one image, found {len(plans)}")
     plan = plans[0]
     job = ImportJob(layout, ledger, scratch)
-    running: list[asyncio.Future[int]] = []
     try:
         blobs = [job.add_blob(b) for b in (plan.config_blob, *plan.extra_blobs.values())]
-        slots = asyncio.Semaphore(unpackers)
-        sizes = await _layers(job, src, scratch, plan, fetch, report, source, running, slots)
+        sizes = await _layers(job, plan, fetch, report, source, inflight)
         record = plan.record([repo_tag] if repo_tag else [], sum(sizes))
         await asyncio.to_thread(job.commit, [StoredImage(record, blobs)])
     except BaseException:
-        await asyncio.gather(*running, return_exceptions=True)  # unpacks in threads can't be cancelled
         job.abort()
         raise
     return record
 
 
 async def _layers(
-    job: ImportJob,
-    src: DirectorySource,
-    scratch: Path,
-    plan: ImagePlan,
-    fetch: Fetch,
-    report: Report,
-    source: str,
-    running: list[asyncio.Future[int]],
-    unpack_slots: asyncio.Semaphore,
+    job: ImportJob, plan: ImagePlan, fetch: Fetch, report: Report, source: str, inflight: InFlight
 ) -> list[int]:
-    loop = asyncio.get_running_loop()
     sizes: dict[str, int] = {}
     todo: dict[str, LayerPlan] = {}
     for layer in plan.layers:
@@ -104,16 +126,24 @@ async def _layers(
     async def one(layer: LayerPlan) -> None:
         if layer.digest is None or layer.size is None:
             raise BadImage(f"{source}: {layer.label}: descriptor without digest or size")
-        path = scratch / layer.name
-        await fetch(layer, path)
-        async with unpack_slots:
-            report(layer, "Extracting")
-            media_type = MEDIA_TYPES.get(layer.compression or Compression.NONE, MEDIA_TYPES[Compression.NONE])
-            meta = blob_meta(layer.digest, layer.size, media_type, [source])
-            verified = replace(layer, digest=None)  # the download checked the blob's digest already
-            future = loop.run_in_executor(None, lambda: job.ensure_layer(src, verified, keep=path, meta=meta))
-            running.append(future)
-            sizes[layer.diff_id] = await asyncio.shield(future)
+        while (other := inflight.get(layer.diff_id)) is not None:
+            report(layer, "Waiting")
+            await asyncio.wait([other])  # it may fail: then we fetch it ourselves below
+            size = job.pin_existing(layer.diff_id)
+            if size is not None:
+                sizes[layer.diff_id] = size
+                report(layer, "Already exists")
+                return
+        media_type = MEDIA_TYPES.get(layer.compression or Compression.NONE, MEDIA_TYPES[Compression.NONE])
+        meta = blob_meta(layer.digest, layer.size, media_type, [source])
+        work = job.new_work()
+
+        def consume(blob: Reader) -> int:
+            size = unpack_stream(blob, layer, work / "diff")  # returns once the blob's digest matched
+            return job.install(work, layer.diff_id, size, meta)
+
+        with inflight.claim(layer.diff_id):
+            sizes[layer.diff_id] = await fetch(layer, work / "blob", consume)
         report(layer, "Pull complete")
 
     tasks = [asyncio.ensure_future(one(layer)) for layer in todo.values()]

