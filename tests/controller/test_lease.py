@@ -128,3 +128,5 @@ async def test_failover_moves_to_the_next_controller_and_stays() -> None:
         await failover.heartbeat("h", None)
     failover.set_addresses(["c:1", "b:1"])
     assert failover.addresses == ["b:1", "c:1"], "the current one stays first"
+    failover.skip()
+    assert failover.current == "c:1"

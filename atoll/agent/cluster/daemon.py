@@ -72,6 +72,8 @@ async def heartbeat_forever(
                 )
         except (AtollError, TimeoutError) as e:
             log.warning("heartbeat failed: %s", e or "no answer")
+            if isinstance(e, TimeoutError) and isinstance(control, failover.FailoverControlPlane):
+                control.skip()  # a controller that accepts but never answers: try the next one
         await asyncio.sleep(interval)
 
 

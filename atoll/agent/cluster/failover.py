@@ -2,7 +2,8 @@
 
 Calls go to the controller that answered last. When a call cannot reach it (connection refused, reset,
 timed out: ``wire.client.Unreachable``), the same call is tried on the next address, and so on once
-round the list; the first that answers becomes the current one. Every ``ControlPlane`` call is
+round the list; the first that answers becomes the current one. A controller that accepts connections
+but does not answer a heartbeat in time is skipped too (``skip``). Every ``ControlPlane`` call is
 idempotent (``services/control.py``), so repeating one that a dying controller may have half-handled is
 safe. The list starts with the controllers kept in ``membership.json`` and is refreshed after each
 heartbeat from ``ControlPlane.controllers`` (``refresh``), and saved when it changes, so an agent that
@@ -51,6 +52,13 @@ class FailoverControlPlane:
         if fresh:
             self.addresses = fresh
             self.current = fresh[0]
+
+    def skip(self) -> None:
+        """Make the next controller current (the current one hangs rather than refusing)."""
+        order = self._order()
+        if len(order) > 1:
+            log.warning("controller %s does not answer; now talking to %s", self.current, order[1])
+            self.current = order[1]
 
     def _order(self) -> list[str]:
         i = self.addresses.index(self.current) if self.current in self.addresses else 0
