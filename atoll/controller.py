@@ -151,7 +151,6 @@ async def serve(settings: Settings) -> None:
     # Controllers sharing the database share its CA: adopt it, or publish the one made here.
     controllers.share_ca(sessions, settings.data_dir / "cluster")
     ca_key, ca_cert, ident = load_or_make_ca(settings.data_dir / "cluster")
-    controllers.share_ca(sessions, settings.data_dir / "cluster")
     controllers.register(sessions, address=advertised(settings), api_url=settings.api_url)
     ctl_ref: list[Controller] = []
     starter = StarterImages(ctl_ref, settings.data_dir / "tmp")

@@ -2,9 +2,9 @@
 
 - **One CA.** Host certificates are signed by the cluster CA and every controller's certificate too,
   so an agent that joined through one controller trusts all of them (it verifies the name
-  ``controller.atoll`` against the CA). The first controller to start puts its CA (made on first start,
-  under ``DATA/cluster/``) into ``cluster_ca``; every later one writes that CA into its own data
-  directory before it makes its certificate. A data directory whose CA differs from the database's is
+  ``controller.atoll`` against the CA). The first controller to start puts its CA (the one in its
+  ``DATA/cluster/``, or a new one) into ``cluster_ca``; every later one writes that CA into its own
+  data directory before it makes its certificate. A data directory whose CA differs from the database's is
   refused: its hosts would not trust the others.
 - **Addresses.** Each controller records the cluster address it advertises in ``controllers`` and
   renews ``seen_at`` while it runs. Agents ask for the list (``ControlPlane.controllers``) with every
@@ -29,31 +29,41 @@ from atoll.services.context import Controller
 from atoll.store.cluster import ClusterHostRow
 from atoll.store.controllers import ClusterCaRow, ControllerRow
 from atoll.store.models import HostRow
+from atoll.wire import pki
 
 log = logging.getLogger(__name__)
 
 CA_ROW = 1
 
 
-def share_ca(sessions: sessionmaker[Session], cluster_dir: Path) -> None:
-    """Make ``cluster_dir``'s CA the database's: adopt the database's, or publish ours if it has none."""
-    key_path, cert_path = cluster_dir / "ca.key", cluster_dir / "ca.crt"
+def _stored_ca(sessions: sessionmaker[Session]) -> tuple[str, str] | None:
     with sessions() as s:
         row = s.get(ClusterCaRow, CA_ROW)
-        stored = (row.key_pem, row.cert_pem) if row is not None else None
-    if stored is None and key_path.exists():
+        return (row.key_pem, row.cert_pem) if row is not None else None
+
+
+def share_ca(sessions: sessionmaker[Session], cluster_dir: Path) -> None:
+    """Make sure ``cluster_dir`` holds the database's CA: adopt it, or publish this directory's (made now
+    if there is none). Two controllers starting at once on an empty database race on the row's key: the
+    loser adopts the winner's CA before it makes its own certificate."""
+    key_path, cert_path = cluster_dir / "ca.key", cluster_dir / "ca.crt"
+    stored = _stored_ca(sessions)
+    if stored is None:
+        if key_path.exists():
+            mine = (key_path.read_text(), cert_path.read_text())
+        else:
+            key_pem, cert_pem = pki.make_ca()
+            mine = (key_pem.decode(), cert_pem.decode())
         try:
             with sessions.begin() as s:
-                s.add(ClusterCaRow(id=CA_ROW, key_pem=key_path.read_text(), cert_pem=cert_path.read_text()))
-            return
-        except IntegrityError:  # another controller published first: adopt its CA below
-            with sessions() as s:
-                row = s.get(ClusterCaRow, CA_ROW)
-                assert row is not None
-                stored = (row.key_pem, row.cert_pem)
-    if stored is None:
-        return  # no CA anywhere yet: the caller makes one, and the next start publishes it
-    if cert_path.exists() and cert_path.read_text() != stored[1]:
+                s.add(ClusterCaRow(id=CA_ROW, key_pem=mine[0], cert_pem=mine[1]))
+            stored = mine
+        except IntegrityError:
+            stored = _stored_ca(sessions)
+            assert stored is not None
+    if cert_path.exists() and cert_path.read_text() == stored[1]:
+        return
+    if cert_path.exists() and key_path.exists():
         raise Conflict(
             f"{cert_path}: this data directory holds another cluster CA than the database; hosts joined "
             "through one controller would not trust the other. Start this controller with a fresh data "

@@ -37,6 +37,7 @@ POSTGRES_MODULES = {
     "test_control_plane",
     "test_ipam",
     "test_overlay",
+    "test_controllers",
 }
 """Modules whose tests run on SQLite and again on PostgreSQL (a private server, tests/pgcluster.py), so
 the schema and the queries of every service they touch are proven on both. ``ATOLL_TEST_DATABASE=
