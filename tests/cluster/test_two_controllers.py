@@ -20,9 +20,12 @@ from atoll.schemas import InstanceCreate
 from tests.e2e.cloud import ATOLL, free_port
 from tests.pgcluster import PrivateServer
 
-from .procs import HEARTBEAT_TIMEOUT, AgentProc, MultiHost, _spawn, _stop
+from .procs import AgentProc, MultiHost, _spawn, _stop
 
 LEASE_INTERVAL = 0.5
+HEARTBEAT_TIMEOUT = 6.0
+"""Longer than procs.py's 2 s: under a load average of 15-20 heartbeats 0.3 s apart arrive more than 2 s
+late, hosts flap down and up, and the checks below would judge the load instead of the fail-over."""
 LEADER = "lease: this controller runs the background loops"
 
 
@@ -42,6 +45,7 @@ class OnPostgres(MultiHost):
             **super().env,
             "ATOLL_DATABASE_URL": self.database,
             "ATOLL_LEASE_INTERVAL": str(LEASE_INTERVAL),
+            "ATOLL_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
         }
 
     @property
@@ -134,11 +138,15 @@ def test_two_controllers_survive_the_loss_of_one(pair: OnPostgres) -> None:
     c.controller.wait(10)
     _wait(lambda: LEADER in c.log2.read_text(), "the second controller takes the lease", 30)
     print(f"lease take-over after kill -9: {time.monotonic() - killed:.2f} s (interval {LEASE_INTERVAL} s)")
-    # Agents fail over: their heartbeats reach the survivor, so their hosts stay ready there.
-    time.sleep(HEARTBEAT_TIMEOUT + 1)
-    for host in second.cluster_hosts():
-        assert host.state in ("ready", "draining"), host
-        assert host.heartbeat_age is not None and host.heartbeat_age < HEARTBEAT_TIMEOUT, host
+
+    # Agents fail over: their heartbeats reach the survivor (the only controller left to record them).
+    def beating() -> bool:
+        hosts = second.cluster_hosts()
+        return all(h.heartbeat_age is not None and h.heartbeat_age < 1.0 for h in hosts)
+
+    time.sleep(2)
+    _wait(beating, "heartbeats reach the survivor", 30)
+    assert {h.state for h in second.cluster_hosts()} <= {"ready", "draining"}
     # The API of the survivor keeps serving: create, start, list, exec.
     b = _run(second, "after-failover")
     assert {i.name for i in second.instances()} == {"via-second", "after-failover"}
@@ -149,5 +157,5 @@ def test_two_controllers_survive_the_loss_of_one(pair: OnPostgres) -> None:
     beta.kill9()
     down = _wait(lambda: second.cluster_host(beta.host_id).state == "down", "beta down", 30)
     print(f"beta marked down {down:.2f} s after kill -9 (timeout {HEARTBEAT_TIMEOUT} s)")
-    assert second.cluster_host(alpha.host_id).state == "ready"
+    _wait(lambda: second.cluster_host(alpha.host_id).state == "ready", "alpha still ready", 10)
     assert time.monotonic() - killed < 120
