@@ -3,7 +3,9 @@
 It serves the native API (plain HTTP, loopback by default, as under ``atoll up``) and the cluster
 listener (mTLS; see ``api/cluster_listener.py``), dials each member's agent through the generic RPC of
 ``atoll.wire``, marks silent hosts down from a background loop, and makes sure every host that connects
-holds the starter image. The cluster CA and the controller's own certificate are made on first start,
+holds the starter image. Several controllers may share one PostgreSQL database: all serve the API, and
+the singleton loops (host-down detection, image GC) run under a lease (``services/lease.py``) on one.
+The cluster CA and the controller's own certificate are made on first start,
 under ``DATA/cluster/``.
 """
 
@@ -15,6 +17,7 @@ import dataclasses
 import datetime
 import logging
 import socket
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,10 +28,11 @@ from atoll.api.app import create_app
 from atoll.api.cluster_listener import cluster_app
 from atoll.model.errors import NotFound
 from atoll.model.ports import HostAgent
-from atoll.node import STARTER_CONFIG, STARTER_IMAGE, _file_chunks
-from atoll.services import failover, images, membership
+from atoll.node import STARTER_CONFIG, STARTER_IMAGE, _file_chunks, gc_policy
+from atoll.services import controllers, failover, image_gc, images, membership
 from atoll.services.clusterconf import ClusterConfig
 from atoll.services.context import AgentRegistry, Controller
+from atoll.services.lease import Lease
 from atoll.services.secrets import SecretBox, seal_stored
 from atoll.settings import Settings
 from atoll.store.db import open_database
@@ -144,11 +148,15 @@ def advertised(settings: Settings) -> str:
 async def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     (settings.data_dir / "tmp").mkdir(exist_ok=True)
+    sessions = open_database(settings.database_url)
+    # Controllers sharing the database share its CA: adopt it, or publish the one made here.
+    controllers.share_ca(sessions, settings.data_dir / "cluster")
     ca_key, ca_cert, ident = load_or_make_ca(settings.data_dir / "cluster")
+    controllers.register(sessions, address=advertised(settings), api_url=settings.api_url)
     ctl_ref: list[Controller] = []
     starter = StarterImages(ctl_ref, settings.data_dir / "tmp")
     ctl = Controller(
-        sessions=open_database(settings.database_url),
+        sessions=sessions,
         agents=AgentRegistry(),
         cluster=ClusterConfig(
             ca_key_pem=ca_key,
@@ -185,7 +193,18 @@ async def serve(settings: Settings) -> None:
     # The listener runs without uvicorn's signal handling: the API server owns SIGINT/SIGTERM, and
     # stopping it stops the listener too.
     listening = asyncio.create_task(listener._serve())
-    watching = asyncio.create_task(watch_heartbeats(ctl, max(0.2, settings.heartbeat_timeout / 5)))
+    lease = Lease(settings.database_url, interval=settings.lease_interval)
+    check = max(0.2, settings.heartbeat_timeout / 5)
+
+    def singleton_loops() -> list[Coroutine[Any, Any, None]]:
+        # Only the lease holder runs these; every controller serves the API and follows host states.
+        return [watch_heartbeats(ctl, check), image_gc.run(ctl, gc_policy(settings))]
+
+    background = [
+        asyncio.create_task(lease.run(singleton_loops)),
+        asyncio.create_task(controllers.keep_alive(sessions, advertised(settings), settings.lease_interval)),
+        asyncio.create_task(controllers.follow_hosts_forever(ctl, check)),
+    ]
     print(
         f"Atoll controller is up: API {settings.api_url}/v1, cluster listener {advertised(settings)}"
         f" (CA {pki.fingerprint(ca_cert)}), data in {settings.data_dir}\n"
@@ -196,9 +215,9 @@ async def serve(settings: Settings) -> None:
         await api.serve()
     finally:
         listener.should_exit = True
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await listening
         await starter.close()
 

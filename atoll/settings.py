@@ -35,8 +35,9 @@ class Settings:
     reconcile_interval: float = field(default_factory=lambda: float(_env("RECONCILE_INTERVAL", "5")))
     """Seconds between drift checks. Exits are seen at once through pidfds; this catches the rest."""
 
-    db_url: str = field(default_factory=lambda: _env("DB_URL", ""))
-    """Empty means SQLite at ``data_dir/atoll.db``."""
+    db_url: str = field(default_factory=lambda: _env("DB_URL", _env("DATABASE_URL", "")))
+    """Empty means SQLite at ``data_dir/atoll.db``. ``ATOLL_DATABASE_URL`` is the same setting; for a
+    cluster, ``postgresql+psycopg://user@host/db`` (docs/cluster.md)."""
 
     net_prefix: str = field(default_factory=lambda: _env("NET_PREFIX", "at"))
     """Starts every link name of the dataplane (``atb-1a2b3c4d``); 1-5 characters. Tests use their own."""
@@ -105,6 +106,10 @@ class Settings:
 
     heartbeat_timeout: float = field(default_factory=lambda: float(_env("HEARTBEAT_TIMEOUT", "15")))
     """Seconds of silence after which the controller marks a host down (three missed heartbeats)."""
+
+    lease_interval: float = field(default_factory=lambda: float(_env("LEASE_INTERVAL", "2")))
+    """``atoll serve`` on PostgreSQL: seconds between tries for the controller lease (and checks that it
+    is still held); a dead leader's loops move to another controller within about this time."""
 
     @property
     def docker_addresses(self) -> list[str]:

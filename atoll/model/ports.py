@@ -275,3 +275,8 @@ class ControlPlane(Protocol):
     async def heartbeat(self, host_id: str, report: HostReport) -> None:
         """The host is alive, reachable at ``report.address``, with this capacity and measured use."""
         ...
+
+    async def controllers(self, host_id: str) -> list[str]:
+        """The cluster addresses of every controller serving this cloud, most recently alive first: where
+        an agent turns when the controller it talks to stops answering. Empty under ``atoll up``."""
+        ...

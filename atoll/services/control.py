@@ -19,7 +19,7 @@ from atoll.model.overlay import HostNetworkReport, OverlayNetwork
 from atoll.model.ports import Assignment
 from atoll.model.routing import RouterSpec
 from atoll.model.secgroups import HostSecurity
-from atoll.services import dnsrecords, hostnets, membership, overlay, routerhosts
+from atoll.services import controllers, dnsrecords, hostnets, membership, overlay, routerhosts
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING, record_exit, record_started
@@ -89,6 +89,9 @@ class LocalControlPlane:
 
     async def heartbeat(self, host_id: str, report: HostReport) -> None:
         membership.heartbeat(self._ctl, host_id, report)
+
+    async def controllers(self, host_id: str) -> list[str]:
+        return controllers.addresses(self._ctl.sessions)
 
 
 _nudges: set[asyncio.Task[None]] = set()

@@ -2,7 +2,9 @@
 
 ``choose_host`` runs inside the transaction that inserts the instance row, and reads the claims (the
 summed requests of every instance already placed on each host) in that same transaction, with no await
-in between: within one controller process, two creates can never both see a host as free. An instance's
+in between: within one controller process, two creates can never both see a host as free. On
+PostgreSQL, where several controllers may write, the transaction first takes an advisory lock
+(``store/postgres.lock_placements``), so placements of all controllers are serialised. An instance's
 claim lasts as long as the instance, stopped or not, so that starting it again never over-books.
 
 A host without a ``cluster_hosts`` row (the local host of ``atoll up``) reports no capacity: it is
@@ -34,6 +36,7 @@ from atoll.scheduler import (
 from atoll.services.context import Controller
 from atoll.store.cluster import ClusterHostRow
 from atoll.store.models import HostRow, ImageHostRow, InstanceRow
+from atoll.store.postgres import lock_placements
 
 UNBOUNDED = 1 << 62
 STRATEGY_LABEL = "atoll.placement.strategy"
@@ -138,6 +141,7 @@ def choose_host(ctl: Controller, s: Session, spec: InstanceSpec) -> str:
     request = request_for(spec)
     if not ctl.agents.all():
         raise NotFound("no hosts: no agent is connected to this controller")
+    lock_placements(s)  # other controllers on the same PostgreSQL database wait here until we commit
     hosts = _capacities(ctl, s)
     holders = set(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == spec.image_id)))
     overcommit = ctl.cluster.overcommit if ctl.cluster is not None else Overcommit()

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -59,7 +60,7 @@ class ImageRow(Base):
     """The config digest, ``sha256:<hex>``, as Docker shows it."""
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     """Visible to every project (the starter image), owned and removable only by ``project``."""
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     created: Mapped[str] = mapped_column(String(40))
     """When the image was built, from its config; ``created_at`` is when the catalog learned of it."""
     architecture: Mapped[str] = mapped_column(String(32))
@@ -265,5 +266,6 @@ class ImageDigestRow(Base):
 # Tables of features kept in modules of their own; imported here so ``Base.metadata`` holds every table.
 # Tables of other topics, in modules of their own; imported here so Base.metadata holds them all.
 import atoll.store.secgroups  # noqa: E402, F401
+from atoll.store import controllers as _controllers  # noqa: E402, F401  (controllers, cluster CA)
 from atoll.store import overlaynet as _overlaynet  # noqa: E402, F401
 from atoll.store import routing as _routing  # noqa: E402, F401  (routers' tables, on the same Base)

@@ -61,8 +61,12 @@ class Channel:
         return "wss" + self.url(method).removeprefix("https")
 
 
+class Unreachable(RuntimeFailure):
+    """The peer could not be reached or the connection broke: another peer may answer instead."""
+
+
 def _unreachable(channel: Channel, e: Exception) -> RuntimeFailure:
-    return RuntimeFailure(f"{channel.peer}: cannot reach the peer: {type(e).__name__}: {e}")
+    return Unreachable(f"{channel.peer}: cannot reach the peer: {type(e).__name__}: {e}")
 
 
 def _unary(channel: Channel, shape: MethodShape) -> Callable[..., Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,9 +24,52 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+POSTGRES_MODULES = {
+    "test_store",
+    "test_api_instances",
+    "test_api_networks",
+    "test_api_routers",
+    "test_api_secgroups",
+    "test_api_volumes",
+    "test_api_images",
+    "test_hosts",
+    "test_restart",
+    "test_control_plane",
+    "test_ipam",
+    "test_overlay",
+    "test_controllers",
+}
+"""Modules whose tests run on SQLite and again on PostgreSQL (a private server, tests/pgcluster.py), so
+the schema and the queries of every service they touch are proven on both. ``ATOLL_TEST_DATABASE=
+postgresql`` runs every controller test on PostgreSQL only; ``=sqlite`` on SQLite only."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database" not in metafunc.fixturenames:
+        return
+    chosen = os.environ.get("ATOLL_TEST_DATABASE", "")
+    if chosen:
+        backends = [chosen]
+    elif metafunc.module.__name__.rsplit(".", 1)[-1] in POSTGRES_MODULES:
+        backends = ["sqlite", "postgresql"]
+    else:
+        backends = ["sqlite"]
+    metafunc.parametrize("database", backends, indirect=True)
+
+
 @pytest.fixture
-def sessions(tmp_path: Path) -> sessionmaker[Session]:
-    return open_database(f"sqlite:///{tmp_path / 'atoll.db'}")
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh database at the current schema, of the backend this test runs on."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'atoll.db'}"
+
+
+@pytest.fixture
+def sessions(database: str) -> Iterator[sessionmaker[Session]]:
+    factory = open_database(database)
+    yield factory
+    factory.kw["bind"].dispose()  # a PostgreSQL test database is dropped next: no connection may stay
 
 
 @pytest.fixture

@@ -43,8 +43,8 @@ def test_opening_twice_keeps_data_and_one_default_project(tmp_path: Path) -> Non
         assert s.scalar(text("select version_num from alembic_version")) == head
 
 
-def test_sqlite_pragmas(sessions: sessionmaker[Session]) -> None:
-    with sessions() as s:
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    with open_database(f"sqlite:///{tmp_path / 'atoll.db'}")() as s:
         assert s.scalar(text("pragma journal_mode")) == "wal"
         assert s.scalar(text("pragma foreign_keys")) == 1
         assert s.scalar(text("pragma synchronous")) == 1  # NORMAL

@@ -19,13 +19,12 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
 from atoll.agent.agent import Agent, AgentConfig
-from atoll.agent.cluster import capacity
+from atoll.agent.cluster import capacity, failover
 from atoll.agent.cluster.membership import Membership, identity, load
 from atoll.model.cluster import HostReport
 from atoll.model.errors import AtollError
 from atoll.model.ports import ControlPlane, HostAgent
 from atoll.wire import pki
-from atoll.wire.client import Channel, make_proxy
 from atoll.wire.listener import https_server
 from atoll.wire.server import rpc_routes
 from atoll.wire.shapes import MethodShape
@@ -39,10 +38,8 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def control_plane(data_dir: Path, membership: Membership) -> ControlPlane:
-    channel = Channel(
-        f"https://{membership.controller}", identity(data_dir).client_context(), pki.CONTROLLER_NAME
-    )
-    return cast(ControlPlane, make_proxy(ControlPlane, channel))
+    """Every known controller, failing over from one to the next (``failover.py``)."""
+    return cast(ControlPlane, failover.control_plane(data_dir, membership))
 
 
 def agent_app(agent: HostAgent) -> Starlette:
@@ -68,8 +65,15 @@ async def heartbeat_forever(
             # Bounded: a controller that accepts the connection but never answers must not stop the
             # beats that would tell it, once it recovers, that this host is alive.
             await asyncio.wait_for(control.heartbeat(agent.host_id, report), timeout=max(5.0, 3 * interval))
+            if isinstance(control, failover.FailoverControlPlane):
+                membership = await asyncio.wait_for(
+                    failover.refresh(control, agent.config.data_dir, membership, agent.host_id),
+                    timeout=max(5.0, 3 * interval),
+                )
         except (AtollError, TimeoutError) as e:
             log.warning("heartbeat failed: %s", e or "no answer")
+            if isinstance(e, TimeoutError) and isinstance(control, failover.FailoverControlPlane):
+                control.skip()  # a controller that accepts but never answers: try the next one
         await asyncio.sleep(interval)
 
 

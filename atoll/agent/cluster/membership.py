@@ -8,7 +8,7 @@ read by every later ``atoll agent``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from atoll.wire.pki import Identity
@@ -23,6 +23,9 @@ class Membership:
     """``host:port`` this agent's API binds to."""
     advertise: str
     """``host:port`` the controller dials; the listen address unless told otherwise."""
+    controllers: list[str] = field(default_factory=list)
+    """Every controller's cluster address, as last listed by a controller (``agent/cluster/failover.py``);
+    empty until the first heartbeat, and in files written before there could be several."""
 
 
 def cluster_dir(data_dir: Path) -> Path:
