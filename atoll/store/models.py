@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -138,6 +139,10 @@ class InstanceRow(Base):
     """Unix time at which a RESTARTING instance's back-off ends."""
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     """Frozen by ``pause`` (only meaningful while RUNNING)."""
+    claim_cpu_millis: Mapped[int] = mapped_column(BigInteger, default=0)
+    claim_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    claim_pids: Mapped[int] = mapped_column(BigInteger, default=0)
+    """What the instance reserves on its host, derived from ``spec`` (see ``store/claims.py``)."""
 
     __table_args__ = (
         UniqueConstraint("project", "name", name="uq_instances_project_name"),
@@ -263,5 +268,6 @@ class ImageDigestRow(Base):
 # Tables of features kept in modules of their own; imported here so ``Base.metadata`` holds every table.
 # Tables of other topics, in modules of their own; imported here so Base.metadata holds them all.
 import atoll.store.secgroups  # noqa: E402, F401
+from atoll.store import claims as _claims  # noqa: E402, F401  (claim columns kept in step with spec)
 from atoll.store import overlaynet as _overlaynet  # noqa: E402, F401
 from atoll.store import routing as _routing  # noqa: E402, F401  (routers' tables, on the same Base)
