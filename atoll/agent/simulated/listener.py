@@ -23,7 +23,7 @@ from atoll.agent.simulated.host import SimulatedHost
 from atoll.model.errors import Forbidden
 from atoll.model.ports import HostAgent
 from atoll.wire import pki
-from atoll.wire.listener import peer_protocol
+from atoll.wire.listener import KEEP_ALIVE, peer_protocol
 from atoll.wire.server import rpc_routes
 from atoll.wire.shapes import MethodShape
 
@@ -116,6 +116,7 @@ def fleet_server(
         http=_protocol(contexts),
         ws="websockets-sansio",
         ws_ping_interval=None,
+        timeout_keep_alive=int(KEEP_ALIVE),
         ssl_context_factory=lambda _config, _default: contexts.default(),
         backlog=4096,
     )
