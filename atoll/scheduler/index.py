@@ -1,11 +1,12 @@
 """An index over a fleet, so a placement looks at a few hosts instead of all of them.
 
-`place` scans every host for every request: about 2 us per host in CPython, so 10,000 hosts cap it near
-50 placements per second. `FleetIndex` keeps the ready hosts in two sorted lists, by free CPU and by free
-memory (`capacity x overcommit - claimed`), and updates them as it claims. For a request it picks the
-resource the request needs most of (relative to an average host), then walks that list:
-- binpack from the tightest fit upwards (`bisect` to the first host with enough of it: best fit),
-- spread from the most free downwards (the emptiest hosts),
+`place` scans every host for every request: about 2 us per host per phase in CPython, so 10,000 hosts cap
+it near 50 placements per second. `FleetIndex` keeps the ready hosts in three sorted lists, by free CPU,
+by free memory (`capacity x overcommit - claimed`) and by dominant share claimed (the largest of
+claimed / limit), and updates them as it claims. For a request it walks one list:
+- binpack: the list of the resource the request needs most of (relative to an average host), from the
+  tightest fit upwards (`bisect` to the first host with enough of it: best fit);
+- spread: the dominant-share list from the emptiest host upwards, which is how spread scores hosts;
 and stops after `sample` feasible hosts (or `max_scan` hosts looked at), as Kubernetes' scheduler scores
 only `percentageOfNodesToScore` of the feasible nodes. The candidates found are scored exactly as `place`
 scores them, so among them the choice is the same.
@@ -30,13 +31,15 @@ from atoll.scheduler.affinity import affinity_holds, constraint_holds
 from atoll.scheduler.filters import NOTHING, first_shortfall
 from atoll.scheduler.model import HostCapacity, HostUsage, NoHostFits, Overcommit, Placement, Request
 from atoll.scheduler.place import TOP_SCORES, Batch, place
-from atoll.scheduler.scores import score
+from atoll.scheduler.scores import dominant_share, score
 
 SAMPLE = 8
 """Feasible hosts scored per placement; more packs a little tighter, fewer is faster."""
 
 MAX_SCAN = 512
 """Hosts looked at before settling for the candidates found so far (or the exact scan, if none)."""
+
+NO_REQUEST = Request(0, 0)
 
 Entry = tuple[float, str]
 """(free amount, host id): ties sort by host id, so the walk is deterministic."""
@@ -46,6 +49,8 @@ Entry = tuple[float, str]
 class _Free:
     cpu: float
     memory: float
+    share: float
+    """The dominant share already claimed (max of used/limit): what spread ranks hosts by."""
 
 
 def _needs_exact(request: Request) -> bool:
@@ -54,7 +59,7 @@ def _needs_exact(request: Request) -> bool:
 
 
 class FleetIndex:
-    """Hosts sorted by free CPU and free memory, and the claims made so far (`usage`)."""
+    """Hosts sorted by free CPU, free memory and claimed share, and the claims made so far (`usage`)."""
 
     def __init__(
         self,
@@ -74,14 +79,17 @@ class FleetIndex:
         self._free: dict[str, _Free] = {}
         self._by_cpu: list[Entry] = []
         self._by_memory: list[Entry] = []
+        self._by_share: list[Entry] = []
         ready = [h for h in self.hosts if h.state == "ready"]
         for h in ready:
             free = self._free_of(h)
             self._free[h.id] = free
             self._by_cpu.append((free.cpu, h.id))
             self._by_memory.append((free.memory, h.id))
+            self._by_share.append((free.share, h.id))
         self._by_cpu.sort()
         self._by_memory.sort()
+        self._by_share.sort()
         n = len(ready) or 1
         # An average host's limits: a request's share of them says which resource binds it.
         self._mean_cpu = sum(h.cpu_millis for h in ready) * self.overcommit.cpu / n or 1.0
@@ -93,6 +101,7 @@ class FleetIndex:
         return _Free(
             cpu=host.cpu_millis * oc.cpu - used.cpu_millis,
             memory=host.memory_bytes * oc.memory - used.memory_bytes,
+            share=dominant_share(NO_REQUEST, host, used, oc),
         )
 
     def _fits(self, request: Request, host: HostCapacity) -> bool:
@@ -109,19 +118,20 @@ class FleetIndex:
         return first_shortfall(request, host, used, self.overcommit) is None
 
     def _walk(self, request: Request) -> Iterator[str]:
-        """Host ids in the order the strategy wants them, starting where the binding resource fits."""
+        """Host ids in the order the strategy wants them: for binpack, from where the binding resource
+        just fits upwards; for spread, from the least claimed share upwards."""
+        if request.strategy != "binpack":
+            for _, host_id in self._by_share:
+                yield host_id
+            return
         by_cpu = request.cpu_millis / self._mean_cpu >= request.memory_bytes / self._mean_memory
         entries, want = (
             (self._by_cpu, request.cpu_millis) if by_cpu else (self._by_memory, request.memory_bytes)
         )
         # A request of 0 for the key resource fits even a host claimed beyond its limit.
         start = bisect_left(entries, (float(want), "")) if want > 0 else 0
-        if request.strategy == "binpack":
-            for i in range(start, len(entries)):
-                yield entries[i][1]
-        else:
-            for i in range(len(entries) - 1, start - 1, -1):
-                yield entries[i][1]
+        for i in range(start, len(entries)):
+            yield entries[i][1]
 
     def candidates(self, request: Request) -> list[HostCapacity]:
         """Up to `sample` hosts that pass every filter, found within `max_scan` hosts of the walk."""
@@ -147,7 +157,7 @@ class FleetIndex:
         return Placement(host_id=top[0][1], scores={host_id: -neg for neg, host_id in top})
 
     def claim(self, host_id: str, request: Request) -> None:
-        """Add `request` to the host's claims and move the host to its new place in both lists."""
+        """Add `request` to the host's claims and move the host to its new place in every list."""
         self.usage[host_id] = self.usage.get(host_id, HostUsage(host_id)).plus(request)
         old = self._free.get(host_id)
         if old is None:  # not ready: not indexed
@@ -157,6 +167,7 @@ class FleetIndex:
         for entries, before, after in (
             (self._by_cpu, old.cpu, new.cpu),
             (self._by_memory, old.memory, new.memory),
+            (self._by_share, old.share, new.share),
         ):
             if before != after:
                 del entries[bisect_left(entries, (before, host_id))]
