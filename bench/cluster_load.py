@@ -148,6 +148,8 @@ class Run:
                 str(self.args.heartbeat),
                 "--stats",
                 str(self.base / "fleet.json"),
+                "--join-concurrency",
+                str(self.args.join_concurrency),
             ],
             self.base / "fleet.log",
         )
@@ -187,8 +189,12 @@ class Run:
         ids: list[str] = []
         slots = asyncio.Semaphore(self.args.concurrency)
 
+        deadline = time.monotonic() + self.args.create_seconds
+
         async def create(i: int) -> None:
             cpus, mib = rnd.choice(SIZES)
+            if time.monotonic() > deadline:
+                return  # out of time: report what was created
             body = {
                 "image": "busybox",
                 "name": f"load-{i}",
@@ -196,6 +202,8 @@ class Run:
                 "resources": {"cpus": cpus, "memory": mib << 20},
             }
             async with slots:
+                if time.monotonic() > deadline:
+                    return
                 made = await self.timed("create", client, "POST", "/v1/projects/default/instances", json=body)
                 if made:
                     ids.append(made["id"])
@@ -280,6 +288,10 @@ def cli() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--heartbeat", type=float, default=5.0, help="seconds between a host's heartbeats")
     parser.add_argument("--heartbeat-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--create-seconds", type=float, default=float("inf"), help="stop creating after this long"
+    )
+    parser.add_argument("--join-concurrency", type=int, default=3)
     parser.add_argument("--keep-log", type=Path, default=None, help="copy the controller's log here")
     args = parser.parse_args()
     result = asyncio.run(main(args))
