@@ -223,7 +223,7 @@ class Run:
             await self.timed(
                 "list_all", client, "GET", "/v1/projects/default/instances", params={"all": "true"}
             )
-            await self.timed("hosts", client, "GET", "/v1/cluster/hosts")
+            await self.timed("host_ls", client, "GET", "/v1/cluster/hosts")
         return ids
 
     async def remove_some(self, client: httpx.AsyncClient, ids: list[str]) -> None:
