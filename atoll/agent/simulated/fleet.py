@@ -190,13 +190,14 @@ class Fleet:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._server.should_exit = True
+        # Forced: idle keep-alive connections from a controller that is gone must not hold the shutdown.
+        self._server.should_exit = self._server.force_exit = True
         if self._serving is not None:
             with contextlib.suppress(Exception):
-                await self._serving
+                await asyncio.wait_for(self._serving, 10)
         for host in self.hosts.values():
             channel = getattr(host.control, "channel", None)
             if isinstance(channel, Channel):
                 await channel.aclose()
         self._socket.close()
-        self._joiners.shutdown(cancel_futures=True)
+        self._joiners.shutdown(wait=False, cancel_futures=True)
