@@ -93,12 +93,15 @@ class StarterImages:
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
 
-    def __call__(self, agent: HostAgent) -> None:
-        task = asyncio.get_running_loop().create_task(self._ensure(agent))
+    RETRIES = 5
+    """A host that could not be reached (e.g. busy with a thousand others joining) is tried again."""
+
+    def __call__(self, agent: HostAgent, attempt: int = 0) -> None:
+        task = asyncio.get_running_loop().create_task(self._ensure(agent, attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _ensure(self, agent: HostAgent) -> None:
+    async def _ensure(self, agent: HostAgent, attempt: int = 0) -> None:
         ctl = self._ctl_ref[0]
         try:
             with contextlib.suppress(NotFound):
@@ -120,6 +123,11 @@ class StarterImages:
             log.info("host %s holds the starter image", agent.host_id)
         except Exception:
             log.exception("could not give host %s the starter image", agent.host_id)
+            if attempt < self.RETRIES:
+                await asyncio.sleep(2.0 * 2**attempt)
+                agents = self._ctl_ref[0].agents
+                if agent.host_id in agents and agents.get(agent.host_id) is agent:  # still this connection
+                    self(agent, attempt + 1)
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -6,6 +6,7 @@ result back under its placement lock; see docs/scheduler.md.
 
 from atoll.scheduler.affinity import parse_affinity, parse_constraint, parse_env, parse_labels, parse_rules
 from atoll.scheduler.consolidate import DrainPlan, drain_plan
+from atoll.scheduler.index import FleetIndex, place_many_indexed
 from atoll.scheduler.model import (
     AffinityRule,
     Constraint,
@@ -26,6 +27,7 @@ __all__ = [
     "Batch",
     "Constraint",
     "DrainPlan",
+    "FleetIndex",
     "HostCapacity",
     "HostUsage",
     "InvalidRule",
@@ -43,4 +45,5 @@ __all__ = [
     "parse_rules",
     "place",
     "place_many",
+    "place_many_indexed",
 ]

@@ -21,7 +21,7 @@ from atoll.services.clock import now_iso
 from atoll.services.clusterconf import ClusterConfig
 from atoll.services.context import Controller
 from atoll.services.ids import new_id
-from atoll.services.placement import allocations
+from atoll.services.placement import allocations, instance_counts
 from atoll.store.cluster import ClusterHostRow, JoinTokenRow
 from atoll.store.models import HostRow, ImageHostRow, InstanceRow
 from atoll.wire import pki, tokens
@@ -230,7 +230,8 @@ def _detail(host: HostRow, member: ClusterHostRow | None, allocated: Resources, 
 def list_hosts(ctl: Controller) -> list[HostDetail]:
     with ctl.sessions() as s:
         members = {r.host_id: r for r in s.scalars(select(ClusterHostRow))}
-        usage = allocations(s)
+        usage = allocations(s, instances=False)
+        counts = instance_counts(s)
         out = []
         for host in s.scalars(select(HostRow).order_by(HostRow.name, HostRow.id)):
             used = usage.get(host.id)
@@ -244,7 +245,7 @@ def list_hosts(ctl: Controller) -> list[HostDetail]:
                 if used
                 else Resources()
             )
-            out.append(_detail(host, members.get(host.id), allocated, len(used.instances) if used else 0))
+            out.append(_detail(host, members.get(host.id), allocated, counts.get(host.id, 0)))
         return out
 
 

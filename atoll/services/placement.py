@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from atoll.model.errors import Conflict, InvalidInput, NotFound
@@ -43,67 +43,76 @@ STRATEGY_LABEL = "atoll.placement.strategy"
 """``binpack`` (default: fill hosts, so empty ones can be released) or ``spread``."""
 
 
-def _request_vector(resources: dict[str, object]) -> tuple[int, int, int, int]:
-    quota, period = resources.get("cpu_quota_us"), resources.get("cpu_period_us")
-    cpu = (
-        int(quota) * 1000 // int(period)
-        if isinstance(quota, int) and isinstance(period, int) and period
-        else 0
-    )
-    memory = resources.get("memory_bytes")
-    pids = resources.get("pids_limit")
-    return (
-        cpu,
-        memory if isinstance(memory, int) and memory > 0 else 0,
-        0,
-        pids if isinstance(pids, int) and pids > 0 else 0,
-    )
-
-
-def allocations(s: Session) -> dict[str, HostUsage]:
-    """Claims per host: the requests of every instance placed there, plus their names and labels."""
-    sums: dict[str, list[int]] = {}
+def allocations(s: Session, *, instances: bool = True) -> dict[str, HostUsage]:
+    """Claims per host: the summed requests of every instance placed there (one ``GROUP BY`` over the
+    ``claim_*`` columns, see ``store/claims.py``), plus, if ``instances``, their names and labels for
+    affinity rules (that part reads each instance's labels: ask for it only when rules need it)."""
     placed: dict[str, list[PlacedInstance]] = {}
-    for host_id, name, spec in s.execute(select(InstanceRow.host_id, InstanceRow.name, InstanceRow.spec)):
-        vector = _request_vector(spec.get("resources") or {})
-        total = sums.setdefault(host_id, [0, 0, 0, 0])
-        for i, amount in enumerate(vector):
-            total[i] += amount
-        placed.setdefault(host_id, []).append(PlacedInstance(name, dict(spec.get("labels") or {})))
+    if instances:
+        rows = s.execute(select(InstanceRow.host_id, InstanceRow.name, InstanceRow.spec["labels"]))
+        for host_id, name, labels in rows:
+            placed.setdefault(host_id, []).append(PlacedInstance(name, dict(labels or {})))
+    sums = s.execute(
+        select(
+            InstanceRow.host_id,
+            func.sum(InstanceRow.claim_cpu_millis),
+            func.sum(InstanceRow.claim_memory_bytes),
+            func.sum(InstanceRow.claim_pids),
+        ).group_by(InstanceRow.host_id)
+    )
     return {
         host_id: HostUsage(
             host_id,
-            cpu_millis=t[0],
-            memory_bytes=t[1],
-            disk_bytes=t[2],
-            pids=t[3],
-            instances=tuple(placed[host_id]),
+            cpu_millis=int(cpu or 0),
+            memory_bytes=int(memory or 0),
+            pids=int(pids or 0),
+            instances=tuple(placed.get(host_id, ())),
         )
-        for host_id, t in sums.items()
+        for host_id, cpu, memory, pids in sums
     }
 
 
+def instance_counts(s: Session) -> dict[str, int]:
+    rows = s.execute(select(InstanceRow.host_id, func.count()).group_by(InstanceRow.host_id))
+    return {host_id: int(n) for host_id, n in rows}
+
+
 def _capacities(ctl: Controller, s: Session) -> list[HostCapacity]:
-    members = {r.host_id: r for r in s.scalars(select(ClusterHostRow))}
+    # Plain column tuples, not ORM objects: this runs on every create, over every host.
+    members = {
+        row[0]: row
+        for row in s.execute(
+            select(
+                ClusterHostRow.host_id,
+                ClusterHostRow.drained,
+                ClusterHostRow.cpu_millis,
+                ClusterHostRow.memory_bytes,
+                ClusterHostRow.disk_bytes,
+                ClusterHostRow.pids,
+                ClusterHostRow.labels,
+            )
+        )
+    }
     hosts = []
-    for host in s.scalars(select(HostRow)):
-        member = members.get(host.id)
+    for host_id, host_state in s.execute(select(HostRow.id, HostRow.state)):
+        member = members.get(host_id)
         state = "ready"
-        if host.state != "ready" or host.id not in ctl.agents:
+        if host_state != "ready" or host_id not in ctl.agents:
             state = "down"
-        elif member is not None and member.drained:
+        elif member is not None and member[1]:
             state = "draining"
         if member is None:
-            hosts.append(HostCapacity(host.id, UNBOUNDED, UNBOUNDED, UNBOUNDED, UNBOUNDED, state=state))  # type: ignore[arg-type]
+            hosts.append(HostCapacity(host_id, UNBOUNDED, UNBOUNDED, UNBOUNDED, UNBOUNDED, state=state))  # type: ignore[arg-type]
         else:
+            _, _, cpu, memory, disk, pids, labels = member
             hosts.append(
                 HostCapacity(
-                    host.id,
-                    member.cpu_millis,
-                    member.memory_bytes,
-                    member.disk_bytes,
-                    member.pids,
-                    labels=dict(member.labels),
+                    host_id,
+                    cpu,
+                    memory,
+                    disk,
+                    pids,
+                    labels=dict(labels),
                     state=state,  # type: ignore[arg-type]
                 )
             )
@@ -145,7 +154,7 @@ def choose_host(ctl: Controller, s: Session, spec: InstanceSpec) -> str:
     hosts = _capacities(ctl, s)
     holders = set(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == spec.image_id)))
     overcommit = ctl.cluster.overcommit if ctl.cluster is not None else Overcommit()
-    usage = allocations(s)
+    usage = allocations(s, instances=bool(request.affinities))
     holding = [h for h in hosts if h.id in holders]
     if holding and len(holding) < len(hosts) and ctl.cluster is not None:
         # Hosts that already hold the image first: no copy, and images that cannot be exported (those

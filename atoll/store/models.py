@@ -142,6 +142,11 @@ class InstanceRow(Base):
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Placement generation: +1 at each move to another host (services/evacuate.py, failover.py)."""
 
+    claim_cpu_millis: Mapped[int] = mapped_column(BigInteger, default=0)
+    claim_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    claim_pids: Mapped[int] = mapped_column(BigInteger, default=0)
+    """What the instance reserves on its host, derived from ``spec`` (see ``store/claims.py``)."""
+
     __table_args__ = (
         UniqueConstraint("project", "name", name="uq_instances_project_name"),
         Index("ix_instances_host", "host_id"),
@@ -266,6 +271,7 @@ class ImageDigestRow(Base):
 # Tables of features kept in modules of their own; imported here so ``Base.metadata`` holds every table.
 # Tables of other topics, in modules of their own; imported here so Base.metadata holds them all.
 import atoll.store.secgroups  # noqa: E402, F401
+from atoll.store import claims as _claims  # noqa: E402, F401  (claim columns kept in step with spec)
 from atoll.store import controllers as _controllers  # noqa: E402, F401  (controllers, cluster CA)
 from atoll.store import overlaynet as _overlaynet  # noqa: E402, F401
 from atoll.store import routing as _routing  # noqa: E402, F401  (routers' tables, on the same Base)

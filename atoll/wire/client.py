@@ -24,6 +24,9 @@ from atoll.wire.shapes import MethodShape, decode_result, method_shapes
 CONNECT_TIMEOUT = 5.0
 """A peer that does not answer a TCP/TLS handshake in 5 s is down for this call."""
 
+KEEP_ALIVE = 60.0
+"""Idle seconds a pooled connection is kept: beyond the heartbeat interval, so beats reuse it."""
+
 
 class Channel:
     """HTTPS to one peer, verified against the cluster CA and the name the peer's certificate must carry
@@ -37,7 +40,9 @@ class Channel:
         self.server_name = server_name
         self.prefix = prefix
         self._http = httpx.AsyncClient(
-            verify=ssl_context, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT)
+            verify=ssl_context,
+            timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+            limits=httpx.Limits(keepalive_expiry=KEEP_ALIVE),
         )
 
     @property

@@ -21,6 +21,12 @@ from atoll.wire.pki import Identity, peer_common_name
 
 PEER_KEY = "atoll.peer"
 
+KEEP_ALIVE = 65.0
+"""Idle seconds before the server closes a connection: longer than a client's pool keeps one
+(`client.KEEP_ALIVE`), so the client always closes first, and longer than the heartbeat interval, so
+a host's heartbeats reuse one TLS connection instead of paying a handshake each (uvicorn's default of
+5 s equals the default heartbeat interval)."""
+
 
 def peer_of(conn: HTTPConnection) -> str | None:
     """The common name of the verified client certificate, or None if the client showed none."""
@@ -78,6 +84,7 @@ def https_server(
         http=peer_protocol(accept),
         ws="websockets-sansio",
         ws_ping_interval=None,
+        timeout_keep_alive=int(KEEP_ALIVE),
         ssl_keyfile=str(identity.key),
         ssl_certfile=str(identity.cert),
         ssl_ca_certs=str(identity.ca),
