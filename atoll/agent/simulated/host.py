@@ -235,6 +235,33 @@ class SimulatedHost:
     async def instance_size_rw(self, instance_id: str) -> int:
         return 0
 
+    async def replug_instance(self, spec: InstanceSpec) -> None:
+        self._spec(spec.id)
+        self.specs[spec.id] = spec
+
+    # Cold migration needs a writable layer to copy, which a simulated host does not have.
+
+    def export_writable(self, instance_id: str, since: float = 0.0) -> AsyncIterator[bytes]:
+        self._unsupported("writable layer")
+
+    async def receive_writable(self, instance_id: str, archive: AsyncIterator[bytes]) -> None:
+        self._unsupported("writable layer")
+
+    async def install_writable(self, instance_id: str) -> None:
+        self._unsupported("writable layer")
+
+    async def discard_writable(self, instance_id: str) -> None:
+        self._unsupported("writable layer")
+
+    async def fence(self, keep: list[str]) -> list[str]:
+        """Drop every instance the controller placed elsewhere, as the real agent does on return."""
+        self.counters.count("fence")
+        stale = sorted(set(self.specs) - set(keep))
+        for instance_id in stale:
+            self.running.pop(instance_id, None)
+            self.specs.pop(instance_id, None)
+        return stale
+
     # Notifications: a simulated host has no dataplane to converge, so these only count.
 
     async def refresh_overlay(self) -> None:
