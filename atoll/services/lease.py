@@ -117,6 +117,10 @@ class Lease:
                         task.cancel()
                     await asyncio.gather(*tasks, return_exceptions=True)
                     await asyncio.to_thread(self._drop)
+                # Stand back for two intervals before competing again: a controller that was waiting
+                # (it retries every interval) takes over, rather than the one whose session was cut
+                # winning the lock straight back.
+                await asyncio.sleep(2 * self.interval)
         finally:
             self.held = False
             await asyncio.to_thread(self._drop)
