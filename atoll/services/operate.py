@@ -94,7 +94,8 @@ async def update(
             merged = current.model_copy(
                 update={k: v for k, v in resources.model_dump().items() if v is not None}
             )
-            if resources.cpus is not None:
+            if merged.cpus is not None and resources.cpu_quota is None and resources.cpu_period is None:
+                # The view shows the quota and period that ``cpus`` stands for; keep only ``cpus``.
                 merged = merged.model_copy(update={"cpu_quota": None, "cpu_period": None})
             if resources.cpu_quota is not None or resources.cpu_period is not None:
                 merged = merged.model_copy(update={"cpus": None})

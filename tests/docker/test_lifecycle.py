@@ -218,3 +218,15 @@ def test_logs_since_until_and_streams(dockerpy: docker.DockerClient) -> None:
         assert c.logs(tail=1) == b"c\n"
     finally:
         c.remove(force=True)
+
+
+def test_update_memory_keeps_cpus(cli: DockerCLI) -> None:
+    """`--cpus` shows back as a quota and period too; an update of another limit keeps it (it once
+    failed with "cpus conflicts with cpu_quota")."""
+    name = cli.ok("run", "-d", "--cpus", "0.5", "busybox", "sleep", "300").strip()
+    try:
+        cli.ok("update", "--memory", "64m", "--memory-swap", "128m", name)
+        host = json.loads(cli.ok("inspect", name))[0]["HostConfig"]
+        assert host["Memory"] == 64 << 20 and host["NanoCpus"] == 500_000_000
+    finally:
+        cli.ok("rm", "-f", name)
