@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atoll.schemas import InstanceCreate
-from tests.cluster.procs import AgentProc, MultiHost, _spawn, _stop
+from tests.cluster.procs import AgentProc, MultiHost
 from tests.e2e.cloud import ATOLL, CGROUP_ROOT, Cloud
 from tests.prefix import NET_PREFIX, RUN_PREFIX
 
@@ -143,38 +143,19 @@ class NetnsCluster(MultiHost):
         _ip("-n", agent.netns, "addr", "add", f"{agent.address}/24", "dev", "underlay")
         _ip("-n", agent.netns, "link", "set", "underlay", "up")
         self.agents.append(agent)
-        token = self.api().create_join_token(60).token
-        agent.proc = _spawn(
-            self._in_host(agent, "join", token, "--listen", agent.listen), self._agent_env(agent), agent.log
-        )
-        self._wait(lambda: (agent.host.data_dir / "host-id").exists(), f"{name} join")
-        agent.host_id = (agent.host.data_dir / "host-id").read_text().strip()
-        self.wait_state(agent, "ready")
-        self._wait(
-            lambda: f"host {agent.host_id} holds the starter image" in self.controller_log.read_text(),
-            f"{name} starter image",
-        )
+        self._join(agent)
         return agent
 
-    def _in_host(self, agent: NetnsAgent, *args: str) -> list[str]:
+    def _agent_command(self, agent: AgentProc, *args: str) -> list[str]:
+        assert isinstance(agent, NetnsAgent)
         return ["nsenter", f"--net={agent.netns_path}", ATOLL, *args]
 
-    def _agent_env(self, agent: NetnsAgent) -> dict[str, str]:
+    def _agent_env(self, agent: AgentProc) -> dict[str, str]:
+        assert isinstance(agent, NetnsAgent)
         return {**agent.env(self.env), "ATOLL_UNDERLAY_IP": agent.address}
 
-    def restart_agent(self, agent: AgentProc) -> None:
-        assert agent.proc is None and isinstance(agent, NetnsAgent)
-        agent.proc = _spawn(self._in_host(agent, "agent"), self._agent_env(agent), agent.log)
-
     def teardown(self) -> None:
-        if self.controller is not None and self.controller.poll() is None:
-            api = self.api()
-            for inst in api.instances(all=True):
-                with contextlib.suppress(Exception):
-                    api.remove_instance(inst.id, force=True)
-        for agent in self.agents:
-            _stop(agent.proc)
-        _stop(self.controller)
+        self._stop_all()
         for agent in self.agents:
             _kill_containers(agent)
         left: list[str] = []

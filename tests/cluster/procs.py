@@ -134,23 +134,39 @@ class MultiHost:
         host_base.mkdir()
         agent = AgentProc(name=name, host=Cloud(base=host_base))
         agent.host.tmp.mkdir()
+        self.agents.append(agent)
+        self._join(agent)
+        return agent
+
+    def _agent_command(self, agent: AgentProc, *args: str) -> list[str]:
+        """How an agent's `atoll` runs (a subclass puts it in a namespace of its own)."""
+        return [ATOLL, *args]
+
+    def _agent_env(self, agent: AgentProc) -> dict[str, str]:
+        return agent.env(self.env)
+
+    def _join(self, agent: AgentProc) -> None:
+        """``atoll join`` with a fresh token; returns once the host is ready and holds the starter image."""
         token = self.api().create_join_token(60).token
-        agent.proc = _spawn([ATOLL, "join", token, "--listen", agent.listen], agent.env(self.env), agent.log)
-        self._wait(lambda: (agent.host.data_dir / "host-id").exists(), f"{name} join")
+        agent.proc = _spawn(
+            self._agent_command(agent, "join", token, "--listen", agent.listen),
+            self._agent_env(agent),
+            agent.log,
+        )
+        self._wait(lambda: (agent.host.data_dir / "host-id").exists(), f"{agent.name} join")
         agent.host_id = (agent.host.data_dir / "host-id").read_text().strip()
         self.wait_state(agent, "ready")
         self._wait(
             lambda: f"host {agent.host_id} holds the starter image" in self.controller_log.read_text(),
-            f"{name} starter image",
+            f"{agent.name} starter image",
         )
-        self.agents.append(agent)
-        return agent
 
     def restart_agent(self, agent: AgentProc) -> None:
         assert agent.proc is None
-        agent.proc = _spawn([ATOLL, "agent"], agent.env(self.env), agent.log)
+        agent.proc = _spawn(self._agent_command(agent, "agent"), self._agent_env(agent), agent.log)
 
-    def teardown(self) -> None:
+    def _stop_all(self) -> None:
+        """Remove every instance through the API (while the controller runs), then stop the processes."""
         if self.controller is not None and self.controller.poll() is None:
             api = self.api()
             for inst in api.instances(all=True):
@@ -159,5 +175,8 @@ class MultiHost:
         for agent in self.agents:
             _stop(agent.proc)
         _stop(self.controller)
+
+    def teardown(self) -> None:
+        self._stop_all()
         for agent in self.agents:
             agent.host.teardown()
