@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,9 @@ def token_registry(tmp_path: Path) -> Iterator[tuple[Registry, TokenServer]]:
 
 
 async def test_basic_auth_refuses_without_login_and_works_with_it(
-    basic_registry: Registry, store: ImageStore
+    basic_registry: Registry, store: ImageStore, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     image = image_of(random_layer("private"))
     upload(basic_registry, "team/private", "1", image)
     ref = f"{basic_registry.host}/team/private:1"
@@ -59,6 +62,10 @@ async def test_basic_auth_refuses_without_login_and_works_with_it(
         assert result.record.id == image.id
     finally:
         await regs.close()
+    # credentials are never logged, in clear or as the Basic header's base64 (httpx logs at DEBUG)
+    basic = base64.b64encode(b"alice:s3cret").decode()
+    assert caplog.records
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage() or basic in r.getMessage()]
 
 
 async def test_bearer_token_flow_anonymous_pull_and_authenticated_push(
