@@ -42,11 +42,11 @@ from atoll.agent.net.names import BRIDGE
 from atoll.agent.net.overlay import OverlayConfig, OverlayPlane
 from atoll.model.instance import InstanceSpec
 from atoll.model.overlay import VXLAN_OVERHEAD, OverlayNetwork, RemotePort
-from atoll.model.secgroups import Direction, GroupPolicy, HostSecurity, PortSecurity, RuleSpec
 from bench.network import (
     NAMES,
     UNDERLAY_MTU,
     Run,
+    default_policy,
     iperf,
     namespaces,
     netns_path,
@@ -58,7 +58,6 @@ from bench.network import (
 VARIANTS = ("today", "today_notrack", "brnf_off", "instance", "instance_notrack")
 EXTRA = f"{NAMES.table}_x"
 """The experiment's own tables (in the host and instance namespaces), apart from the agent's."""
-GROUP = secrets.token_hex(32)
 
 
 def _nsenter(path: Path, *args: str, script: str | None = None) -> None:
@@ -69,15 +68,6 @@ def _nsenter(path: Path, *args: str, script: str | None = None) -> None:
 
 def _drop_extra(path: Path) -> None:
     _nsenter(path, "nft", "-f", "-", script=f"table inet {EXTRA}\ndelete table inet {EXTRA}\n")
-
-
-def default_policy(ports: Sequence[InstanceSpec], members: Sequence[str]) -> HostSecurity:
-    """The ``default`` group as the controller hands it out: all egress, ingress from its members."""
-    rules = [RuleSpec(Direction.EGRESS), RuleSpec(Direction.INGRESS, remote_group=GROUP)]
-    return HostSecurity(
-        ports=[PortSecurity(p.id, p.network_id, p.ip, p.mac, [GROUP]) for s in ports for p in s.ports],
-        groups=[GroupPolicy(GROUP, rules, list(members))],
-    )
 
 
 def host_notrack(members: str) -> str:
