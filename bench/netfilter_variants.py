@@ -17,7 +17,9 @@ variant against the bare path, alternating the order each round:
 - ``instance``: ``brnf_off`` plus a stateful table in each instance's namespace (``input``/``output``:
   established and related accept, invalid drop, the group's rules), conntrack running there;
 - ``instance_notrack``: the same, with traffic to and from fully open peers (the group's members) exempt
-  from conntrack in the instance's namespace and accepted statelessly.
+  from conntrack in the instance's namespace and accepted statelessly;
+- ``instance_lean``: the fewest hooks the ``default`` group allows there: no ``output`` chain at all
+  (its egress is open; conntrack still tracks what leaves, so replies are known), one ``input`` chain.
 
 Everything is made in namespaces named ``atoll-bench-<hex>-...``, removed at the end; nothing leaves the
 machine. Run as root: ``.venv/bin/python -m bench.netfilter_variants [--seconds 2] [--rounds 8]
@@ -55,7 +57,7 @@ from bench.network import (
     veth_between,
 )
 
-VARIANTS = ("today", "today_notrack", "brnf_off", "instance", "instance_notrack")
+VARIANTS = ("today", "today_notrack", "brnf_off", "instance", "instance_notrack", "instance_lean")
 EXTRA = f"{NAMES.table}_x"
 """The experiment's own tables (in the host and instance namespaces), apart from the agent's."""
 
@@ -118,11 +120,27 @@ table inet {EXTRA} {{
 """
 
 
+def instance_lean(members: str) -> str:
+    """The ``default`` group with as few chains as it allows: egress is open, so only ``input``."""
+    return f"""table inet {EXTRA}
+delete table inet {EXTRA}
+table inet {EXTRA} {{
+\tset open {{ type ipv4_addr; elements = {{ {members} }} }}
+\tchain input {{
+\t\ttype filter hook input priority filter; policy drop;
+\t\tct state established,related accept
+\t\tiifname "lo" accept
+\t\tip saddr @open accept
+\t}}
+}}
+"""
+
+
 def setter(
     variant: str, hosts: Sequence[Path], instances: Sequence[Path], members: str
 ) -> Callable[[], None]:
     def apply() -> None:
-        brnf = 0 if variant in ("brnf_off", "instance", "instance_notrack") else 1
+        brnf = 0 if variant == "brnf_off" or variant.startswith("instance") else 1
         for host in hosts:
             _nsenter(host, "sysctl", "-qw", f"net.bridge.bridge-nf-call-iptables={brnf}")
             if variant == "today_notrack":
@@ -130,7 +148,9 @@ def setter(
             else:
                 _drop_extra(host)
         for path in instances:
-            if variant.startswith("instance"):
+            if variant == "instance_lean":
+                _nsenter(path, "nft", "-f", "-", script=instance_lean(members))
+            elif variant.startswith("instance"):
                 script = instance_table(members, notrack=variant == "instance_notrack")
                 _nsenter(path, "nft", "-f", "-", script=script)
             else:
