@@ -16,8 +16,13 @@ The throughput of a single stream depends on the load of the machine; the CPU ti
 iperf3 processes, user and system, which includes the kernel's softirq work in their context) much less:
 it counts the work each path costs, not the waiting. The load average is printed with the figures.
 
-Run as root: ``.venv/bin/python bench/network.py [--seconds 3] [--rounds 8]``. The last line printed is one
-JSON object with every figure.
+With ``--security`` the instances' ports are in a ``default`` security group (all egress, ingress from
+the group's members), enforced as a host with a controller enforces it (stateful rules through
+``br_netfilter``, anti-spoofing); without it, only the isolation rules are loaded, as for a dataplane run
+without a controller.
+
+Run as root: ``.venv/bin/python bench/network.py [--seconds 3] [--rounds 8] [--security]``. The last line
+printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -44,11 +49,13 @@ from atoll.agent.net.overlay import OverlayConfig, OverlayPlane
 from atoll.model.instance import InstanceSpec, ProcessSpec
 from atoll.model.network import PortSpec
 from atoll.model.overlay import VXLAN_OVERHEAD, OverlayNetwork, RemotePort
+from atoll.model.secgroups import Direction, GroupPolicy, HostSecurity, PortSecurity, RuleSpec
 
 RUN = f"atoll-bench-{secrets.token_hex(3)}"
 NAMES = Names("bn", RUN.replace("-", "_"))
 UNDERLAY_MTU = 1500
 IPERF_PORT = 5201
+GROUP = secrets.token_hex(32)
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -159,6 +166,15 @@ def port(network_id: str, ip: str, mtu: int) -> PortSpec:
     return PortSpec(id=secrets.token_hex(32), network_id=network_id, mac=mac, ip=ip, prefix_len=24, mtu=mtu)
 
 
+def default_policy(specs: list[InstanceSpec], members: list[str]) -> HostSecurity:
+    """The ``default`` group as the controller hands it to a host: all egress, ingress from its members."""
+    rules = [RuleSpec(Direction.EGRESS), RuleSpec(Direction.INGRESS, remote_group=GROUP)]
+    return HostSecurity(
+        ports=[PortSecurity(p.id, p.network_id, p.ip, p.mac, [GROUP]) for s in specs for p in s.ports],
+        groups=[GroupPolicy(GROUP, rules, members)],
+    )
+
+
 def paired(rounds: int, baseline: Callable[[], Run], atoll: Callable[[], Run]) -> dict[str, float]:
     """Baseline and Atoll back to back, ``rounds`` times, which one goes first alternating: the ratio of
     each pair is taken while the machine's load is about the same, and the median ratio is reported.
@@ -186,16 +202,17 @@ def paired(rounds: int, baseline: Callable[[], Run], atoll: Callable[[], Run]) -
     }
 
 
-def one_host(tmp: Path, seconds: int, rounds: int) -> dict[str, float]:
+def one_host(tmp: Path, seconds: int, rounds: int, security: bool = False) -> dict[str, float]:
     """The baseline is a bare veth pair between two namespaces."""
     with namespaces("v1", "v2", "host") as (v1, v2, host):
         veth_between(v1, v2, "10.201.0.1", "10.201.0.2")
         net = HostNetwork(NetConfig(names=NAMES, netns_dir=tmp / "one", host_netns=netns_path(host)))
         network = secrets.token_hex(32)
         a, b = spec(port(network, "10.202.0.2", 1500)), spec(port(network, "10.202.0.3", 1500))
+        policy = default_policy([a, b], ["10.202.0.2", "10.202.0.3"]) if security else None
         try:
             for s in (a, b):
-                asyncio.run(net.attach(s))
+                asyncio.run(net.attach(s, security=policy))
             return paired(
                 rounds,
                 lambda: iperf(netns_path(v2), netns_path(v1), "10.201.0.2", seconds),
@@ -205,7 +222,7 @@ def one_host(tmp: Path, seconds: int, rounds: int) -> dict[str, float]:
             asyncio.run(HostNetwork(net.config).sync([]))
 
 
-def across_hosts(tmp: Path, seconds: int, rounds: int) -> dict[str, float]:
+def across_hosts(tmp: Path, seconds: int, rounds: int, security: bool = False) -> dict[str, float]:
     """The baseline is the two host namespaces talking over their underlay veth."""
     with namespaces("ha", "hb") as (ha, hb):
         underlay = ("10.203.0.1", "10.203.0.2")
@@ -220,7 +237,8 @@ def across_hosts(tmp: Path, seconds: int, rounds: int) -> dict[str, float]:
         a, b = spec(port(network, "10.204.0.2", mtu)), spec(port(network, "10.204.0.3", mtu))
         try:
             for (net, _, _), s in zip(hosts, (a, b), strict=True):
-                asyncio.run(net.attach(s))
+                policy = default_policy([s], ["10.204.0.2", "10.204.0.3"]) if security else None
+                asyncio.run(net.attach(s, security=policy))
             for (_, overlay, _), (_, _, peer), other in zip(hosts, reversed(hosts), (b, a), strict=True):
                 p = other.ports[0]
                 remote = RemotePort(p.id, p.mac, p.ip, "peer", peer)
@@ -244,12 +262,18 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--security", action="store_true", help="enforce a default security group")
     args = parser.parse_args()
     if shutil.which("iperf3") is None:
         sys.exit("iperf3 is missing: apt-get install iperf3 (scripts/setup-system installs it)")
-    results: dict[str, Any] = {"seconds": args.seconds, "rounds": args.rounds, "loadavg": _loadavg()}
+    results: dict[str, Any] = {
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "security": args.security,
+        "loadavg": _loadavg(),
+    }
     with tempfile.TemporaryDirectory(prefix=f"{RUN}-") as tmp:
-        one = results["one_host"] = one_host(Path(tmp), args.seconds, args.rounds)
+        one = results["one_host"] = one_host(Path(tmp), args.seconds, args.rounds, args.security)
         print(
             f"(a) one host: instance to instance {one['atoll_gbps']} Gbit/s, bare veth pair "
             f"{one['baseline_gbps']} Gbit/s: ratio {one['ratio']} ({one['ratio_min']}-{one['ratio_max']}; "
@@ -257,7 +281,7 @@ def main() -> None:
             f"{one['baseline_cpu_ns_per_kb']} ns: cost ratio {one['cost_ratio']}",
             flush=True,
         )
-        across = results["across_hosts"] = across_hosts(Path(tmp), args.seconds, args.rounds)
+        across = results["across_hosts"] = across_hosts(Path(tmp), args.seconds, args.rounds, args.security)
         print(
             f"(b) across hosts: over VXLAN {across['atoll_gbps']} Gbit/s, underlay "
             f"{across['baseline_gbps']} Gbit/s: ratio {across['ratio']} ({across['ratio_min']}-"
