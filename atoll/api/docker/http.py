@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
+
+from atoll.api.docker.streams import ByteReader, ByteWriter
 
 
 class DockerError(Exception):
@@ -158,9 +161,7 @@ class Stream:
 class RawStream:
     """A hijacked connection: the bytes the client sent after its request, then the socket itself."""
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trailing: bytes, settle: float = 0.0
-    ) -> None:
+    def __init__(self, reader: ByteReader, writer: ByteWriter, trailing: bytes, settle: float = 0.0) -> None:
         self._reader = reader
         self._writer = writer
         self._trailing = trailing
@@ -181,6 +182,18 @@ class RawStream:
         self._writer.write(data)
         await self._writer.drain()
 
+    async def write_frame(self, stream: int, payload: bytes) -> None:
+        """One multiplexed frame (8-byte header, then the payload). Over TLS the header goes out as a
+        record of its own: docker-py reads the 8 header bytes, then polls the socket before reading the
+        payload, and a payload decrypted together with its header would sit in its TLS buffer where
+        that poll never sees it (an attached ``cat`` would hang until more output came)."""
+        header = FRAME_HEADER.pack(stream, len(payload))
+        if getattr(self._writer, "record_per_write", False):
+            await self.write(header)
+            await self.write(payload)
+        else:
+            await self.write(header + payload)
+
     def close_write(self) -> None:
         """Half-close: the client sees the end of the output while it may still send stdin."""
         if self._writer.can_write_eof():
@@ -200,6 +213,7 @@ Handler = Callable[[Request], Awaitable[Answer]]
 
 
 BODY_CHUNK = 1 << 20
+FRAME_HEADER = struct.Struct(">BxxxI")
 
 
 async def _split(data: bytes) -> AsyncIterator[bytes]:
