@@ -8,7 +8,6 @@ and exec). Errors are raised as ``DockerError`` and rendered as Docker renders t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -161,11 +160,18 @@ class Stream:
 class RawStream:
     """A hijacked connection: the bytes the client sent after its request, then the socket itself."""
 
-    def __init__(self, reader: ByteReader, writer: ByteWriter, trailing: bytes, settle: float = 0.0) -> None:
+    def __init__(
+        self,
+        reader: ByteReader,
+        writer: ByteWriter,
+        trailing: bytes,
+        hold: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self._trailing = trailing
-        self._hold_until = asyncio.get_running_loop().time() + settle if settle else 0.0
+        self._hold = hold
+        """Awaited before the first write (``headhold.py``)."""
 
     async def read(self, n: int = 65536) -> bytes:
         if self._trailing:
@@ -174,11 +180,9 @@ class RawStream:
         return await self._reader.read(n)
 
     async def write(self, data: bytes) -> None:
-        if self._hold_until:
-            delay = self._hold_until - asyncio.get_running_loop().time()
-            self._hold_until = 0.0
-            if delay > 0:
-                await asyncio.sleep(delay)
+        if self._hold is not None:
+            hold, self._hold = self._hold, None
+            await hold()
         self._writer.write(data)
         await self._writer.drain()
 

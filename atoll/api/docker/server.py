@@ -28,6 +28,7 @@ import h11
 from h11 import MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]  # public, missing from __all__
 
 from atoll import __version__
+from atoll.api.docker.headhold import hold_for
 from atoll.api.docker.http import (
     Answer,
     DockerError,
@@ -330,25 +331,14 @@ class Connection:
             lines.append(f"Content-Type: {answer.content_type}")
             self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             await self.writer.drain()
-        stream = RawStream(self.reader, self.writer, trailing, settle=_settle_for(request))
+        hold = hold_for(request.headers.get("user-agent", ""), self.writer)
+        stream = RawStream(self.reader, self.writer, trailing, hold)
         try:
             await answer.run(stream)
         except (ConnectionError, _ClientGone):
             pass
         except Exception:
             log.exception("docker API hijacked stream failed: %s %s", request.method, request.path)
-
-
-BUFFERED_CLIENTS = ("docker-sdk-python/",)
-"""Clients that read the 101 through a buffered reader and then read the raw socket, so stream bytes
-arriving in the same read as the headers are lost to them (docker-py). Their first stream bytes wait
-``SETTLE`` after the 101, time for them to take the headers alone."""
-SETTLE = 0.1
-
-
-def _settle_for(request: Request) -> float:
-    agent = request.headers.get("user-agent", "")
-    return SETTLE if agent.startswith(BUFFERED_CLIENTS) else 0.0
 
 
 class DockerServer:

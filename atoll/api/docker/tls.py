@@ -189,6 +189,8 @@ class TlsChannel:
                 continue
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 data = b""
+            except ssl.SSLError as e:  # a corrupt record: the connection is over, as a reset is
+                raise ConnectionResetError(f"TLS: {e}") from e
             self._flush()  # whatever the read produced (a key update's answer)
             if not data:  # the client's close_notify: it sends no more, but may still read
                 self._eof = True
@@ -197,7 +199,10 @@ class TlsChannel:
 
     def write(self, data: bytes) -> None:
         if data and not self._sent_close_notify:
-            self.tls.write(data)
+            try:
+                self.tls.write(data)
+            except ssl.SSLError as e:
+                raise ConnectionResetError(f"TLS: {e}") from e
             self._flush()
 
     def close_notify(self) -> None:
