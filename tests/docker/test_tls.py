@@ -190,3 +190,36 @@ def test_bad_tls_files_stop_atoll_up_naming_the_file(tmp_path: Path, certs: Dock
     assert garbage.returncode == 1
     assert f"ATOLL_DOCKER_TLS_CA: {not_a_ca}" in garbage.stderr
     assert not (tmp_path / "data").exists()  # stopped before anything was made
+
+
+def test_docker_certs_command_writes_a_cert_path(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [ATOLL, "docker-certs", str(tmp_path / "certs"), "--host", "127.0.0.1", "--host", "docker.example"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"DOCKER_CERT_PATH={tmp_path / 'certs'}" in out.stdout
+    certs = DockerCerts(tmp_path / "certs")
+    names = ["ca.pem", "ca-key.pem", "server-cert.pem", "server-key.pem", "cert.pem", "key.pem"]
+    assert sorted(p.name for p in certs.dir.iterdir()) == sorted(names)
+    assert {
+        oct(certs.path(n).stat().st_mode & 0o777) for n in ("ca-key.pem", "server-key.pem", "key.pem")
+    } == {"0o600"}
+    for leaf in (certs.server_cert, certs.client_cert):
+        verified = subprocess.run(
+            ["openssl", "verify", "-CAfile", str(certs.ca), str(leaf)], capture_output=True, text=True
+        )
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    text = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(certs.server_cert)],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "IP Address:127.0.0.1" in text and "DNS:docker.example" in text
+    # Again: the CA stays, the leaves are new.
+    ca_before = certs.ca.read_bytes()
+    cert_before = certs.client_cert.read_bytes()
+    subprocess.run([ATOLL, "docker-certs", str(certs.dir)], check=True, capture_output=True, timeout=60)
+    assert certs.ca.read_bytes() == ca_before and certs.client_cert.read_bytes() != cert_before
