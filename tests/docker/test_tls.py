@@ -5,6 +5,7 @@ certificate, one from another CA, and plain HTTP are refused, and bad files stop
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,3 +224,20 @@ def test_docker_certs_command_writes_a_cert_path(tmp_path: Path) -> None:
     cert_before = certs.client_cert.read_bytes()
     subprocess.run([ATOLL, "docker-certs", str(certs.dir)], check=True, capture_output=True, timeout=60)
     assert certs.ca.read_bytes() == ca_before and certs.client_cert.read_bytes() != cert_before
+
+
+def test_cli_tty_over_tls(tls: TlsCLI) -> None:
+    if shutil.which("script") is None:
+        pytest.skip("script(1) is not installed: no pty for the CLI")
+    # `docker run -t` needs a terminal on the CLI's side: script(1) gives it one.
+    command = f"{DOCKER} run -t --rm busybox sh -c 'tty; echo raw-stream'"
+    proc = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        env=tls.env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "/dev/pts/" in proc.stdout and "raw-stream" in proc.stdout, proc.stdout
