@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from atoll.agent.images.starter import busybox_rootfs_tar
 from atoll.agent.registry.options import RegistryOptions, parse_insecure, parse_mirrors
 from atoll.api.app import create_app
 from atoll.api.docker.app import create_docker_server
+from atoll.api.docker.tls import TlsConfigError, TlsFiles, server_context
 from atoll.model.errors import NotFound
 from atoll.model.image import ImageConfig
 from atoll.services import image_gc, images
@@ -96,6 +98,7 @@ def gc_policy(settings: Settings) -> image_gc.GcPolicy:
 
 
 async def serve(settings: Settings) -> None:
+    docker_tls = docker_tls_context(settings)  # a bad file stops the start before anything runs
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     ctl = Controller(
         sessions=open_database(settings.database_url),
@@ -141,6 +144,8 @@ async def serve(settings: Settings) -> None:
     docker = create_docker_server(ctl)
     for address in settings.docker_addresses:
         await docker.listen(address)
+    if docker_tls is not None:
+        await docker.listen(f"tcp://{settings.docker_tls}", tls=docker_tls)
     print(
         f"Atoll is up: API {settings.api_url}/v1 (docs at {settings.api_url}/v1/docs), "
         f"runtime {agent.runtime_name}, cgroup v{agent.cgroup_version}, data in {settings.data_dir}\n"
@@ -160,6 +165,17 @@ async def serve(settings: Settings) -> None:
         unregister_host(ctl, host_id=agent.host_id)
 
 
+def docker_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.docker_tls:
+        return None
+    ca = Path(settings.docker_tls_ca) if settings.docker_tls_ca else None
+    files = TlsFiles(cert=settings.docker_tls_cert, key=settings.docker_tls_key, ca=ca, verify=ca is not None)
+    return server_context(files)
+
+
 def run_up(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except TlsConfigError as e:
+        raise SystemExit(f"atoll up: the Docker TLS listener cannot start: {e}") from None

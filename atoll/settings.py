@@ -111,6 +111,22 @@ class Settings:
     """``atoll serve`` on PostgreSQL: seconds between tries for the controller lease (and checks that it
     is still held); a dead leader's loops move to another controller within about this time."""
 
+    docker_tls: str = field(default_factory=lambda: _env("DOCKER_TLS", ""))
+    """The Docker API over TLS, ``host:port`` (dockerd's ``-H tcp://...:2376 --tlsverify``); empty: none.
+    This one may face the network: with a CA, every client must show a certificate it signed."""
+
+    docker_tls_ca: str = field(default_factory=lambda: _env("DOCKER_TLS_CA", "/etc/atoll/docker/ca.pem"))
+    """The CA that signs client certificates (``--tlscacert``); empty: clients go unverified (``--tls``)."""
+
+    docker_tls_cert: Path = field(
+        default_factory=lambda: Path(_env("DOCKER_TLS_CERT", "/etc/atoll/docker/server-cert.pem"))
+    )
+    """The listener's certificate (``--tlscert``); ``atoll docker-certs`` makes one, and a CA."""
+
+    docker_tls_key: Path = field(
+        default_factory=lambda: Path(_env("DOCKER_TLS_KEY", "/etc/atoll/docker/server-key.pem"))
+    )
+
     @property
     def docker_addresses(self) -> list[str]:
         out = [f"unix://{self.docker_socket}"] if self.docker_socket else []

@@ -34,6 +34,7 @@ from atoll.agent.images.export import export_layout
 from atoll.agent.images.overlay import is_mounted, mount_overlay, unmount
 from atoll.agent.images.store import ImageStore
 from atoll.agent.layout import InstanceLayout, instance_layout
+from atoll.agent.mountview import ViewMount
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.dnsserver import NameService
 from atoll.agent.net.names import DEFAULT_PREFIX, DEFAULT_TABLE, Names
@@ -77,6 +78,7 @@ from atoll.model.registry import Credential, PullEvent, PushEvent
 from atoll.model.rootfiles import FileChange, PathStat
 from atoll.model.secgroups import HostSecurity
 from atoll.model.usage import InstanceStats, ProcessTable
+from atoll.model.volume import MountType
 
 log = logging.getLogger(__name__)
 
@@ -672,7 +674,29 @@ class Agent:
 
     @property
     def _root_view(self) -> RootView:
-        return RootView(self._store, self._layout, self._lock)
+        return RootView(self._store, self._layout, self._lock, self._view_mounts, self._running_pid)
+
+    def _running_pid(self, instance_id: str) -> int | None:
+        run = self._runs.get(instance_id)
+        return run.pid if run is not None else None
+
+    async def _view_mounts(self, instance_id: str, rootfs: Path) -> list[ViewMount]:
+        """A stopped instance's volume and bind mounts for ``docker cp`` (mountview.py); its volumes are
+        populated first, as its first start would, so a copy made before that start does not stop the
+        image's content from being copied up."""
+        spec = self._specs.get(instance_id)
+        if spec is None:
+            return []
+        await populate(spec, rootfs, self._volumes, self._layout(instance_id).root)
+        return [
+            ViewMount(
+                m.destination,
+                self._volumes.ensure(m.source) if m.type == MountType.VOLUME else Path(m.source),
+                m.readonly,
+            )
+            for m in spec.mounts
+            if m.type == MountType.VOLUME or (m.type == MountType.BIND and os.path.exists(m.source))
+        ]
 
     async def image_history(self, image_id: str) -> list[HistoryEntry]:
         return await asyncio.to_thread(self._store.history, image_id)

@@ -78,13 +78,19 @@ def _clean(path: str) -> str:
     return "/" + "/".join(p for p in path.split("/") if p and p != ".")
 
 
+def _dir_path(root: Path, where: Path) -> str:
+    """``where`` to open with ``O_NOFOLLOW``: the root itself as ``root/.``, since it may be a link of
+    ours (a running instance's ``/proc/<pid>/root``); anything below it is opened as resolved."""
+    return f"{root}/." if where == root else str(where)
+
+
 @contextmanager
 def _parent(root: Path, path: str) -> Iterator[tuple[int, str]]:
     """An open descriptor of ``path``'s parent directory (resolved inside ``root``), and its last name
     (``.`` for the root itself)."""
     clean = _clean(path)
     parent, _, leaf = clean.rpartition("/")
-    where = resolve_in_root(root, parent or "/")
+    where = _dir_path(root, resolve_in_root(root, parent or "/"))
     try:
         fd = os.open(where, _DIR)
     except (FileNotFoundError, NotADirectoryError):
@@ -234,7 +240,7 @@ def _exists(dir_fd: int, name: str) -> bool:
 
 def extract_archive(root: Path, path: str, archive: BinaryIO) -> None:
     """Unpack a tar into the directory ``path`` (resolved inside ``root``), replacing what is there."""
-    dest = resolve_in_root(root, _clean(path))
+    dest = _dir_path(root, resolve_in_root(root, _clean(path)))
     try:
         st = os.stat(dest, follow_symlinks=False)
     except FileNotFoundError:
@@ -242,7 +248,7 @@ def extract_archive(root: Path, path: str, archive: BinaryIO) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise InvalidInput(f"path: {path} is not a directory")
     try:
-        unpack(archive, str(dest), label=f"archive for {path}")
+        unpack(archive, dest, label=f"archive for {path}")
     finally:
         os.chmod(dest, stat.S_IMODE(st.st_mode), follow_symlinks=False)  # unpack sets 0755 on its root
 

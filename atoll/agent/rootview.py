@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from atoll.agent.images.layout import remove_tree
 from atoll.agent.images.overlay import is_mounted, mount_overlay, unmount
 from atoll.agent.images.store import ImageStore
 from atoll.agent.layout import InstanceLayout
+from atoll.agent.mountview import ViewMount, mount_view
 from atoll.agent.rootfiles import (
     extract_archive,
     in_layers,
@@ -31,16 +33,32 @@ from atoll.model.rootfiles import FileChange, PathStat
 SPOOL_CHUNK = 1 << 20
 
 
+MountsOf = Callable[[str, Path], Awaitable[list[ViewMount]]]
+"""An instance's volume and bind mounts, given its mounted root (volumes are populated first)."""
+
+
+async def _no_mounts(instance_id: str, rootfs: Path) -> list[ViewMount]:
+    return []
+
+
+def _not_running(instance_id: str) -> int | None:
+    return None
+
+
 class RootView:
     def __init__(
         self,
         store: ImageStore,
         layout_of: Callable[[str], InstanceLayout],
         lock_of: Callable[[str], asyncio.Lock],
+        mounts_of: MountsOf = _no_mounts,
+        pid_of: Callable[[str], int | None] = _not_running,
     ) -> None:
         self._store = store
         self._layout_of = layout_of
         self._lock_of = lock_of
+        self._mounts_of = mounts_of
+        self._pid_of = pid_of
 
     def _layout(self, instance_id: str) -> InstanceLayout:
         layout = self._layout_of(instance_id)
@@ -49,36 +67,55 @@ class RootView:
         return layout
 
     @asynccontextmanager
-    async def _merged(self, instance_id: str, layers: list[str]) -> AsyncIterator[Path]:
-        """The merged tree: the running instance's mount, or one made (under the lock) for a stopped one."""
+    async def _merged(
+        self, instance_id: str, layers: list[str], *, with_mounts: bool = False
+    ) -> AsyncIterator[Path]:
+        """The merged tree: the running instance's mount, or one made (under the lock) for a stopped one.
+        ``with_mounts`` (``docker cp``): as the instance sees it, volumes and bind mounts included: a
+        running one's ``/proc/<pid>/root``, a stopped one's ``mountview``."""
         layout = self._layout(instance_id)
         lock = self._lock_of(instance_id)
         await lock.acquire()
         held = True
         try:
-            if is_mounted(layout.rootfs):
+            pid = self._pid_of(instance_id) if with_mounts else None
+            if pid is not None:
+                lock.release()
+                held = False
+                yield Path(f"/proc/{pid}/root")
+                return
+            if is_mounted(layout.rootfs) and not with_mounts:
                 lock.release()  # running: its mount stays while it runs, and a start waits for nothing
                 held = False
                 yield layout.rootfs
                 return
-            lowers = self._store.layer_dirs(layers)
-            await asyncio.to_thread(mount_overlay, lowers, layout.upper, layout.work, layout.rootfs)
+            mounted_here = not is_mounted(layout.rootfs)
+            if mounted_here:
+                lowers = self._store.layer_dirs(layers)
+                await asyncio.to_thread(mount_overlay, lowers, layout.upper, layout.work, layout.rootfs)
             try:
-                yield layout.rootfs
+                mounts = await self._mounts_of(instance_id, layout.rootfs) if with_mounts else []
+                if not mounts:
+                    yield layout.rootfs
+                    return
+                view = layout.root / f"cp-view-{secrets.token_hex(4)}"
+                with mount_view(layout.rootfs, view, mounts) as root:
+                    yield root
             finally:
-                await asyncio.to_thread(unmount, layout.rootfs)
+                if mounted_here:
+                    await asyncio.to_thread(unmount, layout.rootfs)
         finally:
             if held:
                 lock.release()
 
     async def stat(self, instance_id: str, layers: list[str], path: str) -> PathStat:
-        async with self._merged(instance_id, layers) as root:
+        async with self._merged(instance_id, layers, with_mounts=True) as root:
             return await asyncio.to_thread(path_stat, root, path)
 
     async def archive(
         self, instance_id: str, layers: list[str], path: str, *, contents: bool = False
     ) -> AsyncIterator[bytes]:
-        async with self._merged(instance_id, layers) as root:
+        async with self._merged(instance_id, layers, with_mounts=not contents) as root:
             async for chunk in stream_writes(
                 lambda out: write_archive(root, path, out, contents=contents), lambda: None
             ):
@@ -96,7 +133,7 @@ class RootView:
             with open(fd, "wb") as f:
                 async for chunk in archive:
                     await asyncio.to_thread(f.write, chunk)
-            async with self._merged(instance_id, layers) as root:
+            async with self._merged(instance_id, layers, with_mounts=True) as root:
 
                 def run() -> None:
                     with open(spool, "rb") as tar:

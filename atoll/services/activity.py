@@ -1,7 +1,8 @@
 """The activity log: what happened to instances and images, for ``docker events`` (and later audit).
 
 Services record an entry where the action takes effect (create, start, die, stop, kill, destroy,
-rename, pause, unpause, update; image pull, tag, untag, delete), so actions made through the native
+rename, pause, unpause, update; image pull, tag, untag, delete; network create, connect, disconnect,
+destroy; volume create, destroy), so actions made through the native
 API and through the Docker API show up alike. The log is in memory, bounded, and owned by the one
 controller process, like the instance events in ``context``: a listener replays what it kept (``since``)
 and then follows live entries. Recording never blocks: a listener that falls ``QUEUE`` entries behind
@@ -25,7 +26,7 @@ QUEUE = 1024
 class Activity:
     time_ns: int
     type: str
-    """``container`` or ``image``."""
+    """``container``, ``image``, ``network`` or ``volume``."""
     action: str
     id: str
     project: str
@@ -37,7 +38,8 @@ class ActivityLog:
         self._entries: deque[Activity] = deque(maxlen=keep)
         self._listeners: set[asyncio.Queue[Activity]] = set()
 
-    def record(self, type: str, action: str, id: str, project: str, **attributes: str) -> None:
+    def record(self, type: str, action: str, id: str, project: str, /, **attributes: str) -> None:
+        # Positional-only: Docker's attributes include a ``type`` (a network's driver).
         entry = Activity(time.time_ns(), type, action, id, project, dict(attributes))
         self._entries.append(entry)
         for queue in list(self._listeners):

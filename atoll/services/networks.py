@@ -161,7 +161,9 @@ def create_network(ctl: Controller, *, project: str, request: NetworkCreate) -> 
             for spec, plan in zip(request.subnets, plans, strict=True)
         ]
         s.add_all(subnets)
-        return network_view(row, subnets)
+        view = network_view(row, subnets)
+    ctl.activity.record("network", "create", view.id, project, name=view.name, type=view.type)
+    return view
 
 
 def list_networks(ctl: Controller, *, project: str) -> list[Network]:
@@ -202,7 +204,9 @@ def remove_network(ctl: Controller, *, project: str, ref: str) -> None:
             raise Conflict(
                 f"network {row.name} is in use by instance(s) {', '.join(users)}: remove them first"
             )
+        gone = (row.id, row.name, row.type)
         s.delete(row)  # its subnets go with it (ON DELETE CASCADE)
+    ctl.activity.record("network", "destroy", gone[0], project, name=gone[1], type=gone[2])
 
 
 def create_subnet(ctl: Controller, *, project: str, request: SubnetCreate) -> Subnet:

@@ -58,10 +58,11 @@ class _Net:
 
     id: str
     name: str
+    type: str = ""
 
     @classmethod
     def of(cls, row: NetworkRow) -> _Net:
-        return cls(row.id, row.name)
+        return cls(row.id, row.name, row.type)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ def _record(ctl: Controller, action: str, change: _Change, view: Instance) -> No
         view.project,
         container=view.id,
         name=change.network.name,
+        type=change.network.type,
     )
 
 

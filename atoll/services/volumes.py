@@ -142,7 +142,13 @@ def create_volume(ctl: Controller, *, project: str, request: VolumeCreate) -> Vo
             s.flush()
         except IntegrityError as e:
             raise Conflict(f"name: volume {request.name!r} already exists") from e
-        return volume_view(s, row)
+        view = volume_view(s, row)
+    _record(ctl, "create", project, view.id, view.name, view.driver)
+    return view
+
+
+def _record(ctl: Controller, action: str, project: str, volume_id: str, name: str, driver: str) -> None:
+    ctl.activity.record("volume", action, volume_id, project, name=name, driver=driver)
 
 
 def get_volume(ctl: Controller, *, project: str, ref: str) -> Volume:
@@ -208,9 +214,10 @@ async def remove_volume(ctl: Controller, *, project: str, ref: str) -> None:
             raise Conflict(
                 f"volume {row.name} is in use by instance(s) {', '.join(users)}: remove them first"
             )
-        volume_id = row.id
+        volume_id, name, driver = row.id, row.name, row.driver
         s.delete(row)
     await _remove_data(ctl, [volume_id])
+    _record(ctl, "destroy", project, volume_id, name, driver)
 
 
 async def prune(
@@ -225,9 +232,12 @@ async def prune(
             query = query.where(VolumeRow.anonymous.is_(True))
         rows = [r for r in s.scalars(query.order_by(VolumeRow.name)) if _label_match(r.labels, label)]
         removed = [(r.id, r.name) for r in rows]
+        drivers = [r.driver for r in rows]
         for row in rows:
             s.delete(row)
     await _remove_data(ctl, [volume_id for volume_id, _ in removed])
+    for (volume_id, name), driver in zip(removed, drivers, strict=True):
+        _record(ctl, "destroy", project, volume_id, name, driver)
     return VolumesPruned(deleted=[name for _, name in removed])
 
 
@@ -294,14 +304,18 @@ def anonymous_volumes(s: Session, instance_id: str) -> list[str]:
 async def forget(ctl: Controller, volume_ids: Sequence[str]) -> None:
     """Remove volumes that no instance uses any more (rows, then data); those still in use are kept."""
     gone = []
+    forgotten: list[tuple[str, str, str, str]] = []
     with ctl.sessions.begin() as s:
         for volume_id in volume_ids:
             row = s.get(VolumeRow, volume_id)
             if row is not None and not _users(s, volume_id):
                 s.delete(row)
                 gone.append(volume_id)
+                forgotten.append((row.project, row.id, row.name, row.driver))
     if gone:
         try:
             await _remove_data(ctl, gone)
         except Exception:  # the instance is gone either way; the data waits for a retry by hand
             log.warning("volumes %s: rows removed, but their data could not be removed", gone)
+    for project, volume_id, name, driver in forgotten:
+        _record(ctl, "destroy", project, volume_id, name, driver)

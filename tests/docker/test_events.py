@@ -60,3 +60,37 @@ def test_replay_with_since_until_and_filters(cli: DockerCLI, dockerpy: docker.Do
     assert actions[:2] == ["create", "start"] and actions[-1] == "destroy"
     bad = cli.run("events", "--since", "0", "--until", "1", "--filter", "bogus=1")
     assert bad.returncode != 0 and "invalid filter" in bad.stderr
+
+
+def test_network_and_volume_events_have_dockerds_shape(cli: DockerCLI) -> None:
+    start = time.time()
+    net_id = cli.ok("network", "create", "evnet").strip()
+    cli.ok("create", "--name", "evnetbox", "busybox", "true")
+    cli.ok("network", "connect", "evnet", "evnetbox")
+    cli.ok("network", "disconnect", "evnet", "evnetbox")
+    box_id = cli.ok("inspect", "--format", "{{.Id}}", "evnetbox").strip()
+    cli.ok("rm", "evnetbox")
+    cli.ok("network", "rm", "evnet")
+    cli.ok("volume", "create", "evvol")
+    cli.ok("volume", "rm", "evvol")
+    end = time.time() + 0.5
+    window = ["--since", f"{start:.3f}", "--until", f"{end:.3f}"]
+    text = cli.ok("events", *window, "--filter", "type=network", "--filter", "network=evnet")
+    lines = [line.split(" ", 1)[1] for line in text.splitlines()]  # without the time
+    assert lines == [
+        f"network create {net_id} (name=evnet, type=bridge)",
+        f"network connect {net_id} (container={box_id}, name=evnet, type=bridge)",
+        f"network disconnect {net_id} (container={box_id}, name=evnet, type=bridge)",
+        f"network destroy {net_id} (name=evnet, type=bridge)",
+    ]
+    seen = cli.ok("events", *window, "--filter", "type=volume", "--format", "{{json .}}")
+    volume_events = [json.loads(line) for line in seen.splitlines()]
+    assert [(e["Type"], e["Action"], e["Actor"]) for e in volume_events] == [
+        ("volume", "create", {"ID": "evvol", "Attributes": {"driver": "local"}}),
+        ("volume", "destroy", {"ID": "evvol", "Attributes": {"driver": "local"}}),
+    ]
+    assert all(e["scope"] == "local" and e["timeNano"] > 0 for e in volume_events)
+    only = cli.ok(
+        "events", *window, "--filter", "volume=evvol", "--filter", "event=destroy", "--format", "{{.Action}}"
+    )
+    assert only.split() == ["destroy"]

@@ -47,6 +47,13 @@ def encode(entry: LogEntry, tty: bool, timestamps: bool = False) -> bytes:
     return payload if tty else frame(stream_id(entry.stream), payload)
 
 
+async def send_entry(raw: RawStream, entry: LogEntry, tty: bool) -> None:
+    if tty:
+        await raw.write(entry.data)
+    else:
+        await raw.write_frame(stream_id(entry.stream), entry.data)
+
+
 class Output:
     def __init__(self, containers: Containers) -> None:
         self.containers = containers
@@ -117,7 +124,7 @@ class Output:
         if replay:
             for entry in [e async for e in instances.logs(self.ctl, project=PROJECT, ref=inst.id)]:
                 if entry.stream in want and entry.data:
-                    await raw.write(encode(entry, tty))
+                    await send_entry(raw, entry, tty)
         if not follow:
             return
         if not await watch.wait_started(self.ctl, project=PROJECT, ref=inst.id, since=attached_at):
@@ -132,7 +139,7 @@ class Output:
         try:
             async for entry in entries:
                 if entry.stream in want and entry.data:
-                    await raw.write(encode(entry, tty))
+                    await send_entry(raw, entry, tty)
         except AtollError:
             return
 

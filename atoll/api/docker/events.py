@@ -20,15 +20,25 @@ from atoll.services.activity import Activity
 from atoll.services.context import Controller
 
 PROJECT = "default"
-FILTERS = {"type", "event", "container", "image", "label"}
+FILTERS = {"type", "event", "container", "image", "label", "network", "volume", "scope"}
 TYPES = {"container", "image", "network", "volume", "daemon", "plugin", "service", "node", "secret", "config"}
 
 
+def actor(e: Activity) -> tuple[str, dict[str, str]]:
+    """Docker's actor: a volume is known by its name (and its events carry only the driver); networks
+    carry ``name`` and ``type`` (the driver), and ``container`` for connect/disconnect, as dockerd's."""
+    if e.type == "volume":
+        attributes = {k: v for k, v in e.attributes.items() if k != "name"}
+        return e.attributes.get("name", e.id), attributes
+    return e.id, e.attributes
+
+
 def event_json(e: Activity) -> dict[str, Any]:
+    actor_id, attributes = actor(e)
     out: dict[str, Any] = {
         "Type": e.type,
         "Action": e.action,
-        "Actor": {"ID": e.id, "Attributes": e.attributes},
+        "Actor": {"ID": actor_id, "Attributes": attributes},
         "scope": "local",
         "time": e.time_ns // 1_000_000_000,
         "timeNano": e.time_ns,
@@ -37,7 +47,16 @@ def event_json(e: Activity) -> dict[str, Any]:
         out.update(
             status=e.action, id=e.id, **({"from": e.attributes["image"]} if "image" in e.attributes else {})
         )
+    elif e.type == "image":  # dockerd fills these for images too
+        out.update(status=e.action, id=e.id)
     return out
+
+
+def _named(e: Activity, values: list[str]) -> bool:
+    """dockerd's fuzzy match of a network or volume filter: the actor's id or name, or a prefix of it."""
+    actor_id, _ = actor(e)
+    names = {actor_id, e.id, e.attributes.get("name", "")}
+    return any(v and any(n == v or n.startswith(v) for n in names if n) for v in values)
 
 
 def matches(e: Activity, filters: dict[str, list[str]]) -> bool:
@@ -46,6 +65,12 @@ def matches(e: Activity, filters: dict[str, list[str]]) -> bool:
     if "type" in filters and e.type not in filters["type"]:
         return False
     if "event" in filters and e.action not in filters["event"]:
+        return False
+    if "network" in filters and (e.type != "network" or not _named(e, filters["network"])):
+        return False
+    if "volume" in filters and (e.type != "volume" or not _named(e, filters["volume"])):
+        return False
+    if "scope" in filters and "local" not in filters["scope"]:
         return False
     if "container" in filters and (
         e.type != "container"

@@ -18,7 +18,7 @@ from atoll.api.docker.create import is_zero
 from atoll.api.docker.detach import DetachScanner, parse_keys
 from atoll.api.docker.http import DockerError, Empty, Hijack, Json, RawStream, Request, bad_request
 from atoll.api.docker.router import Route
-from atoll.api.streams import frame, stream_id
+from atoll.api.streams import stream_id
 from atoll.model.ports import ExecProcess, ExecSpec
 from atoll.services import instances
 
@@ -174,7 +174,7 @@ class Execs:
             async for stream, chunk in proc.output():
                 wanted = record.attach_stderr if stream == "stderr" else record.attach_stdout
                 if chunk and wanted:
-                    await raw.write(chunk if raw_output else frame(stream_id(stream), chunk))
+                    await (raw.write(chunk) if raw_output else raw.write_frame(stream_id(stream), chunk))
 
         inp = asyncio.ensure_future(inbound())
         out = asyncio.ensure_future(outbound())

@@ -8,12 +8,14 @@ and exec). Errors are raised as ``DockerError`` and rendered as Docker renders t
 
 from __future__ import annotations
 
-import asyncio
 import json
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
+
+from atoll.api.docker.streams import ByteReader, ByteWriter
 
 
 class DockerError(Exception):
@@ -159,12 +161,17 @@ class RawStream:
     """A hijacked connection: the bytes the client sent after its request, then the socket itself."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trailing: bytes, settle: float = 0.0
+        self,
+        reader: ByteReader,
+        writer: ByteWriter,
+        trailing: bytes,
+        hold: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._trailing = trailing
-        self._hold_until = asyncio.get_running_loop().time() + settle if settle else 0.0
+        self._hold = hold
+        """Awaited before the first write (``headhold.py``)."""
 
     async def read(self, n: int = 65536) -> bytes:
         if self._trailing:
@@ -173,13 +180,23 @@ class RawStream:
         return await self._reader.read(n)
 
     async def write(self, data: bytes) -> None:
-        if self._hold_until:
-            delay = self._hold_until - asyncio.get_running_loop().time()
-            self._hold_until = 0.0
-            if delay > 0:
-                await asyncio.sleep(delay)
+        if self._hold is not None:
+            hold, self._hold = self._hold, None
+            await hold()
         self._writer.write(data)
         await self._writer.drain()
+
+    async def write_frame(self, stream: int, payload: bytes) -> None:
+        """One multiplexed frame (8-byte header, then the payload). Over TLS the header goes out as a
+        record of its own: docker-py reads the 8 header bytes, then polls the socket before reading the
+        payload, and a payload decrypted together with its header would sit in its TLS buffer where
+        that poll never sees it (an attached ``cat`` would hang until more output came)."""
+        header = FRAME_HEADER.pack(stream, len(payload))
+        if getattr(self._writer, "record_per_write", False):
+            await self.write(header)
+            await self.write(payload)
+        else:
+            await self.write(header + payload)
 
     def close_write(self) -> None:
         """Half-close: the client sees the end of the output while it may still send stdin."""
@@ -200,6 +217,7 @@ Handler = Callable[[Request], Awaitable[Answer]]
 
 
 BODY_CHUNK = 1 << 20
+FRAME_HEADER = struct.Struct(">BxxxI")
 
 
 async def _split(data: bytes) -> AsyncIterator[bytes]:

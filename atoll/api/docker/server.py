@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
@@ -26,6 +28,7 @@ import h11
 from h11 import MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]  # public, missing from __all__
 
 from atoll import __version__
+from atoll.api.docker.headhold import hold_for
 from atoll.api.docker.http import (
     Answer,
     DockerError,
@@ -38,6 +41,8 @@ from atoll.api.docker.http import (
     Stream,
 )
 from atoll.api.docker.router import API_VERSION, Router, split_version
+from atoll.api.docker.streams import ByteReader, ByteWriter
+from atoll.api.docker.tls import accept as accept_tls
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +81,8 @@ class _ClientGone(Exception):
 class Connection:
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: ByteReader,
+        writer: ByteWriter,
         router: Router,
         map_error: ErrorMapper,
         max_body: int = MAX_BODY,
@@ -326,25 +331,14 @@ class Connection:
             lines.append(f"Content-Type: {answer.content_type}")
             self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             await self.writer.drain()
-        stream = RawStream(self.reader, self.writer, trailing, settle=_settle_for(request))
+        hold = hold_for(request.headers.get("user-agent", ""), self.writer)
+        stream = RawStream(self.reader, self.writer, trailing, hold)
         try:
             await answer.run(stream)
         except (ConnectionError, _ClientGone):
             pass
         except Exception:
             log.exception("docker API hijacked stream failed: %s %s", request.method, request.path)
-
-
-BUFFERED_CLIENTS = ("docker-sdk-python/",)
-"""Clients that read the 101 through a buffered reader and then read the raw socket, so stream bytes
-arriving in the same read as the headers are lost to them (docker-py). Their first stream bytes wait
-``SETTLE`` after the 101, time for them to take the headers alone."""
-SETTLE = 0.1
-
-
-def _settle_for(request: Request) -> float:
-    agent = request.headers.get("user-agent", "")
-    return SETTLE if agent.startswith(BUFFERED_CLIENTS) else 0.0
 
 
 class DockerServer:
@@ -357,19 +351,28 @@ class DockerServer:
         self._servers: list[asyncio.Server] = []
         self._connections: set[asyncio.Task[None]] = set()
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: ssl.SSLContext | None = None
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         try:
-            await Connection(reader, writer, self.router, self.map_error, self.max_body).serve()
+            streams: tuple[ByteReader, ByteWriter] | None = (reader, writer)
+            if tls is not None:
+                streams = await accept_tls(reader, writer, tls)
+            if streams is None:
+                writer.close()
+                return
+            await Connection(*streams, self.router, self.map_error, self.max_body).serve()
         except asyncio.CancelledError:
             pass  # closing the server: asyncio would log a cancelled connection task as an error
         finally:
             self._connections.discard(task)
 
-    async def listen(self, address: str) -> None:
-        """``unix:///path/docker.sock`` or ``tcp://host:port``."""
+    async def listen(self, address: str, tls: ssl.SSLContext | None = None) -> None:
+        """``unix:///path/docker.sock`` or ``tcp://host:port``; with ``tls``, every connection is TLS
+        (``tls.py``; the context decides whether clients must show a certificate)."""
         if address.startswith("unix://"):
             path = Path(address.removeprefix("unix://"))
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -379,11 +382,13 @@ class DockerServer:
             os.chmod(path, 0o660)
         elif address.startswith("tcp://"):
             host, _, port = address.removeprefix("tcp://").rpartition(":")
-            server = await asyncio.start_server(self._on_connection, host=host or "127.0.0.1", port=int(port))
+            server = await asyncio.start_server(
+                functools.partial(self._on_connection, tls=tls), host=host or "127.0.0.1", port=int(port)
+            )
         else:
             raise ValueError(f"docker listener: {address!r} is neither unix:// nor tcp://")
         self._servers.append(server)
-        log.info("Docker API listening on %s", address)
+        log.info("Docker API listening on %s%s", address, " (TLS)" if tls is not None else "")
 
     async def close(self) -> None:
         for server in self._servers:

@@ -1,0 +1,23 @@
+"""What the Docker server needs of a connection: asyncio's stream pair, or ``tls.py``'s over it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ByteReader(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class ByteWriter(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def can_write_eof(self) -> bool: ...
+
+    def write_eof(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
