@@ -73,7 +73,8 @@ def moved_note(how: str, source: str, left_behind: list[str]) -> str:
     if how == "failed over":
         note += ": its writable layer stayed there (started fresh from the image)"
     if left_behind:
-        note += f"; without its data, which stayed on host {source}: {', '.join(left_behind)} (started empty)"
+        note += f"; without its data, which stayed on host {source}: {', '.join(left_behind)}"
+        note += " (new volumes here start empty)"
     return note
 
 

@@ -140,7 +140,7 @@ async def test_volumes_on_failover_and_evacuation_are_reported_on_the_instance(
     assert (went["host"], went["status"]) == (two.host_id, "running")
     assert went["move_note"] == (
         "failed over from host one: its writable layer stayed there (started fresh from the image); without "
-        "its data, which stayed on host one: volume 'cachedata' at /c (started empty)"
+        "its data, which stayed on host one: volume 'cachedata' at /c (new volumes here start empty)"
     )
 
     # Back and fenced: the instance that stayed runs there with its data, and its note is gone.
@@ -160,5 +160,5 @@ async def test_volumes_on_failover_and_evacuation_are_reported_on_the_instance(
     assert [m["left_behind"] for m in resp.json()["moved"]] == [["volume 'dbdata' at /var/db"]]
     assert (await client.get(f"{P}/instances/{db}")).json()["move_note"] == (
         "moved by evacuation from host one; without its data, which stayed on host one: "
-        "volume 'dbdata' at /var/db (started empty)"
+        "volume 'dbdata' at /var/db (new volumes here start empty)"
     )
