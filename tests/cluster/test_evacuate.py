@@ -13,18 +13,14 @@ from atoll.schemas import InstanceCreate, InstanceNetwork, NetworkCreate, Restar
 from atoll.schemas_volumes import MountRequest
 
 from .netns_hosts import NetnsCluster, create_on, reaches, runc_ids
+from .procs import started
 
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
-    c = NetnsCluster(base=tmp_path_factory.mktemp("atoll-test-evacuate"))
-    try:
-        c.start_controller()
-        for name in ("alpha", "beta", "gamma"):
-            c.add_agent(name)
-        yield c
-    finally:
-        c.teardown()
+    yield from started(
+        NetnsCluster(base=tmp_path_factory.mktemp("atoll-test-evacuate")), "alpha", "beta", "gamma"
+    )
 
 
 def busy(name: str, script: str, **kw: object) -> InstanceCreate:

@@ -21,19 +21,12 @@ from atoll.schemas import (
 )
 
 from .netns_hosts import NetnsCluster, create_on, reaches, runc_ids
-from .procs import HEARTBEAT_TIMEOUT
+from .procs import HEARTBEAT_TIMEOUT, started
 
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
-    c = NetnsCluster(base=tmp_path_factory.mktemp("atoll-test-failover"))
-    try:
-        c.start_controller()
-        c.add_agent("alpha")
-        c.add_agent("beta")
-        yield c
-    finally:
-        c.teardown()
+    yield from started(NetnsCluster(base=tmp_path_factory.mktemp("atoll-test-failover")), "alpha", "beta")
 
 
 def on_net(name: str, **kw: object) -> InstanceCreate:
