@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import io
 import os
 import shutil
@@ -56,12 +57,16 @@ def _entries(upper: Path) -> list[str]:
 
 
 def _xattrs(path: Path) -> dict[str, bytes]:
-    names = os.listxattr(path, follow_symlinks=False)
-    return {
-        name: os.getxattr(path, name, follow_symlinks=False)
-        for name in names
-        if name not in HOST_BOUND_XATTRS
-    }
+    found = {}
+    for name in os.listxattr(path, follow_symlinks=False):
+        if name in HOST_BOUND_XATTRS:
+            continue
+        try:
+            found[name] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError as e:  # removed since it was listed (the instance still runs)
+            if e.errno != errno.ENODATA:
+                raise
+    return found
 
 
 def _with_xattrs(path: Path) -> Callable[[tarfile.TarInfo], tarfile.TarInfo]:
@@ -78,13 +83,19 @@ def _with_xattrs(path: Path) -> Callable[[tarfile.TarInfo], tarfile.TarInfo]:
 def _write_tar(upper: Path, since: float, out: Path) -> None:
     paths = _entries(upper)
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT, encoding=ENCODING) as tar:
+        vanished = set()
         for rel in paths:
             path = upper / rel
-            st = path.lstat()
-            if since and st.st_ctime < since and not path.is_dir():
-                continue
-            tar.add(path, arcname=rel, recursive=False, filter=_with_xattrs(path))
-        manifest = "\n".join(paths).encode()
+            try:
+                st = path.lstat()
+                if since and st.st_ctime < since and not path.is_dir():
+                    continue
+                tar.add(path, arcname=rel, recursive=False, filter=_with_xattrs(path))
+            except FileNotFoundError:
+                # Deleted by the instance (it runs during the pre-copy) since the walk listed it: no
+                # longer part of the layer. The delta, taken once it has stopped, settles the rest.
+                vanished.add(rel)
+        manifest = "\n".join(p for p in paths if p not in vanished).encode()
         info = tarfile.TarInfo(MANIFEST)
         info.size = len(manifest)
         tar.addfile(info, io.BytesIO(manifest))

@@ -193,3 +193,18 @@ async def test_extended_attributes_and_opaque_directories_survive_the_move(tmp_p
         assert os.getxattr(merged / "etc" / "app.d" / "mine.conf", "user.atoll.note") == b"second"
         caps = subprocess.run(["getcap", str(merged / "bin" / "ping")], capture_output=True, text=True)
         assert "cap_net_raw" in caps.stdout, caps.stdout + caps.stderr
+
+
+async def test_entries_deleted_while_the_copy_runs_are_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-copy runs while the instance does: a file listed by the walk may be gone when its turn
+    comes. It is left out (and out of the manifest) instead of failing the whole move."""
+    upper, stage, tmp = tmp_path / "upper", tmp_path / "stage", tmp_path / "tmp"
+    for d in (upper, tmp):
+        d.mkdir()
+    (upper / "kept").write_text("k")
+    walk = migration._entries
+    monkeypatch.setattr(migration, "_entries", lambda root: sorted([*walk(root), "gone", "gone-dir"]))
+    await _copy(upper, stage, tmp, 0.0)
+    assert sorted(os.listdir(stage)) == ["kept"]
