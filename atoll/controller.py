@@ -174,6 +174,7 @@ async def serve(settings: Settings) -> None:
             heartbeat_timeout=settings.heartbeat_timeout,
             on_host_connected=starter,
             on_host_returned=lambda host_id: failover.host_returns(ctl_ref[0], host_id),
+            controller_expiry=controllers.EXPIRY_INTERVALS * settings.lease_interval,
         ),
     )
     ctl_ref.append(ctl)
@@ -206,11 +207,19 @@ async def serve(settings: Settings) -> None:
 
     def singleton_loops() -> list[Coroutine[Any, Any, None]]:
         # Only the lease holder runs these; every controller serves the API and follows host states.
-        return [watch_heartbeats(ctl, check), image_gc.run(ctl, gc_policy(settings))]
+        return [
+            watch_heartbeats(ctl, check),
+            image_gc.run(ctl, gc_policy(settings)),
+            controllers.expire_forever(
+                sessions, controllers.EXPIRY_INTERVALS * settings.lease_interval, settings.lease_interval
+            ),
+        ]
 
     background = [
         asyncio.create_task(lease.run(singleton_loops)),
-        asyncio.create_task(controllers.keep_alive(sessions, advertised(settings), settings.lease_interval)),
+        asyncio.create_task(
+            controllers.keep_alive(sessions, advertised(settings), settings.api_url, settings.lease_interval)
+        ),
         asyncio.create_task(controllers.follow_hosts_forever(ctl, check)),
     ]
     print(

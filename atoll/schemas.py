@@ -394,6 +394,9 @@ class Instance(Wire):
     published: list[PublishedPortWire] = []
     paused: bool = False
     """Frozen by pause (only while running)."""
+    move_note: str = ""
+    """What the last move to another host (evacuation, failover) left behind, e.g. a volume whose data
+    stayed on the old host, or why a failover left the instance on its down host. Empty: never moved."""
 
 
 class WaitResult(Wire):

@@ -17,6 +17,7 @@ from atoll.api.routes import (
     registry,
     secgroups,
 )
+from atoll.api.routes import controllers as controller_routes
 from atoll.api.routes import nics as nic_routes
 from atoll.api.routes import rename as rename_routes
 from atoll.api.routes import routers as routers_routes
@@ -37,6 +38,7 @@ ROUTERS = (
     rename_routes.router,
     cluster.router,
     nic_routes.router,
+    controller_routes.router,
 )
 
 

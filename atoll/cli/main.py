@@ -23,6 +23,7 @@ from atoll.cli import (
 )
 from atoll.cli import volumes as volume_cli
 from atoll.cli.context import CliState
+from atoll.cli.controllers import controllers as controller_cli
 from atoll.cli.output import AtollGroup
 from atoll.client import DEFAULT_PROJECT, DEFAULT_URL, AtollAPI
 
@@ -47,6 +48,7 @@ GROUPS = {
     "fip": routers.fips,
     "sg": secgroups.groups,
     "token": cluster.tokens,
+    "controller": controller_cli,
 }
 
 for sub in TOP_LEVEL:

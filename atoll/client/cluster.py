@@ -11,6 +11,7 @@ from atoll.client.plumbing import ClientCore as _Client
 from atoll.client.plumbing import model_of as _one
 from atoll.client.plumbing import models_of as _many
 from atoll.host_schemas import HostDetail, Token
+from atoll.schemas_controllers import ControllerInfo
 from atoll.schemas_moves import Evacuation
 
 
@@ -19,6 +20,10 @@ def _host(ref: str, *more: str) -> str:
 
 
 class ClusterMethods:
+    def controllers(self: _Client) -> list[ControllerInfo]:
+        """The controllers sharing the cloud's database, alive or expired (``atoll controller ls``)."""
+        return _many(self._request("GET", "/v1/cluster/controllers"), ControllerInfo)
+
     def cluster_hosts(self: _Client) -> list[HostDetail]:
         return _many(self._request("GET", "/v1/cluster/hosts"), HostDetail)
 

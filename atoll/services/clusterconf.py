@@ -29,3 +29,6 @@ class ClusterConfig:
     """Called with a host id when a ``down`` host heartbeats again (it is then ``fencing``); it must
     mark the host ``ready`` once the host dropped its stale copies (``services/failover.fence``).
     None: the host is ``ready`` at once."""
+    controller_expiry: float = 10.0
+    """Seconds a controller may go without renewing its presence before agents stop being told about it
+    (``services/controllers``: ``EXPIRY_INTERVALS`` lease intervals under ``atoll serve``)."""

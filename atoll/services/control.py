@@ -91,7 +91,7 @@ class LocalControlPlane:
         membership.heartbeat(self._ctl, host_id, report)
 
     async def controllers(self, host_id: str) -> list[str]:
-        return controllers.addresses(self._ctl.sessions)
+        return controllers.addresses(self._ctl.sessions, controllers.expiry(self._ctl))
 
 
 _nudges: set[asyncio.Task[None]] = set()

@@ -7,23 +7,31 @@
   data directory before it makes its certificate. A data directory whose CA differs from the database's is
   refused: its hosts would not trust the others.
 - **Addresses.** Each controller records the cluster address it advertises in ``controllers`` and
-  renews ``seen_at`` while it runs. Agents ask for the list (``ControlPlane.controllers``) with every
-  heartbeat and fail over to the next address when the one they use stops answering.
+  renews ``seen_at`` every lease interval while it runs. Agents ask for the list
+  (``ControlPlane.controllers``) with every heartbeat and fail over to the next address when the one
+  they use stops answering.
+- **Expiry.** A controller that has not renewed its row for ``EXPIRY_INTERVALS`` lease intervals
+  (``ClusterConfig.controller_expiry``) is gone: it is no longer listed to agents (which then drop it,
+  ``agent/cluster/failover.refresh``), ``atoll controller ls`` shows it ``expired``, and the lease
+  holder deletes its row (``expire_forever``). Judged by the readers' clocks against the writer's
+  ``time.time()``: controllers' clocks are assumed NTP-synced, well within the expiry. A controller
+  that was only paused (a stopped process, a database outage) writes its row again at its next
+  renewal and is listed again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from atoll.model.errors import Conflict
+from atoll.schemas_controllers import ControllerInfo
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.store.cluster import ClusterHostRow
@@ -34,6 +42,8 @@ from atoll.wire import pki
 log = logging.getLogger(__name__)
 
 CA_ROW = 1
+EXPIRY_INTERVALS = 5
+"""Lease intervals without a renewal after which a controller counts as gone (10 s at the default 2 s)."""
 
 
 def _stored_ca(sessions: sessionmaker[Session]) -> tuple[str, str] | None:
@@ -84,25 +94,88 @@ def register(sessions: sessionmaker[Session], *, address: str, api_url: str) -> 
         row.api_url, row.started_at, row.seen_at = api_url, now_iso(), time.time()
 
 
-def touch(sessions: sessionmaker[Session], address: str) -> None:
+def touch(sessions: sessionmaker[Session], address: str, api_url: str) -> None:
+    """Renew this controller's ``seen_at``; write the row again if the lease holder expired it."""
     with sessions.begin() as s:
         row = s.get(ControllerRow, address)
-        if row is not None:
-            row.seen_at = time.time()
+        if row is None:
+            log.warning("controller %s was expired (not seen for a while); listing it again", address)
+            row = ControllerRow(address=address, api_url=api_url, started_at=now_iso())
+            s.add(row)
+        row.seen_at = time.time()
 
 
-def addresses(sessions: sessionmaker[Session]) -> list[str]:
-    """Every controller's cluster address, the most recently alive first."""
+def expiry(ctl: Controller) -> float:
+    """Seconds without a renewal after which a controller is gone."""
+    return ctl.cluster.controller_expiry if ctl.cluster is not None else EXPIRY_INTERVALS * 2.0
+
+
+def _fresh_since(max_age: float) -> float:
+    return time.time() - max_age
+
+
+def addresses(sessions: sessionmaker[Session], max_age: float) -> list[str]:
+    """The cluster address of every controller seen within ``max_age`` seconds, the most recent first."""
     with sessions() as s:
-        return list(s.scalars(select(ControllerRow.address).order_by(ControllerRow.seen_at.desc())))
+        return list(
+            s.scalars(
+                select(ControllerRow.address)
+                .where(ControllerRow.seen_at >= _fresh_since(max_age))
+                .order_by(ControllerRow.seen_at.desc())
+            )
+        )
 
 
-async def keep_alive(sessions: sessionmaker[Session], address: str, interval: float) -> None:
+def listing(sessions: sessionmaker[Session], max_age: float) -> list[ControllerInfo]:
+    """Every controller row, expired ones too (until the lease holder deletes them)."""
+    now = time.time()
+    with sessions() as s:
+        rows = s.scalars(select(ControllerRow).order_by(ControllerRow.address)).all()
+        return [
+            ControllerInfo(
+                address=r.address,
+                api_url=r.api_url,
+                started_at=r.started_at,
+                seen_age=round(max(0.0, now - r.seen_at), 3),
+                state="alive" if now - r.seen_at <= max_age else "expired",
+            )
+            for r in rows
+        ]
+
+
+def expire(sessions: sessionmaker[Session], max_age: float) -> list[str]:
+    """Delete the rows of controllers not seen within ``max_age``; returns their addresses."""
+    with sessions.begin() as s:
+        gone = list(
+            s.scalars(
+                delete(ControllerRow)
+                .where(ControllerRow.seen_at < _fresh_since(max_age))
+                .returning(ControllerRow.address)
+            )
+        )
+    for address in gone:
+        log.warning("controller %s expired: no sign of life for %.0f s", address, max_age)
+    return gone
+
+
+async def keep_alive(sessions: sessionmaker[Session], address: str, api_url: str, interval: float) -> None:
     """Renew this controller's ``seen_at`` (every controller runs this, lease or not)."""
     while True:
         await asyncio.sleep(interval)
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(touch, sessions, address)
+        try:
+            await asyncio.to_thread(touch, sessions, address, api_url)
+        except Exception as e:  # the database is unreachable: the next round tries again
+            log.warning("could not renew this controller's presence: %s", e)
+
+
+async def expire_forever(sessions: sessionmaker[Session], max_age: float, interval: float) -> None:
+    """Under the lease: forget controllers that stopped renewing their row."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(expire, sessions, max_age)
+        except Exception:
+            log.exception("expiring controllers failed")
 
 
 def follow_hosts(ctl: Controller) -> None:

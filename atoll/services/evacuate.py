@@ -18,7 +18,8 @@ never beyond a target's capacity). Each instance then moves on its own, under it
 
 If anything fails before step 5 the instance is started again on the source and the staged layer is
 dropped. Volumes and bind mounts keep their data on the source host: such instances are refused
-unless ``force``, and then start with an empty volume on the target (the report lists them).
+unless ``force``, and then start with an empty volume on the target (the report lists them, and the
+instance's ``move_note`` says so for as long as it lives there).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ async def migrate(ctl: Controller, instance_id: str, target: str) -> MovedInstan
     async with ctl.locks(instance_id):
         with ctl.sessions() as s:
             placed = moves.read(s, instance_id)
+            source_name = moves.host_name(s, placed.host_id)
         spec, source_id = placed.spec, placed.host_id
         if source_id == target:
             raise Conflict(f"instance {spec.name} already runs on host {target}")
@@ -135,7 +137,8 @@ async def migrate(ctl: Controller, instance_id: str, target: str) -> MovedInstan
             delta = _Counted(source.export_writable(instance_id, precopy_started - CLOCK_MARGIN))
             await dest.receive_writable(instance_id, aiter(delta))
             phases.mark("delta")
-            generation = moves.rehome(ctl, placed, target)
+            note = moves.moved_note("moved by evacuation", source_name, moves.local_data(spec))
+            generation = moves.rehome(ctl, placed, target, move_note=note)
         except BaseException:
             with contextlib.suppress(AtollError):
                 await dest.discard_writable(instance_id)

@@ -7,6 +7,14 @@ id, name, ports (MAC and IP), published ports and security groups. Its writable 
 host, so it starts fresh from the image. The row's placement generation goes up (``moves.rehome``).
 Instances without a restart policy, or stopped by a user, stay recorded on the down host.
 
+Local data: an instance with a volume or a bind mount keeps that data on the down host (no shared
+storage yet). It is not failed over by default: starting it empty elsewhere (a database with a fresh
+data directory) is worse than waiting, and the old data would diverge from the new when the host
+returns. It stays on the down host with a ``move_note`` saying why, and runs there again once the host
+is back and fenced. The label ``atoll.failover=without-data`` opts in: such an instance is failed over
+and starts with empty volumes, and its ``move_note`` names what stayed behind. An instance that fits
+on no other host also gets a note with the scheduler's reason.
+
 Fencing: the old host may not be dead, only cut off, and its copies may still run. When it heartbeats
 again it becomes ``fencing``, not ``ready``: the controller hands its agent the ids still placed there
 (``HostAgent.fence``), the agent kills and removes every other instance it holds, and only then is the
@@ -30,11 +38,15 @@ from atoll.services import imagecopy, lifecycle, moves
 from atoll.services.clock import now_iso
 from atoll.services.context import Controller
 from atoll.services.exits import RUNNING
+from atoll.services.views import instance_spec
 from atoll.store.models import HostRow, InstanceRow
 
 log = logging.getLogger(__name__)
 
 RESTARTABLE = ("always", "unless-stopped", "on-failure")
+FAILOVER_LABEL = "atoll.failover"
+WITHOUT_DATA = "without-data"
+"""``atoll.failover=without-data``: fail over even though volumes or bind mounts keep data behind."""
 FENCING = "fencing"
 LOST_EXIT_CODE = 255
 
@@ -66,26 +78,35 @@ async def fail_over(ctl: Controller, host_id: str) -> list[str]:
             host = s.get(HostRow, host_id)
             if host is None or host.state != "down":
                 return moved
-            candidates = [
-                r.id
-                for r in s.scalars(select(InstanceRow).where(InstanceRow.host_id == host_id))
-                if r.restart_policy in RESTARTABLE and r.desired_state == RUNNING and not r.user_stopped
-            ]
-            if not candidates:
-                return moved
-            plan = moves.plan(ctl, s, host_id, candidates)
-        for instance_id, reason in plan.unmovable.items():
+            name = host.name
+            candidates, kept = [], {}
+            for r in s.scalars(select(InstanceRow).where(InstanceRow.host_id == host_id)):
+                if r.restart_policy not in RESTARTABLE or r.desired_state != RUNNING or r.user_stopped:
+                    continue
+                spec = instance_spec(r)
+                left = moves.local_data(spec)
+                if left and spec.labels.get(FAILOVER_LABEL) != WITHOUT_DATA:
+                    kept[r.id] = (
+                        f"its data is there: {', '.join(left)}; it runs again when the host returns "
+                        f"(the label {FAILOVER_LABEL}={WITHOUT_DATA} fails it over without that data)"
+                    )
+                else:
+                    candidates.append(r.id)
+            plan = moves.plan(ctl, s, host_id, candidates) if candidates else None
+        unmovable = {**kept, **(plan.unmovable if plan is not None else {})}
+        for instance_id, reason in unmovable.items():
             log.warning("cannot fail over %s from down host %s: %s", instance_id, host_id, reason)
-        for instance_id, target in plan.moves:
+            moves.set_note(ctl, instance_id, moves.not_failed_over_note(name, reason))
+        for instance_id, target in plan.moves if plan is not None else []:
             try:
-                await _restart_elsewhere(ctl, instance_id, target)
+                await _restart_elsewhere(ctl, instance_id, target, name)
                 moved.append(instance_id)
             except AtollError as e:
                 log.warning("failover of %s to host %s failed: %s", instance_id, target, e.message)
     return moved
 
 
-async def _restart_elsewhere(ctl: Controller, instance_id: str, target: str) -> None:
+async def _restart_elsewhere(ctl: Controller, instance_id: str, target: str, source_name: str) -> None:
     async with ctl.locks(instance_id):
         with ctl.sessions() as s:
             placed = moves.read(s, instance_id)
@@ -99,6 +120,7 @@ async def _restart_elsewhere(ctl: Controller, instance_id: str, target: str) -> 
             pid=0,
             exit_code=LOST_EXIT_CODE,
             finished_at=now_iso(),
+            move_note=moves.moved_note("failed over", source_name, moves.local_data(placed.spec)),
         )
         await ctl.agents.get(target).create_instance(placed.spec)
     await lifecycle.start(ctl, project=placed.spec.project, ref=instance_id)
@@ -130,6 +152,7 @@ async def fence(ctl: Controller, host_id: str) -> list[str]:
             _set_state(ctl, host_id, "down")
             return []
         _set_state(ctl, host_id, "ready")
+        moves.clear_not_failed_over(ctl, host_id)
     if removed:
         log.warning("fenced host %s: removed stale copies %s", host_id, ", ".join(removed))
     log.info("host %s is ready (fenced: %d stale copies removed)", host_id, len(removed))

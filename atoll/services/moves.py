@@ -3,13 +3,18 @@ failover share it): the row's host and placement generation change in one transa
 generation read before the move began, so two moves of one instance can never both commit; its
 published ports follow it (same host ports, refused if the target already publishes one of them);
 afterwards every host hears of the new location (overlay forwarding, security groups, names).
+
+Each move also leaves a note on the instance (``move_note``, shown by the API): where it came from and
+what stayed behind there. Volumes and bind mounts keep their data on the old host (there is no shared
+storage yet), so the user learns from the instance itself that it started without that data, or, for
+a failover that did not move it, why it still sits on its down host.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from atoll.model.errors import Conflict
@@ -21,7 +26,7 @@ from atoll.services.context import Controller
 from atoll.services.placement import _capacities, allocations, request_for
 from atoll.services.secgroup_notify import security_changed
 from atoll.services.views import instance_spec
-from atoll.store.models import InstanceRow
+from atoll.store.models import HostRow, InstanceRow
 from atoll.store.secgroups import PublishedPortRow
 
 
@@ -42,6 +47,11 @@ def read(s: Session, instance_id: str) -> Placed:
     return Placed(instance_spec(row), row.host_id, row.generation, row.desired_state == "running")
 
 
+def host_name(s: Session, host_id: str) -> str:
+    host = s.get(HostRow, host_id)
+    return host.name if host is not None else host_id
+
+
 def local_data(spec: InstanceSpec) -> list[str]:
     """What stays behind on the old host: volumes (their data is local) and bind mounts."""
     out = []
@@ -51,6 +61,42 @@ def local_data(spec: InstanceSpec) -> list[str]:
         elif m.type == MountType.BIND:
             out.append(f"bind mount {m.source} at {m.destination}")
     return out
+
+
+NOT_FAILED_OVER = "not failed over from down host"
+"""How a note on an instance left on its down host begins (cleared when the host is back)."""
+
+
+def moved_note(how: str, source: str, left_behind: list[str]) -> str:
+    """``how``: "moved by evacuation" or "failed over"; ``source``: the old host's name."""
+    note = f"{how} from host {source}"
+    if how == "failed over":
+        note += ": its writable layer stayed there (started fresh from the image)"
+    if left_behind:
+        note += f"; without its data, which stayed on host {source}: {', '.join(left_behind)}"
+        note += " (new volumes here start empty)"
+    return note
+
+
+def not_failed_over_note(source: str, reason: str) -> str:
+    return f"{NOT_FAILED_OVER} {source}: {reason}"
+
+
+def set_note(ctl: Controller, instance_id: str, note: str) -> None:
+    with ctl.sessions.begin() as s:
+        row = s.get(InstanceRow, instance_id)
+        if row is not None:
+            row.move_note = note
+
+
+def clear_not_failed_over(ctl: Controller, host_id: str) -> None:
+    """The host is back: what stayed on it runs there again, with its data."""
+    with ctl.sessions.begin() as s:
+        s.execute(
+            update(InstanceRow)
+            .where(InstanceRow.host_id == host_id, InstanceRow.move_note.startswith(NOT_FAILED_OVER))
+            .values(move_note="")
+        )
 
 
 def plan(ctl: Controller, s: Session, host_id: str, instance_ids: list[str]) -> DrainPlan:

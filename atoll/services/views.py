@@ -113,6 +113,7 @@ def instance_view(row: InstanceRow) -> Instance:
         mounts=[mount_view(m) for m in spec.mounts],
         published=[published_view(p) for p in spec.published],
         paused=bool(row.paused) and row.status == "running",
+        move_note=row.move_note or "",
     )
 
 

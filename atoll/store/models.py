@@ -146,6 +146,9 @@ class InstanceRow(Base):
     claim_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     claim_pids: Mapped[int] = mapped_column(BigInteger, default=0)
     """What the instance reserves on its host, derived from ``spec`` (see ``store/claims.py``)."""
+    move_note: Mapped[str] = mapped_column(String, default="", server_default="")
+    """What the last move to another host left behind, or why a failover did not move it
+    (``services/moves.py``; migration ``0023_move_note``)."""
 
     __table_args__ = (
         UniqueConstraint("project", "name", name="uq_instances_project_name"),

@@ -9,8 +9,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -180,3 +182,19 @@ class MultiHost:
         self._stop_all()
         for agent in self.agents:
             agent.host.teardown()
+
+
+Cluster = TypeVar("Cluster", bound=MultiHost)
+
+
+def started(cluster: Cluster, *hosts: str) -> Iterator[Cluster]:
+    """For a module fixture: ``cluster``'s controller, then one joined agent per name in ``hosts``; torn
+    down (instances, processes, each host's kernel objects) when the module is done, or if starting
+    fails half-way. Use as ``yield from started(NetnsCluster(base=...), "alpha", "beta")``."""
+    try:
+        cluster.start_controller()
+        for name in hosts:
+            cluster.add_agent(name)
+        yield cluster
+    finally:
+        cluster.teardown()

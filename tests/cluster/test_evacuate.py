@@ -13,18 +13,14 @@ from atoll.schemas import InstanceCreate, InstanceNetwork, NetworkCreate, Restar
 from atoll.schemas_volumes import MountRequest
 
 from .netns_hosts import NetnsCluster, create_on, reaches, runc_ids
+from .procs import started
 
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
-    c = NetnsCluster(base=tmp_path_factory.mktemp("atoll-test-evacuate"))
-    try:
-        c.start_controller()
-        for name in ("alpha", "beta", "gamma"):
-            c.add_agent(name)
-        yield c
-    finally:
-        c.teardown()
+    yield from started(
+        NetnsCluster(base=tmp_path_factory.mktemp("atoll-test-evacuate")), "alpha", "beta", "gamma"
+    )
 
 
 def busy(name: str, script: str, **kw: object) -> InstanceCreate:
@@ -106,6 +102,11 @@ def test_evacuate_moves_instances_with_their_files_and_addresses(hosts: NetnsClu
         assert forced.moved[0].left_behind == ["volume 'evacdata' at /d"]
         assert forced.moved[0].downtime_ms is not None and forced.moved[0].downtime_ms > 0
         assert api.inspect_instance(stored).status == "running"
+        assert api.inspect_instance(stored).move_note == (
+            "moved by evacuation from host alpha; without its data, which stayed on host alpha: "
+            "volume 'evacdata' at /d (new volumes here start empty)"
+        )
+        assert api.inspect_instance(web).move_note == "moved by evacuation from host alpha"
         # The 16 MiB went over while it still ran; after the stop only the changes and the manifest did.
         assert forced.moved[0].precopy_bytes > 16 << 20 and forced.moved[0].delta_bytes < 1 << 20
         check = hosts.cli("exec", "stored", "md5sum", "-c", "/blob.md5")

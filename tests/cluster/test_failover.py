@@ -19,21 +19,15 @@ from atoll.schemas import (
     RestartPolicyWire,
     SubnetSpec,
 )
+from atoll.schemas_volumes import MountRequest
 
 from .netns_hosts import NetnsCluster, create_on, reaches, runc_ids
-from .procs import HEARTBEAT_TIMEOUT
+from .procs import HEARTBEAT_TIMEOUT, started
 
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
-    c = NetnsCluster(base=tmp_path_factory.mktemp("atoll-test-failover"))
-    try:
-        c.start_controller()
-        c.add_agent("alpha")
-        c.add_agent("beta")
-        yield c
-    finally:
-        c.teardown()
+    yield from started(NetnsCluster(base=tmp_path_factory.mktemp("atoll-test-failover")), "alpha", "beta")
 
 
 def on_net(name: str, **kw: object) -> InstanceCreate:
@@ -71,7 +65,19 @@ def test_restartable_instances_fail_over_and_the_returning_host_is_fenced(hosts:
             ),
         )
         plain = create_on(hosts, alpha, on_net("plain"))
-        before = {i: api.inspect_instance(i) for i in (keeper, plain)}
+        # Restartable, but its data is in a local volume on alpha: it waits for alpha rather than
+        # starting empty on beta.
+        stored = create_on(
+            hosts,
+            alpha,
+            on_net(
+                "stored",
+                restart_policy=RestartPolicyWire(name="always"),
+                mounts=[MountRequest(source="fodata", destination="/d")],
+            ),
+        )
+        assert hosts.cli("exec", "stored", "sh", "-c", "echo kept > /d/data").returncode == 0
+        before = {i: api.inspect_instance(i) for i in (keeper, plain, stored)}
         assert reaches(hosts, client, "keeper")
 
         # The machine dies: its agent is gone and nobody reaches it (its containers still run in there).
@@ -91,6 +97,15 @@ def test_restartable_instances_fail_over_and_the_returning_host_is_fenced(hosts:
         assert [(p.host_port, p.container_port) for p in moved.published] == [(18080, 80)]
         assert reaches(hosts, client, "keeper") and reaches(hosts, client, moved.networks[0].ip)
         assert api.inspect_instance(plain).host == alpha.host_id, "no restart policy: it stays"
+        assert (
+            moved.move_note
+            == "failed over from host alpha: its writable layer stayed there (started fresh from the image)"
+        )
+        waiting = api.inspect_instance(stored)
+        assert waiting.host == alpha.host_id, "its data is on alpha: it stays"
+        assert waiting.move_note.startswith(
+            "not failed over from down host alpha: its data is there: volume 'fodata' at /d;"
+        ), waiting.move_note
         stale = alpha.run("ls", f"/proc/{before[keeper].pid}")
         assert stale.returncode == 0, "the stale copy still runs on the cut-off host"
 
@@ -118,8 +133,13 @@ def test_restartable_instances_fail_over_and_the_returning_host_is_fenced(hosts:
         assert plain in runc_ids(alpha)
         assert not (alpha.host.data_dir / "instances" / keeper).exists()
         assert api.inspect_instance(plain).pid == before[plain].pid, "what stayed assigned is adopted"
+        back = api.inspect_instance(stored)
+        assert (back.host, back.pid, back.move_note) == (alpha.host_id, before[stored].pid, "")
+        assert hosts.cli("exec", "stored", "cat", "/d/data").stdout == "kept\n"
         assert reaches(hosts, client, "keeper") and reaches(hosts, client, "plain")
     finally:
         for inst in api.instances(all=True):
             api.remove_instance(inst.id, force=True)
         api.remove_network("fo")
+        for v in api.volumes():
+            api.remove_volume(v.name)

@@ -94,3 +94,71 @@ async def test_failover_then_fencing(cluster: InProcessCluster, client: httpx.As
     await one.control.heartbeat(one.host_id, report(f"127.0.0.1:{one.server.config.port}"))
     await asyncio.gather(*list(failover._tasks))
     assert await _state(client, one.host_id) == "ready"
+
+
+async def test_volumes_on_failover_and_evacuation_are_reported_on_the_instance(
+    cluster: InProcessCluster, client: httpx.AsyncClient
+) -> None:
+    """Local data stays on the old host. Failover leaves an instance with a volume on its down host and
+    says why on the instance, unless its label asks to move it without the data; evacuation with force
+    moves it and says what stayed behind. The note goes once the host is back and the instance with it."""
+    ctl = cluster.ctl
+    assert ctl.cluster is not None
+    ctl.cluster = dataclasses.replace(ctl.cluster, on_host_returned=lambda h: failover.host_returns(ctl, h))
+    one, two = await cluster.add_host("one"), await cluster.add_host("two")
+    await import_image(client, 1)
+    two.fake.images.update(one.fake.images)
+    always = {"name": "always"}
+    db = await _run_on(
+        client,
+        two.host_id,
+        name="db",
+        restart_policy=always,
+        mounts=[{"source": "dbdata", "destination": "/var/db"}],
+    )
+    cache = await _run_on(
+        client,
+        two.host_id,
+        name="cache",
+        restart_policy=always,
+        mounts=[{"source": "cachedata", "destination": "/c"}],
+        labels={"atoll.failover": "without-data"},
+    )
+    assert (await client.get(f"{P}/instances/db")).json()["move_note"] == ""
+
+    await asyncio.sleep(0.6)
+    await two.control.heartbeat(two.host_id, report(f"127.0.0.1:{two.server.config.port}", name="two"))
+    assert membership.mark_silent_hosts_down(ctl) == [one.host_id]
+    assert await failover.fail_over(ctl, one.host_id) == [cache]
+    stayed = (await client.get(f"{P}/instances/{db}")).json()
+    assert stayed["host"] == one.host_id
+    assert stayed["move_note"] == (
+        "not failed over from down host one: its data is there: volume 'dbdata' at /var/db; it runs again "
+        "when the host returns (the label atoll.failover=without-data fails it over without that data)"
+    )
+    went = (await client.get(f"{P}/instances/{cache}")).json()
+    assert (went["host"], went["status"]) == (two.host_id, "running")
+    assert went["move_note"] == (
+        "failed over from host one: its writable layer stayed there (started fresh from the image); without "
+        "its data, which stayed on host one: volume 'cachedata' at /c (new volumes here start empty)"
+    )
+
+    # Back and fenced: the instance that stayed runs there with its data, and its note is gone.
+    await one.control.heartbeat(one.host_id, report(f"127.0.0.1:{one.server.config.port}", name="one"))
+    await asyncio.gather(*list(failover._tasks))
+    assert await _state(client, one.host_id) == "ready"
+    assert (await client.get(f"{P}/instances/{db}")).json()["move_note"] == ""
+
+    # Evacuation: refused without force (the answer says why), moved with it (the instance says what).
+    resp = await client.post(f"/v1/cluster/hosts/{one.host_id}/evacuate", json={})
+    assert resp.status_code == 200, resp.text
+    assert [u["name"] for u in resp.json()["unmoved"]] == ["db"]
+    assert (
+        "its data would stay on host one: volume 'dbdata' at /var/db" in resp.json()["unmoved"][0]["reason"]
+    )
+    resp = await client.post(f"/v1/cluster/hosts/{one.host_id}/evacuate", json={"force": True})
+    assert [m["left_behind"] for m in resp.json()["moved"]] == [["volume 'dbdata' at /var/db"]]
+    assert (await client.get(f"{P}/instances/{db}")).json()["move_note"] == (
+        "moved by evacuation from host one; without its data, which stayed on host one: "
+        "volume 'dbdata' at /var/db (new volumes here start empty)"
+    )

@@ -16,19 +16,12 @@ from atoll.agent.images.starter import busybox_rootfs_tar
 from atoll.schemas import ImageConfigWire, InstanceCreate
 from atoll.wire import pki, tokens
 
-from .procs import HEARTBEAT_TIMEOUT, MultiHost
+from .procs import HEARTBEAT_TIMEOUT, MultiHost, started
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MultiHost]:
-    c = MultiHost(base=tmp_path_factory.mktemp("atoll-test-cluster"))
-    try:
-        c.start_controller()
-        c.add_agent("alpha")
-        c.add_agent("beta")
-        yield c
-    finally:
-        c.teardown()
+    yield from started(MultiHost(base=tmp_path_factory.mktemp("atoll-test-cluster")), "alpha", "beta")
 
 
 def run(c: MultiHost, name: str, *env: str, **kw: object) -> str:

@@ -10,51 +10,25 @@ import pytest
 
 from atoll.schemas import InstanceCreate, InstanceNetwork, NetworkCreate, SubnetSpec
 
-from .netns_hosts import NetnsAgent, NetnsCluster
+from .netns_hosts import NetnsAgent, NetnsCluster, create_on, reaches
+from .procs import started
 
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
-    c = NetnsCluster(base=tmp_path_factory.mktemp("atoll-test-nshosts"))
-    try:
-        c.start_controller()
-        c.add_agent("alpha")
-        c.add_agent("beta")
-        yield c
-    finally:
-        c.teardown()
+    yield from started(NetnsCluster(base=tmp_path_factory.mktemp("atoll-test-nshosts")), "alpha", "beta")
 
 
 def run_on(c: NetnsCluster, agent: NetnsAgent, name: str, network: str) -> str:
-    """An instance on ``agent``'s host (the others drained while it is placed)."""
-    api = c.api()
-    others = [a for a in c.agents if a is not agent]
-    for other in others:
-        api.drain_host(other.host_id)
-    try:
-        inst = api.create_instance(
-            InstanceCreate(
-                image="busybox",
-                name=name,
-                command=["sleep", "600"],
-                networks=[InstanceNetwork(network=network)],
-            )
-        )
-    finally:
-        for other in others:
-            api.undrain_host(other.host_id)
-    assert inst.host == agent.host_id
-    api.start_instance(inst.id)
-    return inst.id
+    """A running instance on ``agent``'s host."""
+    request = InstanceCreate(
+        image="busybox", name=name, command=["sleep", "600"], networks=[InstanceNetwork(network=network)]
+    )
+    return create_on(c, agent, request)
 
 
 def ip_of(c: NetnsCluster, ref: str) -> str:
     return c.api().inspect_instance(ref).networks[0].ip
-
-
-def reaches(c: NetnsCluster, src: str, target: str) -> bool:
-    out = c.cli("exec", src, "ping", "-c", "1", "-W", "2", target)
-    return out.returncode == 0
 
 
 def test_overlay_spans_host_namespaces(hosts: NetnsCluster) -> None:

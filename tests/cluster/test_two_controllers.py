@@ -125,6 +125,7 @@ def test_two_controllers_survive_the_loss_of_one(pair: OnPostgres) -> None:
     # Agents learnt both controllers' addresses from their heartbeats (kept for their next start).
     addresses = {f"127.0.0.1:{c.cluster_port}", f"127.0.0.1:{c.cluster_port2}"}
     _wait(lambda: set(_controllers_known(alpha)) == addresses, "alpha learns both controllers")
+    assert {(c.address, c.state) for c in second.controllers()} == {(a, "alive") for a in addresses}
     # The second controller places and starts instances on hosts that joined through the first.
     second.drain_host(beta.host_id)  # beta is killed later: keep instances off it
     a = _run(second, "via-second")
@@ -146,6 +147,16 @@ def test_two_controllers_survive_the_loss_of_one(pair: OnPostgres) -> None:
 
     time.sleep(2)
     _wait(beating, "heartbeats reach the survivor", 30)
+    # The dead controller stops renewing its row: it expires (5 lease intervals), the survivor's lease
+    # loop deletes it, and the agents drop it from their lists.
+    dead, survivor = f"127.0.0.1:{c.cluster_port}", f"127.0.0.1:{c.cluster_port2}"
+    gone = _wait(lambda: [x.address for x in second.controllers()] == [survivor], "the dead one expires", 30)
+    print(f"dead controller expired and deleted {gone:.2f} s after the agents failed over")
+    listed = c.cli("controller", "ls", env=c.env2)
+    assert listed.returncode == 0 and survivor in listed.stdout, listed.stdout + listed.stderr
+    assert dead not in listed.stdout and "alive" in listed.stdout
+    for agent in (alpha, beta):
+        _wait(lambda agent=agent: _controllers_known(agent) == [survivor], f"{agent.name} drops it", 30)  # type: ignore[misc]
     assert {h.state for h in second.cluster_hosts()} <= {"ready", "draining"}
     # The API of the survivor keeps serving: create, start, list, exec.
     b = _run(second, "after-failover")

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,7 +16,9 @@ from atoll.model.errors import Conflict
 from atoll.services import controllers
 from atoll.services.clusterconf import ClusterConfig
 from atoll.services.context import AgentRegistry, Controller
+from atoll.services.control import LocalControlPlane
 from atoll.store.cluster import ClusterHostRow
+from atoll.store.controllers import ControllerRow
 from atoll.store.models import HostRow
 from atoll.wire import pki
 
@@ -40,10 +43,60 @@ def test_addresses_most_recently_alive_first(sessions: sessionmaker[Session]) ->
     controllers.register(sessions, address="10.0.0.1:7781", api_url="http://10.0.0.1:7780")
     time.sleep(0.01)
     controllers.register(sessions, address="10.0.0.2:7781", api_url="http://10.0.0.2:7780")
-    assert controllers.addresses(sessions) == ["10.0.0.2:7781", "10.0.0.1:7781"]
+    assert controllers.addresses(sessions, 60) == ["10.0.0.2:7781", "10.0.0.1:7781"]
     time.sleep(0.01)
-    controllers.touch(sessions, "10.0.0.1:7781")
-    assert controllers.addresses(sessions) == ["10.0.0.1:7781", "10.0.0.2:7781"]
+    controllers.touch(sessions, "10.0.0.1:7781", "http://10.0.0.1:7780")
+    assert controllers.addresses(sessions, 60) == ["10.0.0.1:7781", "10.0.0.2:7781"]
+
+
+def _age(sessions: sessionmaker[Session], address: str, seconds: float) -> None:
+    with sessions.begin() as s:
+        row = s.get(ControllerRow, address)
+        assert row is not None
+        row.seen_at = time.time() - seconds
+
+
+@pytest.mark.anyio
+async def test_a_controller_that_stops_renewing_expires(
+    sessions: sessionmaker[Session], client: httpx.AsyncClient
+) -> None:
+    """Not renewed for the expiry: no longer told to agents, shown ``expired``, then deleted by the lease
+    holder; a controller that was only paused comes back at its next renewal."""
+    live, retired = "10.0.0.1:7781", "10.0.0.2:7781"
+    controllers.register(sessions, address=live, api_url="http://10.0.0.1:7780")
+    controllers.register(sessions, address=retired, api_url="http://10.0.0.2:7780")
+    _age(sessions, retired, 11)  # the default expiry: 5 lease intervals of 2 s
+    assert controllers.addresses(sessions, 10) == [live]
+    resp = await client.get("/v1/cluster/controllers")
+    assert resp.status_code == 200, resp.text
+    assert [(c["address"], c["state"]) for c in resp.json()] == [(live, "alive"), (retired, "expired")]
+    assert resp.json()[1]["seen_age"] >= 11
+    assert controllers.expire(sessions, 10) == [retired]
+    assert [c["address"] for c in (await client.get("/v1/cluster/controllers")).json()] == [live]
+    assert controllers.expire(sessions, 10) == []
+    controllers.touch(sessions, retired, "http://10.0.0.2:7780")  # it was only paused
+    assert sorted(controllers.addresses(sessions, 10)) == [live, retired]
+    assert [c.state for c in controllers.listing(sessions, 10)] == ["alive", "alive"]
+
+
+@pytest.mark.anyio
+async def test_the_control_plane_lists_only_live_controllers(sessions: sessionmaker[Session]) -> None:
+    ca_key, ca_cert = pki.make_ca()
+    ctl = Controller(
+        sessions=sessions,
+        agents=AgentRegistry(),
+        cluster=ClusterConfig(
+            ca_key_pem=ca_key,
+            ca_cert_pem=ca_cert,
+            address="c:1",
+            connect=lambda host_id, address: SimpleNamespace(),  # type: ignore[arg-type,return-value]
+            controller_expiry=3,
+        ),
+    )
+    controllers.register(sessions, address="c:1", api_url="http://c:1")
+    controllers.register(sessions, address="c:2", api_url="http://c:2")
+    _age(sessions, "c:2", 4)
+    assert await LocalControlPlane(ctl).controllers("h") == ["c:1"]
 
 
 def test_following_host_states(sessions: sessionmaker[Session]) -> None:

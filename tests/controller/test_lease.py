@@ -4,13 +4,15 @@ controllers (agent/cluster/failover.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from atoll.agent.cluster.failover import FailoverControlPlane
+from atoll.agent.cluster.failover import FailoverControlPlane, refresh
+from atoll.agent.cluster.membership import Membership
 from atoll.model.errors import NotFound
 from atoll.services.lease import Lease
 from atoll.store.postgres import LEADER_LOCK
@@ -130,3 +132,27 @@ async def test_failover_moves_to_the_next_controller_and_stays() -> None:
     assert failover.addresses == ["b:1", "c:1"], "the current one stays first"
     failover.skip()
     assert failover.current == "c:1"
+
+
+class ListingPlane(FakePlane):
+    def __init__(self, address: str, listed: list[str]) -> None:
+        super().__init__(address, up=True)
+        self.listed = listed
+
+    async def controllers(self, host_id: str) -> list[str]:
+        return self.listed
+
+
+async def test_an_expired_controller_drops_out_of_the_agents_list(tmp_path: Path) -> None:
+    """The controllers' list is the database's (expired ones are left out): the agent keeps exactly it,
+    in memory and in membership.json, rather than keeping the retired one at the end."""
+    (tmp_path / "cluster").mkdir()
+    planes = {"a:1": ListingPlane("a:1", ["a:1", "b:1"]), "b:1": ListingPlane("b:1", ["a:1", "b:1"])}
+    failover = FailoverControlPlane(["a:1", "b:1"], lambda address: planes[address])  # type: ignore[arg-type,return-value]
+    joined = Membership(host_id="h", controller="a:1", listen="x:1", advertise="x:1")
+    joined = await refresh(failover, tmp_path, joined, "h")
+    assert failover.addresses == ["a:1", "b:1"] and joined.controllers == ["a:1", "b:1"]
+    planes["a:1"].listed = ["b:1"]  # b expired a's row: a is retired
+    joined = await refresh(failover, tmp_path, joined, "h")
+    assert failover.addresses == ["b:1"] and failover.current == "b:1"
+    assert json.loads((tmp_path / "cluster" / "membership.json").read_text())["controllers"] == ["b:1"]

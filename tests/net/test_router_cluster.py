@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,10 +22,10 @@ from atoll.agent.net.names import ROUTER, Names
 from atoll.agent.net.overlay import OverlayConfig, OverlayPlane
 from atoll.model.overlay import OverlayNetwork, RemotePort
 from atoll.model.routing import FloatingMapping, RouterGateway, RouterSpec
-from tests.prefix import NET_PREFIX, NFT_TABLE, RUN_PREFIX
+from tests.prefix import NET_PREFIX, NFT_TABLE
 
 from .helpers import Host, in_netns, instance, new_id, ping, port
-from .test_routers import OUTSIDE_IP, UPLINK, leg, source_seen_outside
+from .routing import OUTSIDE_IP, UPLINK, leg, outside_of, source_seen_outside
 from .underlay import UNDERLAY, underlay_hosts
 
 MTU = 1450
@@ -66,19 +65,9 @@ def nodes(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
 
 @pytest.fixture
 def outside(nodes: tuple[Node, Node]) -> Iterator[Host]:
-    """203.0.113.1/24 at the far end of host A's uplink; no other route."""
-    a = nodes[0].host
-    out = Host(f"{RUN_PREFIX}-out-{secrets.token_hex(3)}")
-    subprocess.run(["ip", "netns", "add", out.name], check=True)
-    try:
-        a.run("ip", "link", "add", UPLINK, "type", "veth", "peer", "name", "ext0", "netns", out.name)
-        a.run("ip", "link", "set", UPLINK, "up")
-        out.run("ip", "addr", "add", f"{OUTSIDE_IP}/24", "dev", "ext0")
-        out.run("ip", "link", "set", "ext0", "up")
-        out.run("ip", "link", "set", "lo", "up")
+    """The outside world at the far end of host A's uplink."""
+    with outside_of(nodes[0].host) as out:
         yield out
-    finally:
-        subprocess.run(["ip", "netns", "del", out.name], check=False)
 
 
 def test_router_on_one_host_serves_an_instance_on_another(nodes: tuple[Node, Node], outside: Host) -> None:

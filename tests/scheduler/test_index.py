@@ -6,15 +6,12 @@ exactly when the linear scan fails too, with the same per-filter counts.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atoll.scheduler import (
     AffinityRule,
-    Constraint,
     FleetIndex,
     HostCapacity,
     HostUsage,
@@ -26,58 +23,12 @@ from atoll.scheduler import (
     place_many_indexed,
 )
 from atoll.scheduler.filters import run_filters
+from tests.scheduler import strategies
 from tests.scheduler.factories import GIB, host, used
-from tests.scheduler.test_properties import overcommit_st
 
-MIB = 1 << 20
-
-hosts_st = st.lists(
-    st.builds(
-        HostCapacity,
-        id=st.just(""),
-        cpu_millis=st.integers(0, 8000),
-        memory_bytes=st.integers(0, 8192).map(lambda m: m * MIB),
-        disk_bytes=st.integers(0, 100).map(lambda g: g * 1024 * MIB),
-        pids=st.integers(0, 500),
-        labels=st.sampled_from([{}, {"zone": "a"}, {"zone": "b"}]),
-        kinds=st.sampled_from([frozenset({"container"}), frozenset({"container", "vm"})]),
-        state=st.sampled_from(["ready", "ready", "ready", "draining", "down"]),
-    ),
-    min_size=0,
-    max_size=12,
-).map(lambda hs: [dataclasses.replace(h, id=f"h{i:02}") for i, h in enumerate(hs)])
-
-rules_st = st.lists(
-    st.builds(
-        AffinityRule,
-        key=st.just("container"),
-        op=st.sampled_from(["!=", "!=", "=="]),
-        pattern=st.sampled_from(["db*", "web*"]),
-        hard=st.sampled_from([True, True, False]),
-    ),
-    max_size=2,
-).map(tuple)
-
-constraints_st = st.lists(
-    st.builds(Constraint, key=st.just("zone"), op=st.sampled_from(["==", "!="]), pattern=st.just("a")),
-    max_size=1,
-).map(tuple)
-
-requests_st = st.lists(
-    st.builds(
-        Request,
-        cpu_millis=st.integers(0, 4000),
-        memory_bytes=st.integers(0, 4096).map(lambda m: m * MIB),
-        disk_bytes=st.integers(0, 30).map(lambda g: g * 1024 * MIB),
-        pids=st.integers(0, 200),
-        kind=st.sampled_from(["container", "container", "vm"]),
-        name=st.sampled_from(["db-1", "db-2", "web-1", "web-2", "cache"]),
-        affinities=rules_st,
-        constraints=constraints_st,
-        strategy=st.sampled_from(["binpack", "spread"]),
-    ),
-    max_size=40,
-)
+hosts_st = strategies.hosts(max_size=12, varied=True)
+requests_st = strategies.requests(varied=True)
+overcommit_st = strategies.overcommit
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from atoll.scheduler import (
-    AffinityRule,
     HostCapacity,
     HostUsage,
     Overcommit,
@@ -20,51 +18,12 @@ from atoll.scheduler import (
 )
 from atoll.scheduler.affinity import instance_matches
 from atoll.scheduler.model import PlacedInstance
+from tests.scheduler import strategies
+from tests.scheduler.strategies import MIB
 
-MIB = 1 << 20
-
-hosts_st = st.lists(
-    st.builds(
-        HostCapacity,
-        id=st.just(""),
-        cpu_millis=st.integers(0, 8000),
-        memory_bytes=st.integers(0, 8192).map(lambda m: m * MIB),
-        disk_bytes=st.integers(0, 100).map(lambda g: g * 1024 * MIB),
-        pids=st.integers(0, 500),
-        state=st.sampled_from(["ready", "ready", "ready", "draining", "down"]),
-    ),
-    min_size=0,
-    max_size=8,
-).map(lambda hs: [dataclasses.replace(h, id=f"h{i:02}") for i, h in enumerate(hs)])
-
-rules_st = st.lists(
-    st.builds(
-        AffinityRule, key=st.just("container"), op=st.just("!="), pattern=st.sampled_from(["db*", "web*"])
-    ),
-    max_size=1,
-).map(tuple)
-
-requests_st = st.lists(
-    st.builds(
-        Request,
-        cpu_millis=st.integers(0, 4000),
-        memory_bytes=st.integers(0, 4096).map(lambda m: m * MIB),
-        disk_bytes=st.integers(0, 30).map(lambda g: g * 1024 * MIB),
-        pids=st.integers(0, 200),
-        name=st.sampled_from(["db-1", "db-2", "web-1", "web-2", "cache"]),
-        affinities=rules_st,
-        strategy=st.sampled_from(["binpack", "spread"]),
-    ),
-    max_size=40,
-)
-
-overcommit_st = st.builds(
-    Overcommit,
-    cpu=st.sampled_from([1.0, 2.0, 4.0]),
-    memory=st.sampled_from([1.0, 1.5]),
-    disk=st.just(1.0),
-    pids=st.just(1.0),
-)
+hosts_st = strategies.hosts(max_size=8)
+requests_st = strategies.requests()
+overcommit_st = strategies.overcommit
 
 
 def _within_limits(hosts: list[HostCapacity], usage: dict[str, HostUsage], oc: Overcommit) -> None:

@@ -7,7 +7,8 @@ but does not answer a heartbeat in time is skipped too (``skip``). Every ``Contr
 idempotent (``services/control.py``), so repeating one that a dying controller may have half-handled is
 safe. The list starts with the controllers kept in ``membership.json`` and is refreshed after each
 heartbeat from ``ControlPlane.controllers`` (``refresh``), and saved when it changes, so an agent that
-restarts while its first controller is gone still finds the others.
+restarts while its first controller is gone still finds the others. That list holds only controllers
+that renewed their presence lately: a retired or dead one drops out of it, and so out of the agent's.
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ async def refresh(
     listed = await cast(ControlPlane, failover).controllers(host_id)
     if not listed:
         return membership
-    failover.set_addresses(listed + [a for a in failover.addresses if a not in listed])
+    # The list is the database's, whichever controller answered: one no longer in it has expired
+    # (services/controllers.py), so it is dropped rather than kept at the end and dialled in vain.
+    failover.set_addresses(listed)
     if listed != membership.controllers:
         membership = dataclasses.replace(membership, controllers=listed)
         save(data_dir, membership)
