@@ -29,7 +29,8 @@ from atoll.api.cluster_listener import cluster_app
 from atoll.model.errors import NotFound
 from atoll.model.ports import HostAgent
 from atoll.node import STARTER_CONFIG, STARTER_IMAGE, _file_chunks, gc_policy
-from atoll.services import controllers, failover, image_gc, images, membership
+from atoll.profiling import profiled
+from atoll.services import controllers, failover, image_gc, images, liveness, membership
 from atoll.services.clusterconf import ClusterConfig
 from atoll.services.context import AgentRegistry, Controller
 from atoll.services.lease import Lease
@@ -208,7 +209,10 @@ async def serve(settings: Settings) -> None:
         # Only the lease holder runs these; every controller serves the API and follows host states.
         return [watch_heartbeats(ctl, check), image_gc.run(ctl, gc_policy(settings))]
 
+    # Unchanged heartbeats are written in batches; well within the timeout (services/liveness.py).
+    ctl.liveness.flush_interval = min(liveness.FLUSH_INTERVAL, settings.heartbeat_timeout / 10)
     background = [
+        asyncio.create_task(liveness.flush_forever(ctl.liveness, sessions)),
         asyncio.create_task(lease.run(singleton_loops)),
         asyncio.create_task(controllers.keep_alive(sessions, advertised(settings), settings.lease_interval)),
         asyncio.create_task(controllers.follow_hosts_forever(ctl, check)),
@@ -233,4 +237,5 @@ async def serve(settings: Settings) -> None:
 def run_serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per RPC call otherwise
-    asyncio.run(serve(settings))
+    with profiled():
+        asyncio.run(serve(settings))

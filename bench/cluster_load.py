@@ -71,8 +71,12 @@ class Run:
             "ATOLL_HEARTBEAT_TIMEOUT": str(args.heartbeat_timeout),
             "TMPDIR": str(base),
         }
+        if args.profile:
+            self.env["ATOLL_PROFILE"] = str(args.profile.resolve())
         self.controller: subprocess.Popen[bytes] | None = None
-        self.fleet: subprocess.Popen[bytes] | None = None
+        self.fleets: list[subprocess.Popen[bytes]] = []
+        # Nomad's rule: beats spread so the controller takes about `--beats-per-second` of them.
+        self.heartbeat = args.heartbeat or max(5.0, args.hosts / args.beats_per_second)
         self.latency: dict[str, list[float]] = {}
         self.errors: dict[str, int] = {}
 
@@ -133,32 +137,43 @@ class Run:
             r = await client.post("/v1/cluster/tokens", json={"ttl": 3600})
             r.raise_for_status()
             tokens.append(r.json()["token"])
-        (self.base / "tokens").write_text("\n".join(tokens) + "\n")
         joined_at = time.perf_counter()
-        self.fleet = self.spawn(
-            [
-                sys.executable,
-                "-m",
-                "atoll.agent.simulated",
-                "--tokens",
-                str(self.base / "tokens"),
-                "--base",
-                str(self.base / "hosts"),
-                "--heartbeat-interval",
-                str(self.args.heartbeat),
-                "--stats",
-                str(self.base / "fleet.json"),
-                "--join-concurrency",
-                str(self.args.join_concurrency),
-            ],
-            self.base / "fleet.log",
-        )
+        # The fleet in `--fleet-procs` processes (one listener each), so no one process's event loop has
+        # to carry every host's heartbeats and RPCs.
+        shards = max(1, min(self.args.fleet_procs, self.args.hosts))
+        for n in range(shards):
+            (self.base / f"tokens-{n}").write_text("\n".join(tokens[n::shards]) + "\n")
+            self.fleets.append(
+                self.spawn(
+                    [
+                        sys.executable,
+                        "-m",
+                        "atoll.agent.simulated",
+                        "--tokens",
+                        str(self.base / f"tokens-{n}"),
+                        "--base",
+                        str(self.base / "hosts"),
+                        "--prefix",
+                        f"sim{n}",
+                        "--heartbeat-interval",
+                        str(self.heartbeat),
+                        "--stats",
+                        str(self.base / f"fleet-{n}.json"),
+                        "--join-concurrency",
+                        str(self.args.join_concurrency),
+                    ],
+                    self.base / f"fleet-{n}.log",
+                )
+            )
 
         async def fleet_ready() -> bool:
-            assert self.fleet is not None
-            if self.fleet.poll() is not None:
-                raise RuntimeError(f"the fleet exited: {(self.base / 'fleet.log').read_text()[-3000:]}")
-            return "ready " in (self.base / "fleet.log").read_text()
+            for n, fleet in enumerate(self.fleets):
+                log = (self.base / f"fleet-{n}.log").read_text()
+                if fleet.poll() is not None:
+                    raise RuntimeError(f"fleet {n} exited: {log[-3000:]}")
+                if "ready " not in log:
+                    return False
+            return True
 
         await self.wait_for("joins", fleet_ready, 3600)
         join_s = time.perf_counter() - joined_at
@@ -239,6 +254,17 @@ class Run:
         self.remove_s = time.perf_counter() - started
 
 
+def merged_stats(paths: list[Path]) -> dict[str, Any]:
+    """One fleet summary from each process's: percentiles over every process's raw samples."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    return {
+        "heartbeat": percentiles([x for p in parts for x in p["heartbeat_samples"]]),
+        "heartbeat_errors": sum(p["heartbeat_errors"] for p in parts),
+        "join": percentiles([x for p in parts for x in p["join_samples"]]),
+        "instances": sum(p["instances"] for p in parts),
+    }
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="atoll-load-") as tmp:
         run = Run(Path(tmp), args)
@@ -251,10 +277,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 ids = await run.create_all(client)
                 controller_mib = rss_mib(run.controller.pid) if run.controller else 0.0
                 await run.remove_some(client, ids)
-            run.stop(run.fleet)
-            fleet = json.loads((run.base / "fleet.json").read_text())
+            for proc in run.fleets:
+                run.stop(proc)
+            fleet = merged_stats([run.base / f"fleet-{n}.json" for n in range(len(run.fleets))])
         finally:
-            run.stop(run.fleet)
+            for proc in run.fleets:
+                run.stop(proc)
             run.stop(run.controller)
             if args.keep_log:
                 with contextlib.suppress(OSError):
@@ -272,7 +300,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "heartbeat_errors": fleet["heartbeat_errors"],
             "host_join": fleet["join"],
             "fleet_instances": fleet["instances"],
-            "heartbeat_interval_s": args.heartbeat,
+            "heartbeat_interval_s": run.heartbeat,
+            "fleet_procs": len(run.fleets),
             "concurrency": args.concurrency,
             "loadavg": float(Path("/proc/loadavg").read_text().split()[0]),
         }
@@ -286,12 +315,22 @@ def cli() -> None:
     parser.add_argument("--instances", type=int, default=50_000)
     parser.add_argument("--remove", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--heartbeat", type=float, default=5.0, help="seconds between a host's heartbeats")
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=0.0,
+        help="seconds between a host's beats (default: from --beats-per-second)",
+    )
+    parser.add_argument(
+        "--beats-per-second", type=float, default=50.0, help="the fleet's total heartbeat rate"
+    )
+    parser.add_argument("--fleet-procs", type=int, default=4, help="simulated-host processes")
     parser.add_argument("--heartbeat-timeout", type=float, default=60.0)
     parser.add_argument(
         "--create-seconds", type=float, default=float("inf"), help="stop creating after this long"
     )
-    parser.add_argument("--join-concurrency", type=int, default=3)
+    parser.add_argument("--join-concurrency", type=int, default=2, help="joins at a time, per fleet process")
+    parser.add_argument("--profile", type=Path, default=None, help="cProfile the controller into this file")
     parser.add_argument("--keep-log", type=Path, default=None, help="copy the controller's log here")
     args = parser.parse_args()
     result = asyncio.run(main(args))
