@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -52,7 +53,7 @@ def stored_beat(ctl: Controller, host_id: str) -> tuple[float, str]:
         return member.heartbeat_at, host.state
 
 
-async def beat(host: Host, **changes: object) -> None:
+async def beat(host: Host, **changes: Any) -> None:
     address = f"127.0.0.1:{host.server.config.port}"
     await host.control.heartbeat(host.host_id, dataclasses.replace(report(address, name="h"), **changes))
 
