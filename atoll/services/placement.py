@@ -16,6 +16,7 @@ every host is a candidate and ``imagecopy`` copies the image to the chosen one.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from atoll.scheduler import (
     parse_rules,
     place,
 )
+from atoll.services import claimsums
 from atoll.services.context import Controller
 from atoll.store.cluster import ClusterHostRow
 from atoll.store.models import HostRow, ImageHostRow, InstanceRow
@@ -44,22 +46,27 @@ STRATEGY_LABEL = "atoll.placement.strategy"
 
 
 def allocations(s: Session, *, instances: bool = True) -> dict[str, HostUsage]:
-    """Claims per host: the summed requests of every instance placed there (one ``GROUP BY`` over the
-    ``claim_*`` columns, see ``store/claims.py``), plus, if ``instances``, their names and labels for
-    affinity rules (that part reads each instance's labels: ask for it only when rules need it)."""
+    """Claims per host: the summed requests of every instance placed there (on SQLite kept in memory,
+    ``claimsums.py``; elsewhere one ``GROUP BY`` over the ``claim_*`` columns, ``store/claims.py``),
+    plus, if ``instances``, their names and labels for affinity rules (that part reads each instance's
+    labels: ask for it only when rules need it)."""
     placed: dict[str, list[PlacedInstance]] = {}
     if instances:
         rows = s.execute(select(InstanceRow.host_id, InstanceRow.name, InstanceRow.spec["labels"]))
         for host_id, name, labels in rows:
             placed.setdefault(host_id, []).append(PlacedInstance(name, dict(labels or {})))
-    sums = s.execute(
-        select(
-            InstanceRow.host_id,
-            func.sum(InstanceRow.claim_cpu_millis),
-            func.sum(InstanceRow.claim_memory_bytes),
-            func.sum(InstanceRow.claim_pids),
-        ).group_by(InstanceRow.host_id)
-    )
+    cache = claimsums.for_session(s)
+    if cache is not None:  # SQLite: this process is the only writer, the sums live in its memory
+        sums: Iterable[tuple[str, int, int, int]] = ((h, *claim) for h, claim in cache.sums(s).items())
+    else:
+        sums = s.execute(  # type: ignore[assignment]
+            select(
+                InstanceRow.host_id,
+                func.sum(InstanceRow.claim_cpu_millis),
+                func.sum(InstanceRow.claim_memory_bytes),
+                func.sum(InstanceRow.claim_pids),
+            ).group_by(InstanceRow.host_id)
+        )
     return {
         host_id: HostUsage(
             host_id,
