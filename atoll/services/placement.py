@@ -16,6 +16,7 @@ every host is a candidate and ``imagecopy`` copies the image to the chosen one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable
 
 from sqlalchemy import func, select
@@ -34,13 +35,12 @@ from atoll.scheduler import (
     parse_rules,
     place,
 )
-from atoll.services import claimsums
+from atoll.services import claimsums, hostsnapshot
 from atoll.services.context import Controller
-from atoll.store.cluster import ClusterHostRow
-from atoll.store.models import HostRow, ImageHostRow, InstanceRow
+from atoll.store.models import ImageHostRow, InstanceRow
 from atoll.store.postgres import lock_placements
 
-UNBOUNDED = 1 << 62
+UNBOUNDED = hostsnapshot.UNBOUNDED
 STRATEGY_LABEL = "atoll.placement.strategy"
 """``binpack`` (default: fill hosts, so empty ones can be released) or ``spread``."""
 
@@ -85,45 +85,23 @@ def instance_counts(s: Session) -> dict[str, int]:
 
 
 def _capacities(ctl: Controller, s: Session) -> list[HostCapacity]:
-    # Plain column tuples, not ORM objects: this runs on every create, over every host.
-    members = {
-        row[0]: row
-        for row in s.execute(
-            select(
-                ClusterHostRow.host_id,
-                ClusterHostRow.drained,
-                ClusterHostRow.cpu_millis,
-                ClusterHostRow.memory_bytes,
-                ClusterHostRow.disk_bytes,
-                ClusterHostRow.pids,
-                ClusterHostRow.labels,
-            )
-        )
-    }
-    hosts = []
-    for host_id, host_state in s.execute(select(HostRow.id, HostRow.state)):
-        member = members.get(host_id)
-        state = "ready"
-        if host_state != "ready" or host_id not in ctl.agents:
-            state = "down"
-        elif member is not None and member[1]:
-            state = "draining"
-        if member is None:
-            hosts.append(HostCapacity(host_id, UNBOUNDED, UNBOUNDED, UNBOUNDED, UNBOUNDED, state=state))  # type: ignore[arg-type]
-        else:
-            _, _, cpu, memory, disk, pids, labels = member
-            hosts.append(
-                HostCapacity(
-                    host_id,
-                    cpu,
-                    memory,
-                    disk,
-                    pids,
-                    labels=dict(labels),
-                    state=state,  # type: ignore[arg-type]
-                )
-            )
+    snapshot = hostsnapshot.for_session(s)
+    hosts = snapshot.hosts(s) if snapshot is not None else hostsnapshot.read_hosts(s)
+    # Connection is live state, not stored: a host whose agent is not connected right now is down.
+    gone = [i for i, h in enumerate(hosts) if h.state == "ready" and h.id not in ctl.agents]
+    if not gone:
+        return hosts
+    hosts = list(hosts)
+    for i in gone:
+        hosts[i] = dataclasses.replace(hosts[i], state="down")
     return hosts
+
+
+def _holders(s: Session, image_id: str) -> frozenset[str]:
+    snapshot = hostsnapshot.for_session(s)
+    if snapshot is not None:
+        return snapshot.holders(s, image_id)
+    return frozenset(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == image_id)))
 
 
 def request_for(spec: InstanceSpec) -> Request:
@@ -159,7 +137,7 @@ def choose_host(ctl: Controller, s: Session, spec: InstanceSpec) -> str:
         raise NotFound("no hosts: no agent is connected to this controller")
     lock_placements(s)  # other controllers on the same PostgreSQL database wait here until we commit
     hosts = _capacities(ctl, s)
-    holders = set(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == spec.image_id)))
+    holders = _holders(s, spec.image_id)
     overcommit = ctl.cluster.overcommit if ctl.cluster is not None else Overcommit()
     usage = allocations(s, instances=bool(request.affinities))
     holding = [h for h in hosts if h.id in holders]
