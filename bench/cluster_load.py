@@ -1,8 +1,11 @@
 """Control-plane load test: a real controller, a thousand simulated hosts, tens of thousands of instances.
 
 1. `atoll serve` on a temp dir (SQLite, its own ports), as its own process.
-2. One join token per host from the native API; `python -m atoll.agent.simulated` (another process)
-   joins every host over the real protocol and heartbeats each every `--heartbeat` seconds.
+2. One join token per host from the native API; `--fleet-procs` processes of `python -m
+   atoll.agent.simulated` (4 by default, one listener each, a share of the tokens each) join every host
+   over the real protocol and heartbeat each every `--heartbeat` seconds; by default the interval grows
+   with the fleet so the controller takes about `--beats-per-second` (50) beats a second, at least 5 s
+   apart per host (Nomad's rule): 20 s at 1,000 hosts.
 3. Waits until every host is `ready` and holds the starter image (built by the controller on each).
 4. Creates `--instances` instances through the native API, `--concurrency` at a time, of mixed sizes
    (0.25-2 CPUs, 256 MiB-4 GiB), so the scheduler places them across the fleet; every 1,000 creates
@@ -14,7 +17,8 @@ Reported: p50/p95/p99 latency of create, show, list, list-all, remove; heartbeat
 measured them (with how many beats failed); the controller's resident memory; totals and rates. The last
 line is one JSON object.
 
-Run: `.venv/bin/python bench/cluster_load.py [--hosts 1000] [--instances 50000] [--remove 5000]`.
+Run: `.venv/bin/python bench/cluster_load.py [--hosts 1000] [--instances 50000] [--remove 5000]`;
+`--profile FILE` runs the controller under cProfile (`ATOLL_PROFILE`, see `atoll/profiling.py`).
 """
 
 from __future__ import annotations
@@ -56,6 +60,14 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used: unlike latency, not inflated by others' load."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 class Run:
     def __init__(self, base: Path, args: argparse.Namespace) -> None:
         self.base = base
@@ -78,6 +90,8 @@ class Run:
         # Nomad's rule: beats spread so the controller takes about `--beats-per-second` of them.
         self.heartbeat = args.heartbeat or max(5.0, args.hosts / args.beats_per_second)
         self.latency: dict[str, list[float]] = {}
+        self.cpu: dict[str, float] = {}
+        """CPU seconds used by the controller / the fleet processes, per phase (see `mark`)."""
         self.errors: dict[str, int] = {}
 
     @property
@@ -98,6 +112,12 @@ class Run:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def mark(self, phase: str) -> None:
+        """Record the CPU seconds used so far, under `phase`."""
+        if self.controller is not None:
+            self.cpu[f"controller_{phase}"] = cpu_s(self.controller.pid)
+        self.cpu[f"fleet_{phase}"] = sum(cpu_s(p.pid) for p in self.fleets)
 
     async def timed(self, kind: str, client: httpx.AsyncClient, method: str, path: str, **kw: Any) -> Any:
         start = time.perf_counter()
@@ -229,7 +249,12 @@ class Run:
                     await self.timed("list", client, "GET", "/v1/projects/default/instances")
                     rate = len(ids) / (time.perf_counter() - started)
                     rss = rss_mib(self.controller.pid) if self.controller else 0.0
-                    print(f"  {len(ids)} created, {rate:.0f}/s, controller {rss} MiB", flush=True)
+                    cpu = cpu_s(self.controller.pid) if self.controller else 0.0
+                    print(
+                        f"  {len(ids)} created, {rate:.0f}/s, controller {rss} MiB, {cpu:.0f} CPU s,"
+                        f" load {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
 
         started = time.perf_counter()
         await asyncio.gather(*(create(i) for i in range(self.args.instances)))
@@ -265,7 +290,13 @@ def merged_stats(paths: list[Path]) -> dict[str, Any]:
     }
 
 
+def per_call(cpu: dict[str, float], who: str, start: str, end: str, n: int) -> float:
+    """CPU milliseconds of `who` between two marks, per call (includes its heartbeat work meanwhile)."""
+    return round((cpu.get(f"{who}_{end}", 0) - cpu.get(f"{who}_{start}", 0)) * 1000 / max(1, n), 2)
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="atoll-load-") as tmp:
         run = Run(Path(tmp), args)
         try:
@@ -274,9 +305,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             async with httpx.AsyncClient(base_url=run.url, limits=limits, timeout=timeout) as client:
                 summary = await run.setup(client)
                 print(f"setup: {summary}", flush=True)
+                run.mark("setup")
                 ids = await run.create_all(client)
+                run.mark("create")
                 controller_mib = rss_mib(run.controller.pid) if run.controller else 0.0
                 await run.remove_some(client, ids)
+                run.mark("remove")
             for proc in run.fleets:
                 run.stop(proc)
             fleet = merged_stats([run.base / f"fleet-{n}.json" for n in range(len(run.fleets))])
@@ -294,6 +328,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "create_per_s": round(len(ids) / run.create_s, 1),
             "remove_per_s": round(min(args.remove, len(ids)) / run.remove_s, 1),
             "controller_rss_mib": controller_mib,
+            "cpu_s": {k: round(v, 1) for k, v in run.cpu.items()},
+            # CPU per call, from the processes' own counters: comparable across machine loads.
+            "controller_cpu_ms_per_create": per_call(run.cpu, "controller", "setup", "create", len(ids)),
+            "controller_cpu_ms_per_remove": per_call(
+                run.cpu, "controller", "create", "remove", min(args.remove, len(ids))
+            ),
+            "duration_s": round(time.perf_counter() - started, 1),
             **{k: percentiles(v) for k, v in run.latency.items()},
             "errors": run.errors,
             "heartbeat": fleet["heartbeat"],

@@ -21,6 +21,7 @@ SQL under its advisory lock (``placement.allocations``); this cache is not used 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event, func, select
@@ -42,6 +43,9 @@ class ClaimSums:
     def __init__(self) -> None:
         self._sums: dict[str, Claim] | None = None
         self.rebuilds = 0
+        self.on_change: Callable[[str, Claim], None] | None = None
+        """Told each host whose committed sums changed (``placeindex.py`` keeps its index with them)."""
+        self.on_drop: Callable[[], None] | None = None
 
     def sums(self, s: Session) -> dict[str, Claim]:
         """Committed sums plus what this session flushed and has not committed yet."""
@@ -67,11 +71,21 @@ class ClaimSums:
         return out
 
     def apply(self, deltas: list[tuple[str, int, Claim]]) -> None:
-        if self._sums is not None:
-            _add(self._sums, deltas)
+        if self._sums is None:
+            return
+        _add(self._sums, deltas)
+        if self.on_change is not None:
+            for host_id in {d[0] for d in deltas}:
+                self.on_change(host_id, self._sums[host_id])
 
     def drop(self) -> None:
         self._sums = None
+        if self.on_drop is not None:
+            self.on_drop()
+
+    def pending(self, s: Session) -> bool:
+        """Whether this session flushed claims it has not committed (then only SQL sums are exact)."""
+        return bool(s.info.get(_DELTAS)) or bool(s.info.get(_LOST))
 
 
 def _add(sums: dict[str, Claim], deltas: list[tuple[str, int, Claim]]) -> None:

@@ -46,6 +46,8 @@ class HostSnapshot:
         self._hosts: list[HostCapacity] | None = None
         self._holders: dict[str, frozenset[str]] = {}
         self.rebuilds = 0
+        self.version = 0
+        """+1 at every rebuild kept: what an index built from ``hosts`` checks it is still current."""
 
     def hosts(self, s: Session) -> list[HostCapacity]:
         """Every host with its capacity and its state as the database says (``ready``, ``draining``,
@@ -56,7 +58,12 @@ class HostSnapshot:
         if not s.info.get(_HOSTS):  # not our own uncommitted changes: safe to keep
             self._hosts = built
             self.rebuilds += 1
+            self.version += 1
         return built
+
+    def current(self, s: Session) -> bool:
+        """Whether ``hosts`` would answer the list last kept (no rebuild pending)."""
+        return self._hosts is not None and not s.info.get(_HOSTS)
 
     def holders(self, s: Session, image_id: str) -> frozenset[str]:
         changed = s.info.get(_IMAGES) or set()

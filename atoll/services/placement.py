@@ -35,7 +35,7 @@ from atoll.scheduler import (
     parse_rules,
     place,
 )
-from atoll.services import claimsums, hostsnapshot
+from atoll.services import claimsums, hostsnapshot, placeindex
 from atoll.services.context import Controller
 from atoll.store.models import ImageHostRow, InstanceRow
 from atoll.store.postgres import lock_placements
@@ -139,9 +139,19 @@ def choose_host(ctl: Controller, s: Session, spec: InstanceSpec) -> str:
     hosts = _capacities(ctl, s)
     holders = _holders(s, spec.image_id)
     overcommit = ctl.cluster.overcommit if ctl.cluster is not None else Overcommit()
-    usage = allocations(s, instances=bool(request.affinities))
     holding = [h for h in hosts if h.id in holders]
-    if holding and len(holding) < len(hosts) and ctl.cluster is not None:
+    holders_first = bool(holding) and len(holding) < len(hosts) and ctl.cluster is not None
+    snapshot, live = hostsnapshot.for_session(s), placeindex.for_session(s)
+    if not holders_first and snapshot is not None and live is not None:
+        # The index kept between creates (SQLite; placeindex.py), when it can answer exactly.
+        try:
+            chosen = live.place(s, snapshot, hosts, request, overcommit)
+        except NoHostFits as e:
+            raise Conflict(str(e)) from e
+        if chosen is not None:
+            return chosen.host_id
+    usage = allocations(s, instances=bool(request.affinities))
+    if holders_first:
         # Hosts that already hold the image first: no copy, and images that cannot be exported (those
         # imported from archives) still work there. Only when none of them fits does placement spill
         # over to every host, and the image is copied to the one chosen.

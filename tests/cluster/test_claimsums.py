@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from atoll.schemas import ResourcesWire
-from atoll.services import claimsums, operate
+from atoll.services import claimsums, operate, placeindex
 from atoll.store.models import InstanceRow
-from tests.controller.factories import P, create_instance, import_image
+from tests.controller.factories import P, create_instance, error_of, import_image
 
 from .conftest import GIB, InProcessCluster
 
@@ -100,3 +100,24 @@ async def test_savepoints_bulk_updates_and_own_rows(
         assert cache.sums(s)[row.host_id][1] == before[1] + 3 * GIB
         s.rollback()
     assert in_memory(cluster) == in_sql(cluster)
+
+
+async def test_the_kept_index_places_and_follows_commits(
+    cluster: InProcessCluster, client: httpx.AsyncClient
+) -> None:
+    """One 8 GiB host holding the image: creates go through the index kept between creates
+    (placeindex.py); a remove reaches it through the commit, so its room is usable at once."""
+    one = await cluster.add_host("one")
+    await import_image(client, 1)
+    first = await create_instance(client, name="a", resources={"memory": 3 * GIB})
+    await create_instance(client, name="b", resources={"memory": 3 * GIB})
+    full = await client.post(f"{P}/instances", json={"image": "busybox", "resources": {"memory": 3 * GIB}})
+    assert error_of(full, 409)["message"] == "no host fits: memory rejected 1 host"
+    assert (await client.delete(f"{P}/instances/{first['id']}")).status_code < 300
+    assert (await create_instance(client, name="c", resources={"memory": 3 * GIB}))["host"] == one.host_id
+    with cluster.ctl.sessions() as s:
+        live = placeindex.for_session(s)
+        assert live is not None and live.placed == 4 and live.builds == 1
+        index = live._index
+        assert index is not None
+        assert index.usage[one.host_id].memory_bytes == in_sql(cluster)[one.host_id][1] == 6 * GIB
