@@ -220,7 +220,7 @@ async def serve(settings: Settings) -> None:
     # Unchanged heartbeats are written in batches; well within the timeout (services/liveness.py).
     ctl.liveness.flush_interval = min(liveness.FLUSH_INTERVAL, settings.heartbeat_timeout / 10)
     background = [
-        asyncio.create_task(liveness.flush_forever(ctl.liveness, sessions)),
+        asyncio.create_task(liveness.flush_forever(ctl.liveness, sessions, ctl.members)),
         asyncio.create_task(lease.run(singleton_loops)),
         asyncio.create_task(controllers.keep_alive(sessions, advertised(settings), settings.lease_interval)),
         asyncio.create_task(controllers.follow_hosts_forever(ctl, check)),

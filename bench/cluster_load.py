@@ -314,6 +314,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             for proc in run.fleets:
                 run.stop(proc)
             fleet = merged_stats([run.base / f"fleet-{n}.json" for n in range(len(run.fleets))])
+            # The controller's last minute-by-minute counters (services/liveness.py).
+            beats = [ln for ln in run.controller_log.read_text().splitlines() if "heartbeats: " in ln]
+            counters = beats[-1].split("heartbeats: ", 1)[1] if beats else ""
         finally:
             for proc in run.fleets:
                 run.stop(proc)
@@ -335,6 +338,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 run.cpu, "controller", "create", "remove", min(args.remove, len(ids))
             ),
             "duration_s": round(time.perf_counter() - started, 1),
+            "controller_counters": counters,
             **{k: percentiles(v) for k, v in run.latency.items()},
             "errors": run.errors,
             "heartbeat": fleet["heartbeat"],

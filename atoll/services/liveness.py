@@ -148,8 +148,12 @@ class Liveness:
             self.flush(sessions)
 
 
-async def flush_forever(liveness: Liveness, sessions: sessionmaker[Session]) -> None:
-    """The controller's loop: pending beats reach the database even when no new beat arrives."""
+async def flush_forever(
+    liveness: Liveness, sessions: sessionmaker[Session], members: MemberCache | None = None
+) -> None:
+    """The controller's loop: pending beats reach the database even when no new beat arrives. Logs the
+    counters once a minute (how many beats were cheap, how often the membership cache answered)."""
+    reported = time.monotonic()
     try:
         while True:
             await asyncio.sleep(liveness.flush_interval)
@@ -157,6 +161,17 @@ async def flush_forever(liveness: Liveness, sessions: sessionmaker[Session]) -> 
                 liveness.flush_if_due(sessions)
             except Exception:
                 log.exception("writing heartbeats failed; retried at the next flush")
+            if time.monotonic() - reported >= 60:
+                reported = time.monotonic()
+                log.info(
+                    "heartbeats: %d unchanged (kept in memory, %d batches), %d written in full;"
+                    " membership: %d from memory, %d asked",
+                    liveness.cheap,
+                    liveness.batches,
+                    liveness.full,
+                    members.hits if members else 0,
+                    members.misses if members else 0,
+                )
     finally:
         with contextlib.suppress(Exception):
             liveness.flush(sessions)
