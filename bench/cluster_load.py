@@ -259,11 +259,13 @@ class Run:
         started = time.perf_counter()
         await asyncio.gather(*(create(i) for i in range(self.args.instances)))
         self.create_s = time.perf_counter() - started
+        self.mark("create")
         for _ in range(3):
             await self.timed(
                 "list_all", client, "GET", "/v1/projects/default/instances", params={"all": "true"}
             )
             await self.timed("host_ls", client, "GET", "/v1/cluster/hosts")
+        self.mark("lists")
         return ids
 
     async def remove_some(self, client: httpx.AsyncClient, ids: list[str]) -> None:
@@ -307,7 +309,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"setup: {summary}", flush=True)
                 run.mark("setup")
                 ids = await run.create_all(client)
-                run.mark("create")
                 controller_mib = rss_mib(run.controller.pid) if run.controller else 0.0
                 await run.remove_some(client, ids)
                 run.mark("remove")
@@ -335,7 +336,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             # CPU per call, from the processes' own counters: comparable across machine loads.
             "controller_cpu_ms_per_create": per_call(run.cpu, "controller", "setup", "create", len(ids)),
             "controller_cpu_ms_per_remove": per_call(
-                run.cpu, "controller", "create", "remove", min(args.remove, len(ids))
+                run.cpu, "controller", "lists", "remove", min(args.remove, len(ids))
             ),
             "duration_s": round(time.perf_counter() - started, 1),
             "controller_counters": counters,
