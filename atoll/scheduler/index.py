@@ -158,7 +158,12 @@ class FleetIndex:
 
     def claim(self, host_id: str, request: Request) -> None:
         """Add `request` to the host's claims and move the host to its new place in every list."""
-        self.usage[host_id] = self.usage.get(host_id, HostUsage(host_id)).plus(request)
+        self.set_usage(host_id, self.usage.get(host_id, HostUsage(host_id)).plus(request))
+
+    def set_usage(self, host_id: str, usage: HostUsage) -> None:
+        """Replace the host's claims (e.g. an instance elsewhere was removed) and move the host to its
+        new place in every list."""
+        self.usage[host_id] = usage
         old = self._free.get(host_id)
         if old is None:  # not ready: not indexed
             return

@@ -24,6 +24,7 @@ from atoll.schemas import WaitResult
 from atoll.services.activity import ActivityLog
 from atoll.services.addrpools import DEFAULT_POOLS, AddressPool, parse_pools
 from atoll.services.clusterconf import ClusterConfig
+from atoll.services.liveness import Liveness, MemberCache
 from atoll.services.mounts import BindPolicy
 from atoll.services.secrets import SecretBox
 
@@ -179,3 +180,7 @@ class Controller:
     """Set by ``atoll serve``: hosts join over the network (see services/membership.py)."""
     secrets: SecretBox | None = None
     """Key for registry passwords at rest (``secrets.py``); unset: a key file beside the SQLite file."""
+    members: MemberCache = field(default_factory=MemberCache)
+    """Hosts known to be cluster members, so an RPC skips the membership query (``liveness.py``)."""
+    liveness: Liveness = field(default_factory=Liveness)
+    """Heartbeats that changed nothing, written in batches (``liveness.py``)."""

@@ -192,9 +192,12 @@ def follow_hosts(ctl: Controller) -> None:
                 ClusterHostRow, ClusterHostRow.host_id == HostRow.id
             )
         ).all()
+    # Hosts removed through another controller are refused here from now on (services/liveness.py).
+    ctl.members.keep_only({host_id for host_id, _, _ in rows})
     for host_id, state, address in rows:
         if state != "ready":
             ctl.agents.discard(host_id)
+            ctl.liveness.forget(host_id)  # its next beat takes the full path, which brings it back
             continue
         current = ctl.agents.get(host_id) if host_id in ctl.agents else None
         if current is None or getattr(current, "address", None) != address:

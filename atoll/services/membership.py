@@ -115,9 +115,9 @@ def authorize_host(ctl: Controller, host_id: str | None) -> str:
     """The host behind a verified client certificate, if it is still a member."""
     if host_id is None:
         raise Unauthorized("certificate: this call needs a host certificate issued at join")
-    with ctl.sessions() as s:
-        if s.get(ClusterHostRow, host_id) is None:
-            raise Forbidden(f"certificate: host {host_id} is not a member of this cluster (removed?)")
+    # From memory once known (services/liveness.py): `host rm` drops the host from it at once.
+    if not ctl.members.is_member(ctl.sessions, host_id):
+        raise Forbidden(f"certificate: host {host_id} is not a member of this cluster (removed?)")
     return host_id
 
 
@@ -143,6 +143,13 @@ def connect_known_hosts(ctl: Controller) -> None:
 
 
 def heartbeat(ctl: Controller, host_id: str, report: HostReport) -> None:
+    live = ctl.liveness
+    if host_id in ctl.agents and live.unchanged(host_id, report):
+        # Nothing changed since the last full beat, and the host is still ready and connected here:
+        # only its time, written with the others in the next batch (services/liveness.py).
+        live.beat(host_id, time.time())
+        live.flush_if_due(ctl.sessions)
+        return
     returned = ctl.cluster.on_host_returned if ctl.cluster is not None else None
     with ctl.sessions.begin() as s:
         row = s.get(ClusterHostRow, host_id)
@@ -171,6 +178,10 @@ def heartbeat(ctl: Controller, host_id: str, report: HostReport) -> None:
             log.info("host %s (%s) is %s", host.name, host_id, FENCING if fencing else READY)
         host.name, host.runtime, host.cgroup_version = report.name, report.runtime, report.cgroup_version
         host.state, host.last_seen = (FENCING if fencing else READY), now_iso()
+    if fencing:
+        live.forget(host_id)
+    else:
+        live.remember(host_id, report)
     _connect(ctl, host_id, report.address, announce=came_back)
     if came_back and fencing and returned is not None:
         returned(host_id)
@@ -179,6 +190,7 @@ def heartbeat(ctl: Controller, host_id: str, report: HostReport) -> None:
 def mark_silent_hosts_down(ctl: Controller) -> list[str]:
     """Hosts whose heartbeat is older than the timeout become ``down`` and stop taking placements."""
     cluster = _cluster(ctl)
+    ctl.liveness.flush(ctl.sessions)  # this process's beats first: the others' are at most one batch old
     cutoff = time.time() - cluster.heartbeat_timeout
     downed = []
     with ctl.sessions.begin() as s:
@@ -197,6 +209,7 @@ def mark_silent_hosts_down(ctl: Controller) -> list[str]:
     # fail at once ("not connected") instead of waiting on a dead address, and `rm -f` can forget them.
     for host_id in downed:
         ctl.agents.discard(host_id)
+        ctl.liveness.forget(host_id)
     return downed
 
 
@@ -288,6 +301,8 @@ def remove_host(ctl: Controller, *, ref: str) -> None:
         host = s.get(HostRow, host_id)
         if host is not None:
             s.delete(host)
+    ctl.members.drop(host_id)  # refused from the next call on, with no await in between
+    ctl.liveness.forget(host_id)
     ctl.agents.discard(host_id)
 
 

@@ -16,6 +16,8 @@ every host is a candidate and ``imagecopy`` copies the image to the chosen one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+from collections.abc import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -33,33 +35,38 @@ from atoll.scheduler import (
     parse_rules,
     place,
 )
+from atoll.services import claimsums, hostsnapshot, placeindex
 from atoll.services.context import Controller
-from atoll.store.cluster import ClusterHostRow
-from atoll.store.models import HostRow, ImageHostRow, InstanceRow
+from atoll.store.models import ImageHostRow, InstanceRow
 from atoll.store.postgres import lock_placements
 
-UNBOUNDED = 1 << 62
+UNBOUNDED = hostsnapshot.UNBOUNDED
 STRATEGY_LABEL = "atoll.placement.strategy"
 """``binpack`` (default: fill hosts, so empty ones can be released) or ``spread``."""
 
 
 def allocations(s: Session, *, instances: bool = True) -> dict[str, HostUsage]:
-    """Claims per host: the summed requests of every instance placed there (one ``GROUP BY`` over the
-    ``claim_*`` columns, see ``store/claims.py``), plus, if ``instances``, their names and labels for
-    affinity rules (that part reads each instance's labels: ask for it only when rules need it)."""
+    """Claims per host: the summed requests of every instance placed there (on SQLite kept in memory,
+    ``claimsums.py``; elsewhere one ``GROUP BY`` over the ``claim_*`` columns, ``store/claims.py``),
+    plus, if ``instances``, their names and labels for affinity rules (that part reads each instance's
+    labels: ask for it only when rules need it)."""
     placed: dict[str, list[PlacedInstance]] = {}
     if instances:
         rows = s.execute(select(InstanceRow.host_id, InstanceRow.name, InstanceRow.spec["labels"]))
         for host_id, name, labels in rows:
             placed.setdefault(host_id, []).append(PlacedInstance(name, dict(labels or {})))
-    sums = s.execute(
-        select(
-            InstanceRow.host_id,
-            func.sum(InstanceRow.claim_cpu_millis),
-            func.sum(InstanceRow.claim_memory_bytes),
-            func.sum(InstanceRow.claim_pids),
-        ).group_by(InstanceRow.host_id)
-    )
+    cache = claimsums.for_session(s)
+    if cache is not None:  # SQLite: this process is the only writer, the sums live in its memory
+        sums: Iterable[tuple[str, int, int, int]] = ((h, *claim) for h, claim in cache.sums(s).items())
+    else:
+        sums = s.execute(  # type: ignore[assignment]
+            select(
+                InstanceRow.host_id,
+                func.sum(InstanceRow.claim_cpu_millis),
+                func.sum(InstanceRow.claim_memory_bytes),
+                func.sum(InstanceRow.claim_pids),
+            ).group_by(InstanceRow.host_id)
+        )
     return {
         host_id: HostUsage(
             host_id,
@@ -78,45 +85,23 @@ def instance_counts(s: Session) -> dict[str, int]:
 
 
 def _capacities(ctl: Controller, s: Session) -> list[HostCapacity]:
-    # Plain column tuples, not ORM objects: this runs on every create, over every host.
-    members = {
-        row[0]: row
-        for row in s.execute(
-            select(
-                ClusterHostRow.host_id,
-                ClusterHostRow.drained,
-                ClusterHostRow.cpu_millis,
-                ClusterHostRow.memory_bytes,
-                ClusterHostRow.disk_bytes,
-                ClusterHostRow.pids,
-                ClusterHostRow.labels,
-            )
-        )
-    }
-    hosts = []
-    for host_id, host_state in s.execute(select(HostRow.id, HostRow.state)):
-        member = members.get(host_id)
-        state = "ready"
-        if host_state != "ready" or host_id not in ctl.agents:
-            state = "down"
-        elif member is not None and member[1]:
-            state = "draining"
-        if member is None:
-            hosts.append(HostCapacity(host_id, UNBOUNDED, UNBOUNDED, UNBOUNDED, UNBOUNDED, state=state))  # type: ignore[arg-type]
-        else:
-            _, _, cpu, memory, disk, pids, labels = member
-            hosts.append(
-                HostCapacity(
-                    host_id,
-                    cpu,
-                    memory,
-                    disk,
-                    pids,
-                    labels=dict(labels),
-                    state=state,  # type: ignore[arg-type]
-                )
-            )
+    snapshot = hostsnapshot.for_session(s)
+    hosts = snapshot.hosts(s) if snapshot is not None else hostsnapshot.read_hosts(s)
+    # Connection is live state, not stored: a host whose agent is not connected right now is down.
+    gone = [i for i, h in enumerate(hosts) if h.state == "ready" and h.id not in ctl.agents]
+    if not gone:
+        return hosts
+    hosts = list(hosts)
+    for i in gone:
+        hosts[i] = dataclasses.replace(hosts[i], state="down")
     return hosts
+
+
+def _holders(s: Session, image_id: str) -> frozenset[str]:
+    snapshot = hostsnapshot.for_session(s)
+    if snapshot is not None:
+        return snapshot.holders(s, image_id)
+    return frozenset(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == image_id)))
 
 
 def request_for(spec: InstanceSpec) -> Request:
@@ -152,11 +137,21 @@ def choose_host(ctl: Controller, s: Session, spec: InstanceSpec) -> str:
         raise NotFound("no hosts: no agent is connected to this controller")
     lock_placements(s)  # other controllers on the same PostgreSQL database wait here until we commit
     hosts = _capacities(ctl, s)
-    holders = set(s.scalars(select(ImageHostRow.host_id).where(ImageHostRow.image_id == spec.image_id)))
+    holders = _holders(s, spec.image_id)
     overcommit = ctl.cluster.overcommit if ctl.cluster is not None else Overcommit()
-    usage = allocations(s, instances=bool(request.affinities))
     holding = [h for h in hosts if h.id in holders]
-    if holding and len(holding) < len(hosts) and ctl.cluster is not None:
+    holders_first = bool(holding) and len(holding) < len(hosts) and ctl.cluster is not None
+    snapshot, live = hostsnapshot.for_session(s), placeindex.for_session(s)
+    if not holders_first and snapshot is not None and live is not None:
+        # The index kept between creates (SQLite; placeindex.py), when it can answer exactly.
+        try:
+            chosen = live.place(s, snapshot, hosts, request, overcommit)
+        except NoHostFits as e:
+            raise Conflict(str(e)) from e
+        if chosen is not None:
+            return chosen.host_id
+    usage = allocations(s, instances=bool(request.affinities))
+    if holders_first:
         # Hosts that already hold the image first: no copy, and images that cannot be exported (those
         # imported from archives) still work there. Only when none of them fits does placement spill
         # over to every host, and the image is copied to the one chosen.

@@ -184,6 +184,9 @@ class Fleet:
             "heartbeat": percentiles(self.stats.heartbeats),
             "heartbeat_errors": self.stats.heartbeat_errors,
             "calls": calls,
+            # Raw, so the figures of several fleet processes can be merged (bench/cluster_load.py).
+            "join_samples": [round(x, 4) for x in self.stats.join_seconds],
+            "heartbeat_samples": [round(x, 4) for x in self.stats.heartbeats],
         }
 
     async def close(self) -> None:
