@@ -39,6 +39,9 @@ class RegistryOptions:
     """Per blob: a broken transfer is resumed (or retried) this many times, with exponential back-off."""
     backoff: float = 0.2
     """Seconds before the first retry; doubled each time."""
+    worker_processes: bool = True
+    """Download and unpack each layer in a worker process (``layerproc.py``) rather than a thread of
+    the agent: on a busy host, threads sharing one GIL made a pull 2.4x slower than skopeo."""
 
     def ssl_context(self, host: str) -> ssl.SSLContext:
         ctx = ssl.create_default_context()

@@ -30,6 +30,10 @@ class Registries:
     async def close(self) -> None:
         await self._puller.close()
 
+    async def ready(self) -> None:
+        """Wait until the pull worker processes are up (the agent starts them when it starts)."""
+        await self._puller.ready()
+
     def pull(self, reference: str, credentials: Mapping[str, Credential]) -> AsyncIterator[PullEvent]:
         return self._puller.pull(parse_image_reference(reference), credentials)
 
