@@ -38,7 +38,7 @@ from urllib.parse import urljoin, urlsplit
 
 from atoll.agent.images.streams import CHUNK
 from atoll.agent.images.syncfs import start_writeback
-from atoll.agent.registry.bodies import describe
+from atoll.agent.registry.failures import describe
 from atoll.model.errors import BadImage, RegistryError, RuntimeFailure
 
 READ_SIZE = CHUNK

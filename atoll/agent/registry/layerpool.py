@@ -1,34 +1,39 @@
 """The worker processes that pull layers (``layerproc.py``), and how a pull thread drives one.
 
-Workers are forked by multiprocessing's *forkserver*: a fresh interpreter started once, with the
-registry and unpacking modules imported in advance, forks each worker. So no worker is a fork of the
-agent's own process (its event loop, threads and locks), and starting one costs a fork, not an
-interpreter start. Workers are kept and reused: a pool of idle ones, grown as needed, started ahead
-of the first pull by :meth:`LayerWorkers.start`.
+Each worker is a fresh interpreter (``python -c`` running ``layerproc.main``) talking over a socket
+pair with multiprocessing's ``Connection`` framing. Not multiprocessing's own start methods: a fork of
+the agent would copy its event loop, threads and locks, and *spawn* and *forkserver* both import the
+parent's ``__main__`` again in every child (measured: seconds per worker under load, and arbitrary
+code for an agent started from a script). A worker costs an interpreter start (~0.3 s of CPU), once:
+workers are kept and reused, a pool of idle ones grown as needed and started ahead of the first pull
+by :meth:`LayerWorkers.start`, which waits until each says it is ready.
 
 A pull's layer is driven from a thread of the agent (one per layer at a time, as before), which now
 mostly sleeps in ``poll``: it sends the job, relays progress and 401 challenges (the event loop
 answers those, as for every other registry call), and returns the size once the worker says the layer
 is unpacked and verified. A cancelled pull kills its worker and waits for it to be gone, so nothing
-writes into the pull's scratch directory afterwards; the pool forks a new one when it needs one.
-:meth:`LayerWorkers.close` ends them all (closing a worker's pipe ends it too: when the agent dies,
-its workers see EOF and exit).
+writes into the pull's scratch directory afterwards; the pool starts a new one when it needs one.
+:meth:`LayerWorkers.close` ends them all. A worker whose socket closes exits, so when the agent dies
+its workers exit too (at once if idle, at their next progress message if busy).
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
-from multiprocessing.process import BaseProcess
+from multiprocessing.connection import Connection
 
-from atoll.agent.registry.layerproc import LayerJob, serve
+from atoll.agent.registry.layerproc import LayerJob
 from atoll.model.errors import AtollError, RuntimeFailure
 
 POLL = 0.1
 """Seconds between checks, while waiting for a worker, whether the pull was cancelled."""
-PRELOAD = ["atoll.agent.registry.layerproc"]
-"""Imported once by the forkserver, so a forked worker starts with it (isal, the tar reader...)."""
+START_TIMEOUT = 120.0
+"""Longest wait for a new worker to say it is ready (an interpreter start on a very busy host)."""
 
 Authorize = Callable[[list[str]], dict[str, str]]
 """Answer a registry's 401 (its WWW-Authenticate values) and give the auth headers to send next."""
@@ -41,21 +46,45 @@ class Cancelled(RuntimeFailure):
 
 
 class _Worker:
-    def __init__(self, ctx: multiprocessing.context.ForkServerContext) -> None:
-        self.conn, child = ctx.Pipe(duplex=True)
-        self.process: BaseProcess = ctx.Process(target=serve, args=(child,), name="atoll-layer", daemon=True)
-        self.process.start()
-        child.close()
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-c", "from atoll.agent.registry.layerproc import main; main()"],
+                pass_fds=(theirs.fileno(),),
+                env={**os.environ, "ATOLL_LAYER_FD": str(theirs.fileno())},
+                stdin=subprocess.DEVNULL,
+            )
+            self.conn = Connection(ours.detach())
+        self.ready = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self) -> None:
+        """Block until the worker has started (its imports done); RuntimeFailure if it doesn't."""
+        if self.ready:
+            return
+        try:
+            if not self.conn.poll(START_TIMEOUT):
+                raise RuntimeFailure(f"a layer worker process did not start in {START_TIMEOUT:.0f} s")
+            message = self.conn.recv()
+        except (EOFError, OSError):
+            raise RuntimeFailure("a layer worker process died while starting") from None
+        if message != ("ready",):
+            raise RuntimeFailure(f"a layer worker process said {message!r} instead of ready")
+        self.ready = True
 
     def stop(self, *, kill: bool) -> None:
         if kill:
             self.process.kill()
         self.conn.close()  # a waiting worker sees EOF and exits
-        self.process.join(5)
-        if self.process.is_alive():
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join()
-        self.process.close()
+            self.process.wait()
 
 
 class LayerWorkers:
@@ -63,8 +92,6 @@ class LayerWorkers:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(PRELOAD)
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -74,7 +101,14 @@ class LayerWorkers:
         """Fork ``size`` idle workers now (blocking: call it off the event loop)."""
         with self._lock:
             missing = self.size - len(self._idle) - len(self._busy)
-        started = [_Worker(self._ctx) for _ in range(max(missing, 0))]
+        started = [_Worker() for _ in range(max(missing, 0))]  # all start at once, then we wait
+        try:
+            for worker in started:
+                worker.wait_ready()
+        except BaseException:
+            for worker in started:
+                worker.stop(kill=True)
+            raise
         with self._lock:
             if not self._closed:
                 self._idle.extend(started)
@@ -84,7 +118,7 @@ class LayerWorkers:
 
     def pids(self) -> list[int]:
         with self._lock:
-            return [w.process.pid for w in (*self._idle, *self._busy) if w.process.pid is not None]
+            return [w.pid for w in (*self._idle, *self._busy)]
 
     def close(self) -> None:
         """End every worker; busy ones are killed (their pulls fail with ``Cancelled``)."""
@@ -146,9 +180,16 @@ class LayerWorkers:
                 raise Cancelled("the layer workers are shut down")
             worker = self._idle.pop() if self._idle else None
         if worker is None:
-            worker = _Worker(self._ctx)
+            worker = _Worker()
         with self._lock:
             self._busy.add(worker)
+        try:
+            worker.wait_ready()
+        except BaseException:
+            with self._lock:
+                self._busy.discard(worker)
+            worker.stop(kill=True)
+            raise
         return worker
 
     def _give(self, worker: _Worker, healthy: bool) -> None:

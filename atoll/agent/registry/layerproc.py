@@ -20,11 +20,12 @@ check). It answers with one message, and sends these on the way:
 
 The parent installs the layer (a rename into the store) only after ``done``, which only comes after
 the blob matched its digest and the tar its diff_id. Keep-alive connections of the last registry are
-kept between jobs. The worker exits when its pipe closes, so it never outlives the agent.
+kept between jobs. The worker exits when its socket closes, so it never outlives the agent for long.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 from dataclasses import dataclass
@@ -96,6 +97,13 @@ class _Session:
             return contexts[netloc]
 
         self.connections = Connections(tls, TIMEOUT)
+
+
+def main() -> None:
+    """The worker process's entry point: its socket's fd is in ``ATOLL_LAYER_FD``."""
+    conn = Connection(int(os.environ.pop("ATOLL_LAYER_FD")))
+    conn.send(("ready",))  # imports done: the pool counts this worker as started
+    serve(conn)
 
 
 def serve(conn: Connection) -> None:

@@ -69,6 +69,10 @@ class Puller:
         if self._starting is not None:
             await asyncio.to_thread(self._starting.join)
 
+    def worker_pids(self) -> list[int]:
+        """The layer worker processes alive in the pool now (for tests and benchmarks)."""
+        return self._workers.pids() if self._workers is not None else []
+
     async def close(self) -> None:
         tasks = [job.task for job in self._jobs.values() if job.task is not None]
         for task in tasks:

@@ -34,6 +34,9 @@ class Registries:
         """Wait until the pull worker processes are up (the agent starts them when it starts)."""
         await self._puller.ready()
 
+    def pull_worker_pids(self) -> list[int]:
+        return self._puller.worker_pids()
+
     def pull(self, reference: str, credentials: Mapping[str, Credential]) -> AsyncIterator[PullEvent]:
         return self._puller.pull(parse_image_reference(reference), credentials)
 
