@@ -98,7 +98,7 @@ async def atoll_pull(base: Path, host: str, ref: str, settings: dict[str, Any]) 
     options = dataclasses.replace(RegistryOptions(insecure=frozenset({host})), **settings)
     regs = Registries(store, options)
     try:
-        await regs.ready()  # the agent starts its pull workers when it starts, not per pull
+        await regs.ready()  # an agent keeps its pull workers: only its first pull starts them
         os.sync()
         pids = descendants()
         cpu = cpu_seconds(pids)

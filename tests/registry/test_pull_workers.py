@@ -1,7 +1,7 @@
 """Layers pulled in worker processes (``layerproc.py``, ``layerpool.py``): what the processes add.
 
 The pull tests in test_pull.py, test_auth.py and test_bad_registries.py run through the workers too
-(they are the default); these check the processes themselves: they are started ahead of a pull and
+(they are the default); these check the processes themselves: they start only when wanted and are
 reused, a cancelled pull stops its worker before its scratch is removed, a worker that dies is a
 clear error, hostile tars are refused inside the worker, and none outlives ``close()``.
 """
@@ -36,7 +36,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def test_workers_start_ahead_are_reused_and_end_with_close(
+async def test_workers_start_on_demand_are_reused_and_end_with_close(
     registry: Registry, store: ImageStore
 ) -> None:
     first, second = image_of(random_layer("a"), random_layer("b")), image_of(random_layer("c"))
@@ -44,6 +44,7 @@ async def test_workers_start_ahead_are_reused_and_end_with_close(
     upload(registry, "team/two", "1", second)
     regs = Registries(store, insecure(registry.host, parallel_downloads=2))
     try:
+        assert regs.pull_worker_pids() == []  # an agent that never pulls starts none
         await regs.ready()
         started = regs.pull_worker_pids()
         assert len(started) == 2 and all(alive(p) for p in started)
@@ -122,6 +123,7 @@ async def test_a_hostile_layer_is_refused_inside_the_worker(registry: Registry, 
         await regs.close()
     assert store_is_empty(store)
     assert not (store.root.parent / "escape").exists()
+    assert not (store.root / "escape").exists()
 
 
 async def test_threads_instead_of_processes_still_pull(registry: Registry, store: ImageStore) -> None:

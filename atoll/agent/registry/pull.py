@@ -56,18 +56,13 @@ class Puller:
         # Layer downloads (and their unpacking) run on threads of their own: on the default executor
         # they could take every thread while waiting for the event loop, which may need one (DNS).
         self._pool = ThreadPoolExecutor(options.parallel_downloads, thread_name_prefix="pull")
-        self._workers: LayerWorkers | None = None
-        self._starting: threading.Thread | None = None
-        if options.worker_processes:
-            self._workers = LayerWorkers(options.parallel_downloads)
-            # Forked ahead of the first pull, off the event loop (the first also starts the forkserver).
-            self._starting = threading.Thread(target=self._workers.start, name="pull-workers", daemon=True)
-            self._starting.start()
+        # Started on first use (or by ready()) and kept: an agent that never pulls starts none.
+        self._workers = LayerWorkers(options.parallel_downloads) if options.worker_processes else None
 
     async def ready(self) -> None:
-        """Wait until the layer worker processes are started (they are, soon after construction)."""
-        if self._starting is not None:
-            await asyncio.to_thread(self._starting.join)
+        """Start the layer worker processes now, rather than on the first pull, and wait for them."""
+        if self._workers is not None:
+            await asyncio.to_thread(self._workers.start)
 
     def worker_pids(self) -> list[int]:
         """The layer worker processes alive in the pool now (for tests and benchmarks)."""
@@ -80,7 +75,6 @@ class Puller:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._pool.shutdown(wait=False)
         if self._workers is not None:
-            await self.ready()
             await asyncio.to_thread(self._workers.close)
 
     async def pull(

@@ -31,7 +31,7 @@ class Registries:
         await self._puller.close()
 
     async def ready(self) -> None:
-        """Wait until the pull worker processes are up (the agent starts them when it starts)."""
+        """Start the pull worker processes now instead of on the first pull, and wait until they are up."""
         await self._puller.ready()
 
     def pull_worker_pids(self) -> list[int]:
