@@ -62,20 +62,6 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def descendants() -> list[int]:
-    """This process and all its descendants now (the pull's worker processes, their forkserver)."""
-    parent: dict[int, int] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            parent[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    found = [os.getpid()]
-    for pid in found:
-        found.extend(child for child, ppid in parent.items() if ppid == pid)
-    return found
-
-
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -100,7 +86,7 @@ async def atoll_pull(base: Path, host: str, ref: str, settings: dict[str, Any]) 
     try:
         await regs.ready()  # an agent keeps its pull workers: only its first pull starts them
         os.sync()
-        pids = descendants()
+        pids = [os.getpid(), *regs.pull_worker_pids()]  # not the registry's or dockerd's, also children
         cpu = cpu_seconds(pids)
         start = time.perf_counter()
         async for event in regs.pull(ref, {}):

@@ -93,7 +93,7 @@ class RegistryClient:
             base_url=base_url, verify=verify, timeout=TIMEOUT, follow_redirects=True, trust_env=False
         )
         self._verify = verify
-        self._connections = Connections(self._tls, TIMEOUT.read or 30.0)
+        self._connections = Connections(self._tls, TIMEOUT.read or 30.0, options.receive_buffer)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -32,6 +32,11 @@ from atoll.model.errors import AtollError, RuntimeFailure
 
 POLL = 0.1
 """Seconds between checks, while waiting for a worker, whether the pull was cancelled."""
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+"""glibc settings for the workers: keep freed memory for the next 4 MiB buffer. By default each such
+buffer is mapped fresh and returned at once, so every byte of a layer costs page faults several
+times over: measured 99,000 minor faults and 1.01 s of CPU for the benchmark pull, against 9,000 and
+0.78 s with these (a worker then keeps its high-water mark, a few tens of MiB)."""
 START_TIMEOUT = 120.0
 """Longest wait for a new worker to say it is ready (an interpreter start on a very busy host)."""
 
@@ -52,7 +57,7 @@ class _Worker:
             self.process = subprocess.Popen(
                 [sys.executable, "-P", "-c", "from atoll.agent.registry.layerproc import main; main()"],
                 pass_fds=(theirs.fileno(),),
-                env={**os.environ, "ATOLL_LAYER_FD": str(theirs.fileno())},
+                env={**os.environ, **WORKER_MALLOC, "ATOLL_LAYER_FD": str(theirs.fileno())},
                 stdin=subprocess.DEVNULL,
             )
             self.conn = Connection(ours.detach())

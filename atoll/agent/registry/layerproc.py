@@ -96,7 +96,7 @@ class _Session:
                 contexts[netloc] = tls_context(options, registry, verify, netloc)
             return contexts[netloc]
 
-        self.connections = Connections(tls, TIMEOUT)
+        self.connections = Connections(tls, TIMEOUT, options.receive_buffer)
 
 
 def main() -> None:
