@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import ssl
 from pathlib import Path
 
 import pytest
 
 from atoll.agent.images import ImageStore
+from atoll.agent.registry.blobstream import Connections
 from atoll.agent.registry.service import Registries
 from atoll.model.errors import BadImage, RuntimeFailure
 from atoll.model.registry import TransferEvent
@@ -137,3 +140,30 @@ async def test_threads_instead_of_processes_still_pull(registry: Registry, store
         await regs.close()
     assert result.record.id == image.id
     assert {"Downloading", "Download complete", "Extracting", "Pull complete"} <= {e.status for e in events}
+
+
+def test_layer_connections_get_the_large_receive_buffer(registry: Registry) -> None:
+    """Set before the handshake, so the registry may send that far ahead of the unpacking."""
+    for size, least in ((8 << 20, 8 << 20), (0, 1)):
+        connections = Connections(lambda scheme, netloc: ssl.create_default_context(), 10.0, size)
+        conn = connections.new(("http", registry.host))
+        try:
+            conn.connect()
+            assert conn.sock is not None
+            got = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            assert got >= least
+            if not size:
+                assert got < 8 << 20  # the kernel's own start
+        finally:
+            conn.close()
+
+
+async def test_workers_keep_freed_memory(registry: Registry, store: ImageStore) -> None:
+    regs = Registries(store, insecure(registry.host, parallel_downloads=1))
+    try:
+        await regs.ready()
+        (worker,) = regs.pull_worker_pids()
+        environ = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+    finally:
+        await regs.close()
+    assert f"MALLOC_MMAP_THRESHOLD_={64 << 20}".encode() in environ
