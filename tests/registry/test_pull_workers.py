@@ -13,6 +13,9 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +170,29 @@ async def test_workers_keep_freed_memory(registry: Registry, store: ImageStore) 
     finally:
         await regs.close()
     assert f"MALLOC_MMAP_THRESHOLD_={64 << 20}".encode() in environ
+
+
+def test_idle_workers_exit_when_the_agent_is_killed() -> None:
+    """SIGKILL gives the agent no chance to close(): the workers see their socket close and exit."""
+    script = (
+        "import sys\n"
+        "from atoll.agent.registry.layerpool import LayerWorkers\n"
+        "workers = LayerWorkers(2)\n"
+        "workers.start()\n"
+        "print(*workers.pids(), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert agent.stdout is not None
+        pids = [int(p) for p in agent.stdout.readline().split()]
+        assert len(pids) == 2 and all(alive(p) for p in pids)
+    finally:
+        agent.kill()
+        agent.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in pids)
