@@ -4,12 +4,12 @@ A pull first lays the image's small documents (manifests, config) out in a scrat
 image layout, so the same code that validates imported layouts (``ocilayout.py``, ``plan.py``) checks
 them. Layers the store already holds are pinned and never fetched; a layer another pull is fetching
 right now is waited for (``InFlight``). The others are fetched concurrently by the caller's ``fetch``,
-each unpacked on a worker thread WHILE it downloads (the blob stream is teed into the kept blob file,
-its hash, and a streaming decompress + untar into the layer's work directory). The layer is renamed
-into the store only after the whole blob matched its digest and the tar its diff_id; a mismatch leaves
-nothing but scratch. The compressed blob is kept beside the layer (``blobs.py``). It is one
-``ImportJob``: the image record is written only once every layer is in, and any failure (or
-cancellation) undoes what this pull made, after the fetches' threads have stopped.
+each unpacked by a worker (a process, or a thread) WHILE it downloads (the blob stream is teed into
+the kept blob file, its hash, and a streaming decompress + untar into the layer's work directory,
+``Sink``). The layer is renamed into the store only after the whole blob matched its digest and the
+tar its diff_id; a mismatch leaves nothing but scratch. The compressed blob is kept beside the layer
+(``blobs.py``). It is one ``ImportJob``: the image record is written only once every layer is in, and
+any failure (or cancellation) undoes what this pull made, after the fetches' workers have stopped.
 """
 
 from __future__ import annotations

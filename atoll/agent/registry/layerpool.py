@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
+from atoll.agent.registry.blobstream import Cancelled
 from atoll.agent.registry.layerproc import LayerJob
 from atoll.model.errors import AtollError, RuntimeFailure
 
@@ -44,10 +45,6 @@ Authorize = Callable[[list[str]], dict[str, str]]
 """Answer a registry's 401 (its WWW-Authenticate values) and give the auth headers to send next."""
 Answer = Callable[[int, bytes], Exception]
 """The domain error for a registry's final HTTP answer (status, start of its body)."""
-
-
-class Cancelled(RuntimeFailure):
-    """The pull was given up while a worker had its layer; the worker was stopped."""
 
 
 class _Worker:
