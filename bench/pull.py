@@ -14,8 +14,10 @@ is one JSON object. Pass a directory to put the stores on another file system (d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from atoll.agent.images import ImageStore
 from atoll.agent.registry.options import RegistryOptions
@@ -47,43 +50,82 @@ def build_image() -> factory.Image:
     return factory.Image(layers=layers)
 
 
-async def atoll_pull(base: Path, host: str, ref: str) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time so far of the running processes ``pids`` (threads included)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def atoll_variants() -> dict[str, dict[str, Any]]:
+    """Atoll's pull as configured by default, plus any variants named in ``BENCH_VARIANTS``
+    (``name:field=value;...,...``, fields of RegistryOptions), each timed in every round."""
+    variants: dict[str, dict[str, Any]] = {"atoll": {}}
+    for item in filter(None, os.environ.get("BENCH_VARIANTS", "").split(",")):
+        name, _, settings = item.partition(":")
+        pairs = (kv.split("=", 1) for kv in settings.split(";") if kv)
+        variants[name] = {k: int(v) for k, v in pairs}
+    return variants
+
+
+async def atoll_pull(base: Path, host: str, ref: str, settings: dict[str, Any]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one pull: CPU of this process and of any helper processes it uses."""
     store = ImageStore(base / "store")
-    regs = Registries(store, RegistryOptions(insecure=frozenset({host})))
+    options = dataclasses.replace(RegistryOptions(insecure=frozenset({host})), **settings)
+    regs = Registries(store, options)
     try:
+        await regs.ready()  # an agent keeps its pull workers: only its first pull starts them
         os.sync()
+        pids = [os.getpid(), *regs.pull_worker_pids()]  # not the registry's or dockerd's, also children
+        cpu = cpu_seconds(pids)
         start = time.perf_counter()
         async for event in regs.pull(ref, {}):
             if isinstance(event, Pulled):
                 elapsed = time.perf_counter() - start
-        return elapsed
+        return elapsed, cpu_seconds(pids) - cpu
     finally:
         await regs.close()
         shutil.rmtree(base / "store")
 
 
-def skopeo_copy(base: Path, ref: str) -> float:
+def skopeo_copy(base: Path, ref: str) -> tuple[float, float]:
     dest = base / "oci"
     os.sync()
+    cpu = children_cpu()
     start = time.perf_counter()
     subprocess.run(
         ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:x"],
         check=True,
     )
     elapsed = time.perf_counter() - start
+    cpu = children_cpu() - cpu
     shutil.rmtree(dest)
-    return elapsed
+    return elapsed, cpu
 
 
-def docker_pull(daemon: StockDockerd, ref: str) -> float:
+def docker_pull(daemon: StockDockerd, ref: str) -> tuple[float, float]:
+    """(wall, CPU): the CPU of dockerd, containerd and the docker client."""
     os.sync()
+    pids = daemon.processes()
+    cpu = cpu_seconds(pids) + children_cpu()
     start = time.perf_counter()
     done = daemon.docker("pull", "-q", ref, timeout=300)
     elapsed = time.perf_counter() - start
+    cpu = cpu_seconds(pids) + children_cpu() - cpu
     if done.returncode != 0:
         raise RuntimeError(f"docker pull failed: {done.stderr}")
     daemon.docker("rmi", ref, timeout=120)
-    return elapsed
+    return elapsed, cpu
 
 
 def start_dockerd(base: Path) -> StockDockerd | None:
@@ -103,7 +145,9 @@ def main() -> None:
     where = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.gettempdir())
     base = Path(tempfile.mkdtemp(prefix="bench-pull-", dir=where))
     best: dict[str, float] = {}
+    cpus: dict[str, list[float]] = {}
     loads = []
+    variants = atoll_variants()
     try:
         image = build_image()
         size = sum(len(factory.gz(t)) for t in image.layers[:1]) * LAYERS
@@ -114,18 +158,22 @@ def main() -> None:
                 ref = f"{reg.host}/bench/big:1"
                 for _ in range(RUNS):
                     times = {
-                        "atoll": asyncio.run(atoll_pull(base, reg.host, ref)),
-                        "skopeo": skopeo_copy(base, ref),
+                        name: asyncio.run(atoll_pull(base, reg.host, ref, options))
+                        for name, options in variants.items()
                     }
+                    times["skopeo"] = skopeo_copy(base, ref)
                     if daemon is not None:
                         times["docker"] = docker_pull(daemon, ref)
                     loads.append(os.getloadavg()[0])
                     print(
                         "run:",
-                        ", ".join(f"{k} {v:.2f} s" for k, v in times.items()),
+                        ", ".join(f"{k} {w:.2f} s (cpu {c:.2f} s)" for k, (w, c) in times.items()),
                         f"(load {loads[-1]:.1f})",
+                        flush=True,
                     )
-                    best = {k: min(v, best.get(k, v)) for k, v in times.items()}
+                    for k, (w, c) in times.items():
+                        best[k] = min(w, best.get(k, w))
+                        cpus.setdefault(k, []).append(c)
         finally:
             if daemon is not None:
                 daemon.stop()
@@ -137,7 +185,8 @@ def main() -> None:
         f"image: {LAYERS} layers, {mb:.0f} MB compressed; best of {RUNS}; "
         f"load average {min(loads):.1f}-{max(loads):.1f}"
     )
-    print(f"atoll pull (download, verify, unpack): {ours:.2f} s, {mb / ours:.0f} MB/s")
+    for name in variants:
+        print(f"{name} pull (download, verify, unpack): {best[name]:.2f} s, {mb / best[name]:.0f} MB/s")
     print(
         f"skopeo copy docker:// oci: (download, verify): {best['skopeo']:.2f} s, "
         f"{mb / best['skopeo']:.0f} MB/s"
@@ -146,11 +195,14 @@ def main() -> None:
         print(
             f"docker pull (download, verify, unpack): {best['docker']:.2f} s, {mb / best['docker']:.0f} MB/s"
         )
+    for name, spent in cpus.items():
+        print(f"CPU time {name}: " + ", ".join(f"{c:.2f}" for c in spent) + " s")
     for other in ("skopeo", "docker"):
         if other in best:
             print(f"ratio atoll/{other}: {ours / best[other]:.2f}x (lower is faster)")
     figures = {"bench": "pull", "layers": LAYERS, "mb": round(mb), "load": [round(x, 1) for x in loads]}
     figures.update({f"{k}_s": round(v, 3) for k, v in best.items()})
+    figures.update({f"{k}_cpu_s": round(min(v), 3) for k, v in cpus.items()})
     figures["ratio"] = round(ours / best["skopeo"], 3)  # atoll/skopeo, as before
     if "docker" in best:
         figures["ratio_docker"] = round(ours / best["docker"], 3)

@@ -100,21 +100,29 @@ async def test_bearer_token_flow_anonymous_pull_and_authenticated_push(
         await regs.close()
 
 
+@pytest.mark.parametrize(
+    ("method", "processes"), [("pull_layer", True), ("blob_stream", False)], ids=["process", "thread"]
+)
 async def test_a_token_lapsing_before_a_layer_download_is_renewed_from_the_download_thread(
-    token_registry: tuple[Registry, TokenServer], store: ImageStore, monkeypatch: pytest.MonkeyPatch
+    token_registry: tuple[Registry, TokenServer],
+    store: ImageStore,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    processes: bool,
 ) -> None:
+    """The worker process (or thread) meets a 401; the event loop fetches a fresh token for it."""
     reg, tokens = token_registry
     image = image_of(random_layer("a"), random_layer("b"))
     token = tokens.token("alice", [{"type": "repository", "name": "team/lapse", "actions": ["pull", "push"]}])
     upload(Registry(reg.base, reg.port, bearer=token), "team/lapse", "1", image)
-    original = RegistryClient.blob_stream
+    original = getattr(RegistryClient, method)
 
     def forgetful(self: RegistryClient, *args: Any, **kwargs: Any) -> Any:
-        self.auth._tokens.clear()  # as if the token had expired: the thread meets a 401
+        self.auth._tokens.clear()  # as if the token had expired: the download meets a 401
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(RegistryClient, "blob_stream", forgetful)
-    regs = Registries(store, insecure(reg.host))
+    monkeypatch.setattr(RegistryClient, method, forgetful)
+    regs = Registries(store, insecure(reg.host, worker_processes=processes))
     try:
         before = len(tokens.requests)
         result, _ = await pulled(regs.pull(f"{reg.host}/team/lapse:1", {}))

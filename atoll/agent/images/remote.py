@@ -4,12 +4,12 @@ A pull first lays the image's small documents (manifests, config) out in a scrat
 image layout, so the same code that validates imported layouts (``ocilayout.py``, ``plan.py``) checks
 them. Layers the store already holds are pinned and never fetched; a layer another pull is fetching
 right now is waited for (``InFlight``). The others are fetched concurrently by the caller's ``fetch``,
-each unpacked on a worker thread WHILE it downloads (the blob stream is teed into the kept blob file,
-its hash, and a streaming decompress + untar into the layer's work directory). The layer is renamed
-into the store only after the whole blob matched its digest and the tar its diff_id; a mismatch leaves
-nothing but scratch. The compressed blob is kept beside the layer (``blobs.py``). It is one
-``ImportJob``: the image record is written only once every layer is in, and any failure (or
-cancellation) undoes what this pull made, after the fetches' threads have stopped.
+each unpacked by a worker (a process, or a thread) WHILE it downloads (the blob stream is teed into
+the kept blob file, its hash, and a streaming decompress + untar into the layer's work directory,
+``Sink``). The layer is renamed into the store only after the whole blob matched its digest and the
+tar its diff_id; a mismatch leaves nothing but scratch. The compressed blob is kept beside the layer
+(``blobs.py``). It is one ``ImportJob``: the image record is written only once every layer is in, and
+any failure (or cancellation) undoes what this pull made, after the fetches' workers have stopped.
 """
 
 from __future__ import annotations
@@ -35,13 +35,30 @@ from atoll.agent.images.streams import Reader
 from atoll.model.errors import BadImage, NotFound
 from atoll.model.image import ImageRecord
 
-Consume = Callable[[Reader], int]
-"""Given a layer blob's bytes as they arrive, unpack and install the layer; returns its size."""
-Fetch = Callable[[LayerPlan, Path, Consume], Awaitable[int]]
-"""Download the blob of a layer into the file at the path, handing its bytes to ``consume`` on a
-worker thread as they arrive: a reader whose last read raises BadImage unless the bytes match
-``plan.digest`` and ``plan.size``. Returns what ``consume`` returned. It must not return or raise
-before that thread is done, even when cancelled: the job's undo must not race an unpack."""
+
+@dataclass(frozen=True)
+class Sink:
+    """Where one fetched layer goes: its kept blob file, the empty directory to unpack it into, and
+    the step that installs it once unpacked and verified (``install(size)`` returns the layer's size).
+
+    A fetch either hands the blob's bytes to :meth:`consume` as they arrive, or unpacks them itself
+    (``unpack_stream`` into ``diff``, in another process) and then calls ``install``."""
+
+    plan: LayerPlan
+    blob: Path
+    diff: Path
+    install: Callable[[int], int]
+
+    def consume(self, blob: Reader) -> int:
+        """Unpack and install the layer from ``blob``: a reader whose last read raises BadImage unless
+        the bytes match ``plan.digest`` and ``plan.size``."""
+        return self.install(unpack_stream(blob, self.plan, self.diff))
+
+
+Fetch = Callable[[Sink], Awaitable[int]]
+"""Download the blob of ``sink.plan`` into ``sink.blob`` and unpack and install it (see Sink) on a
+worker thread or process. Returns what ``install`` returned. It must not return or raise before that
+worker is done, even when cancelled: the job's undo must not race an unpack."""
 Report = Callable[[LayerPlan, str], None]
 """Told about each layer's steps: "Already exists", "Waiting", "Extracting", "Pull complete"."""
 
@@ -138,12 +155,11 @@ async def _layers(
         meta = blob_meta(layer.digest, layer.size, media_type, [source])
         work = job.new_work()
 
-        def consume(blob: Reader) -> int:
-            size = unpack_stream(blob, layer, work / "diff")  # returns once the blob's digest matched
+        def install(size: int) -> int:  # only once the blob's digest and the diff_id matched
             return job.install(work, layer.diff_id, size, meta)
 
         with inflight.claim(layer.diff_id):
-            sizes[layer.diff_id] = await fetch(layer, work / "blob", consume)
+            sizes[layer.diff_id] = await fetch(Sink(layer, work / "blob", work / "diff", install))
         report(layer, "Pull complete")
 
     tasks = [asyncio.ensure_future(one(layer)) for layer in todo.values()]

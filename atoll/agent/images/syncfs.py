@@ -5,12 +5,21 @@ dirty pages for writing now, without waiting. An import or pull calls it on each
 writing, so the disk works while later files and layers are still arriving, and the one ``syncfs``
 before the image record is written mostly finds the work done (it still waits for all of it, and for
 the metadata, so nothing is less durable).
+
+``sync_file_range`` is not free to call: it waits while the disk's request queue is full, which on a
+busy host took 0.2-0.9 s per pull, all of it stalling the unpacking. So the call is made by a
+background thread of the process on a duplicate of the file's fd; the caller only queues it. Measured
+in alternation at load 12-14 (bench/pull.py's image, layers on threads), in line against no early
+writeback at all: 3.2-4.3 s against 3.0-3.8 s (the final ``syncfs`` then waiting 0.2-0.6 s); from
+this thread against none: 2.5-3.8 s against 3.1-3.8 s. Noisy, but in line was worst every time.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import queue
+import threading
 from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -21,9 +30,44 @@ _libc.sync_file_range.restype = ctypes.c_int
 SYNC_FILE_RANGE_WRITE = 2
 
 
+PENDING_MAX = 256
+"""Files waiting for the writeback thread; beyond that, a file's writeback is left to the kernel."""
+_pending: queue.Queue[int] = queue.Queue(PENDING_MAX)
+_started = threading.Lock()
+_thread: threading.Thread | None = None
+
+
 def start_writeback(fd: int) -> None:
-    """Queue the file's dirty pages for writing, without waiting (a hint: failures are ignored)."""
-    _libc.sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+    """Have the file's dirty pages queued for writing soon, without waiting (a hint: failures are
+    ignored). ``fd`` stays the caller's: the background thread works on a duplicate."""
+    _ensure_thread()
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return
+    try:
+        _pending.put_nowait(dup)
+    except queue.Full:
+        os.close(dup)
+
+
+def _ensure_thread() -> None:
+    global _thread
+    if _thread is not None and _thread.is_alive():
+        return
+    with _started:
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_write_back, name="writeback", daemon=True)
+            _thread.start()
+
+
+def _write_back() -> None:
+    while True:
+        fd = _pending.get()
+        try:
+            _libc.sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+        finally:
+            os.close(fd)
 
 
 def syncfs(path: Path) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -38,9 +39,10 @@ from urllib.parse import urljoin, urlsplit
 
 from atoll.agent.images.streams import CHUNK
 from atoll.agent.images.syncfs import start_writeback
-from atoll.agent.registry.bodies import describe
+from atoll.agent.registry.failures import describe
 from atoll.model.errors import BadImage, RegistryError, RuntimeFailure
 
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 READ_SIZE = CHUNK
 """Bytes per read: as for unpacking (``streams.CHUNK``), large reads mean few GIL hand-overs."""
 PROGRESS_EVERY = 2 << 20
@@ -61,9 +63,12 @@ class Cancelled(RuntimeFailure):
 class Connections:
     """Idle keep-alive connections per origin, shared by the download threads of one registry client."""
 
-    def __init__(self, tls: Callable[[str, str], ssl.SSLContext], timeout: float) -> None:
+    def __init__(
+        self, tls: Callable[[str, str], ssl.SSLContext], timeout: float, receive_buffer: int = 0
+    ) -> None:
         self._tls = tls
         self._timeout = timeout
+        self._receive_buffer = receive_buffer
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -78,11 +83,19 @@ class Connections:
 
     def new(self, origin: Origin) -> http.client.HTTPConnection:
         scheme, netloc = origin
+        conn: http.client.HTTPConnection
         if scheme == "https":
-            return http.client.HTTPSConnection(
+            conn = http.client.HTTPSConnection(
                 netloc, timeout=self._timeout, context=self._tls(scheme, netloc)
             )
-        return http.client.HTTPConnection(netloc, timeout=self._timeout)
+        else:
+            conn = http.client.HTTPConnection(netloc, timeout=self._timeout)
+        if self._receive_buffer:
+            size = self._receive_buffer
+            conn._create_connection = (  # type: ignore[attr-defined]
+                lambda address, timeout=None, source=None: _connect_with_buffer(address, timeout, size)
+            )
+        return conn
 
     def put(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -301,6 +314,27 @@ class BlobStream:
     def _sleep(self, seconds: float) -> None:
         if self._stop.wait(seconds):
             raise Cancelled(f"{self._what}: the pull was cancelled")
+
+
+def _connect_with_buffer(address: tuple[str, int], timeout: float | None, size: int) -> socket.socket:
+    """``socket.create_connection``, with a receive buffer of ``size`` set before the handshake (so
+    the window scale allows it): the registry can send that far ahead of what we have processed."""
+    host, port = address
+    failure: OSError | None = None
+    for family, kind, proto, _, addr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+            except OSError:  # not privileged: as much as net.core.rmem_max allows
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            sock.settimeout(timeout)
+            sock.connect(addr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            failure = exc
+    raise failure or OSError(f"no address for {host}")
 
 
 def _origin_of(url: str) -> Origin:

@@ -6,14 +6,13 @@ from collections.abc import Callable
 
 import httpx
 
+from atoll.agent.registry.failures import describe
 from atoll.model.errors import BadImage, RegistryError
+
+__all__ = ["Progress", "describe", "read_capped"]
 
 Progress = Callable[[int], None]
 """Called with the number of bytes transferred so far."""
-
-
-def describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 async def read_capped(resp: httpx.Response, limit: int, what: str) -> bytes:

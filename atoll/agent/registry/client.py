@@ -23,9 +23,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from atoll.agent.images.remote import Sink
 from atoll.agent.registry.auth import Authenticator
 from atoll.agent.registry.blobstream import BlobStream, Connections
 from atoll.agent.registry.bodies import Progress, describe, read_capped
+from atoll.agent.registry.layerpool import LayerWorkers
+from atoll.agent.registry.layerproc import LayerJob
 from atoll.agent.registry.options import RegistryOptions
 from atoll.model.errors import AtollError, BadImage, NotFound, RegistryAuthError, RegistryError
 from atoll.model.registry import Credential
@@ -90,7 +93,7 @@ class RegistryClient:
             base_url=base_url, verify=verify, timeout=TIMEOUT, follow_redirects=True, trust_env=False
         )
         self._verify = verify
-        self._connections = Connections(self._tls, TIMEOUT.read or 30.0)
+        self._connections = Connections(self._tls, TIMEOUT.read or 30.0, options.receive_buffer)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -170,15 +173,7 @@ class RegistryClient:
         what = f"{self.host}/{repo}: blob {digest}"
 
         def authorize(msg: HTTPMessage) -> None:  # on the worker thread: the event loop answers
-            resp = httpx.Response(
-                401, headers=[("www-authenticate", v) for v in msg.get_all("www-authenticate") or []]
-            )
-            answer = asyncio.run_coroutine_threadsafe(self.auth.answer(self.http, resp, scopes), loop)
-            try:
-                answer.result(AUTH_WAIT)
-            except TimeoutError:
-                answer.cancel()
-                raise RegistryError(f"{what}: no answer to the registry's challenge in time") from None
+            self._answer_challenge(msg.get_all("www-authenticate") or [], scopes, loop, what)
 
         return BlobStream(
             self._connections,
@@ -195,6 +190,57 @@ class RegistryClient:
             max_attempts=self._options.max_attempts,
             backoff=self._options.backoff,
         )
+
+    def pull_layer(
+        self,
+        workers: LayerWorkers,
+        repo: str,
+        sink: Sink,
+        scopes: list[str],
+        *,
+        progress: Progress,
+        stop: threading.Event,
+        loop: asyncio.AbstractEventLoop,
+    ) -> int:
+        """Have a worker process download, verify and unpack a layer into ``sink`` (``layerproc.py``);
+        its unpacked size. On a pull thread; the worker's 401s are answered on the event loop."""
+        plan = sink.plan
+        what = f"{self.host}/{repo}: blob {plan.digest}"
+
+        def authorize(challenge: list[str]) -> dict[str, str]:
+            self._answer_challenge(challenge, scopes, loop, what)
+            return self.auth.header(scopes)
+
+        job = LayerJob(
+            url=f"{self.base_url}/v2/{repo}/blobs/{plan.digest}",
+            what=what,
+            plan=plan,
+            blob=str(sink.blob),
+            diff=str(sink.diff),
+            headers=self.auth.header(scopes),
+            options=self._options,
+            registry=urlsplit(self.base_url).netloc,
+            verify=self._verify is not False,
+        )
+        return workers.run(
+            job,
+            progress=progress,
+            authorize=authorize,
+            answer=lambda status, body: self.error_for(status, body, what),
+            stop=stop,
+        )
+
+    def _answer_challenge(
+        self, challenge: list[str], scopes: list[str], loop: asyncio.AbstractEventLoop, what: str
+    ) -> None:
+        """Answer a 401 a download thread (or its worker) got, on the event loop; wait for it."""
+        resp = httpx.Response(401, headers=[("www-authenticate", v) for v in challenge])
+        answer = asyncio.run_coroutine_threadsafe(self.auth.answer(self.http, resp, scopes), loop)
+        try:
+            answer.result(AUTH_WAIT)
+        except TimeoutError:
+            answer.cancel()
+            raise RegistryError(f"{what}: no answer to the registry's challenge in time") from None
 
     async def blob_exists(self, repo: str, digest: str, scopes: list[str]) -> bool:
         what = f"{self.host}/{repo}: blob {digest}"

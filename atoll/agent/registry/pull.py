@@ -4,9 +4,10 @@
    itself (a mirror that is down or lacks the image is skipped). An index or manifest list is narrowed
    to the host's platform. Manifests are capped at 4 MiB and checked against the digest that names them.
 2. Share: pulls resolving to the same image manifest while one is in flight join it (``events.py``).
-3. Fetch: the config, then the missing layers in parallel, each on a worker thread that reads it off
+3. Fetch: the config, then the missing layers in parallel, each in a worker process that reads it off
    the socket (``blobstream.py``: resumed or retried on a broken transfer, verified) and unpacks it as it
-   arrives (``images/remote.py``).
+   arrives (``layerproc.py``, driven by a thread here: ``layerpool.py``); the layer is installed here
+   once it is verified (``images/remote.py``). With ``worker_processes`` off, the thread does it all.
    Everything lands in the store all together, or nothing does.
 """
 
@@ -30,11 +31,12 @@ from atoll.agent.images.ocilayout import (
     pick_platform,
 )
 from atoll.agent.images.plan import LayerPlan, load_json, want_dict
-from atoll.agent.images.remote import Consume
+from atoll.agent.images.remote import Sink
 from atoll.agent.images.store import ImageStore
 from atoll.agent.registry.auth import pull_scope
 from atoll.agent.registry.client import RegistryClient, connect
 from atoll.agent.registry.events import Broadcast
+from atoll.agent.registry.layerpool import LayerWorkers
 from atoll.agent.registry.options import RegistryOptions
 from atoll.model.errors import AtollError, BadImage, NotFound, RegistryAuthError, RegistryError
 from atoll.model.reference import ImageReference
@@ -54,6 +56,17 @@ class Puller:
         # Layer downloads (and their unpacking) run on threads of their own: on the default executor
         # they could take every thread while waiting for the event loop, which may need one (DNS).
         self._pool = ThreadPoolExecutor(options.parallel_downloads, thread_name_prefix="pull")
+        # Started on first use (or by ready()) and kept: an agent that never pulls starts none.
+        self._workers = LayerWorkers(options.parallel_downloads) if options.worker_processes else None
+
+    async def ready(self) -> None:
+        """Start the layer worker processes now, rather than on the first pull, and wait for them."""
+        if self._workers is not None:
+            await asyncio.to_thread(self._workers.start)
+
+    def worker_pids(self) -> list[int]:
+        """The layer worker processes alive in the pool now (for tests and benchmarks)."""
+        return self._workers.pids() if self._workers is not None else []
 
     async def close(self) -> None:
         tasks = [job.task for job in self._jobs.values() if job.task is not None]
@@ -61,6 +74,8 @@ class Puller:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._pool.shutdown(wait=False)
+        if self._workers is not None:
+            await asyncio.to_thread(self._workers.close)
 
     async def pull(
         self, ref: ImageReference, credentials: Mapping[str, Credential]
@@ -179,7 +194,8 @@ class Puller:
 
         loop = asyncio.get_running_loop()
 
-        async def fetch(layer: LayerPlan, dest: Path, consume: Consume) -> int:
+        async def fetch(sink: Sink) -> int:
+            layer = sink.plan
             assert layer.digest is not None and layer.size is not None
             ident, total = short(layer.digest), layer.size
             stop = threading.Event()
@@ -194,11 +210,23 @@ class Puller:
 
             def work() -> int:
                 assert layer.digest is not None and layer.size is not None
+                if self._workers is not None:
+                    size = client.pull_layer(
+                        self._workers, ref.path, sink, scopes, progress=progress, stop=stop, loop=loop
+                    )
+                    return sink.install(size)
                 stream = client.blob_stream(
-                    ref.path, layer.digest, layer.size, dest, scopes, progress=progress, stop=stop, loop=loop
+                    ref.path,
+                    layer.digest,
+                    layer.size,
+                    sink.blob,
+                    scopes,
+                    progress=progress,
+                    stop=stop,
+                    loop=loop,
                 )
                 try:
-                    return consume(stream)
+                    return sink.consume(stream)
                 finally:
                     stream.close()
 

@@ -30,6 +30,13 @@ class Registries:
     async def close(self) -> None:
         await self._puller.close()
 
+    async def ready(self) -> None:
+        """Start the pull worker processes now instead of on the first pull, and wait until they are up."""
+        await self._puller.ready()
+
+    def pull_worker_pids(self) -> list[int]:
+        return self._puller.worker_pids()
+
     def pull(self, reference: str, credentials: Mapping[str, Credential]) -> AsyncIterator[PullEvent]:
         return self._puller.pull(parse_image_reference(reference), credentials)
 
