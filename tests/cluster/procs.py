@@ -128,7 +128,7 @@ class MultiHost:
     def host(self, host_id: str) -> HostDetail:
         return self.api().cluster_host(host_id)
 
-    def wait_state(self, agent: AgentProc, state: str, timeout: float = 30) -> None:
+    def wait_state(self, agent: AgentProc, state: str, timeout: float = 60) -> None:
         self._wait(lambda: self.host(agent.host_id).state == state, f"{agent.name} {state}", timeout)
 
     def add_agent(self, name: str) -> AgentProc:
