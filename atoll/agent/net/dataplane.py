@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
 
-from atoll.agent.net import dockercompat, netlink, netns, nft, publish, secrules
+from atoll.agent.net import dockercompat, netlink, netns, nft, nftdiff, publish, secrules
 from atoll.agent.net.fdbpin import pin_mac
 from atoll.agent.net.names import BRIDGE, PUBLISH, VETH, Names, alias_id, bridge_alias, veth_alias
 from atoll.agent.net.routers import RouterPlane
@@ -387,7 +387,7 @@ class HostNetwork:
             security = secrules.render(self.names, self._security, ports)
         script = nft.render(self.names, bridges, security=security, published=targets)
         if script != self._rules:
-            nft.apply(script)
+            nftdiff.apply(self._rules, script)  # the change alone, when it can be written as one
             if self._rules is None:
                 dockercompat.ensure(self.names)
             self._rules = script
