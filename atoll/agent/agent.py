@@ -228,6 +228,8 @@ class Agent:
             handle.cancel()
         self._restarts.clear()
         self._watcher.close()
+        with contextlib.suppress(TimeoutError):  # what is left, the next start-up sync removes
+            await asyncio.wait_for(self._net.settle(), 10)
         for task in list(self._tasks):
             task.cancel()
         await self._registries.close()
@@ -311,8 +313,11 @@ class Agent:
         self._specs[spec.id] = spec
         # Its groups, applied together with its veths (one rule-set load), before they join their bridges.
         security = await self._fetch_security_policy() if spec.ports else None
+        # This host's overlay description names the remote ports of its networks, not its own: only a
+        # network new to this host (its bridge and VXLAN device are made now) needs a refresh.
+        here = self._net.local_networks()
         await self._net.attach(spec, security=security)  # before any start: the address stays across runs
-        if spec.ports:
+        if any(p.network_id not in here for p in spec.ports):
             await self._overlay.refresh()
         try:
             await self._dns.serve(spec)
@@ -541,11 +546,19 @@ class Agent:
         unmount(layout.rootfs)
         remove_cgroup(self._cgroup(instance_id))
         await self._dns.stop(instance_id)  # its sockets would keep the namespace alive
-        await self._net.release(instance_id, spec.ports if spec is not None else ())
-        if spec is not None and spec.ports:
-            await self._overlay.refresh()
+        # Gone for the user when this returns (name and address reusable); the links and the namespace
+        # are deleted in the background (see HostNetwork.release), the overlay refreshed after that if
+        # a network left this host (its VXLAN device goes with its bridge).
+        await self._net.release(instance_id, spec.ports if spec is not None else (), defer=True)
+        here = self._net.local_networks()
+        if spec is not None and any(p.network_id not in here for p in spec.ports):
+            self._spawn(self._refresh_overlay_after_release())
         if self._trash.take(layout.root) is not None:
             self._spawn(self._trash.empty())  # deleted in the background, not while the caller waits
+
+    async def _refresh_overlay_after_release(self) -> None:
+        await self._net.settle()
+        await self._overlay.refresh()
 
     async def logs(
         self, instance_id: str, *, follow: bool = False, tail: int | None = None, since: str = ""

@@ -98,6 +98,8 @@ class HostNetwork:
         self._published: dict[str, list[PublishedPort]] = {}
         """Published ports by instance, kept like ``_attached``."""
         self._pub = publish.Addresses(config.publish_pool)
+        self._teardowns: dict[str, asyncio.Task[None]] = {}
+        """Deferred removals under way, by instance (see ``release``)."""
 
     def router_path(self, router_id: str) -> Path:
         return self._routers.path(router_id)
@@ -130,14 +132,60 @@ class HostNetwork:
                 await asyncio.to_thread(self._in_host, lambda: self._unwire(spec.id, spec.ports))
                 raise
 
-    async def release(self, instance_id: str, ports: Iterable[PortSpec] = ()) -> None:
-        """Remove an instance's veths and namespace, and bridges no other port needs. Idempotent."""
+    async def release(self, instance_id: str, ports: Iterable[PortSpec] = (), *, defer: bool = False) -> None:
+        """Remove an instance's veths and namespace, and bridges no other port needs. Idempotent.
+
+        With ``defer``, the kernel work (deleting links waits for the kernel's RCU grace periods, tens
+        of ms) is left to a background task (``settle`` waits for it): when this returns the instance
+        is gone from the desired state, so its address may be given to a new instance at once. That is
+        safe with the old veth still there: the next rule change (a new port's) is computed against the
+        rules last applied, so it removes the old port's elements and adds the new one's in one
+        transaction; the new port has its own veth, its MAC pinned to it on the bridge; and the old
+        veth is taken off the bridge's forwarding at once (its namespace would still answer ARP). If
+        the agent dies first, its start-up ``sync`` removes what is left (whatever is ours and not
+        wanted).
+        Published ports are released at once (their host ports and addresses are shared)."""
         async with self._lock:
             known = self._attached.pop(instance_id, None)
-            self._published.pop(instance_id, None)
+            published = self._published.pop(instance_id, None)
             self._released.add(instance_id)
             gone = list(known if known is not None else ports)
+            if defer and not published:
+                await asyncio.to_thread(self._in_host, lambda: self._isolate(gone))
+                task = asyncio.create_task(self._teardown(instance_id, gone))
+                self._teardowns[instance_id] = task
+                task.add_done_callback(lambda done: self._forget_teardown(instance_id, done))
+                return
             await asyncio.to_thread(self._in_host, lambda: self._unwire(instance_id, gone))
+
+    def _isolate(self, ports: list[PortSpec]) -> None:
+        """Until its deletion, a released port's veth forwards nothing: its namespace, though without
+        processes, still answers ARP and ping for an address that may now be another instance's."""
+        with netlink.netlink() as ipr:
+            for port in ports:
+                netlink.disable_port(ipr, self.names.veth(port.id))
+
+    async def _teardown(self, instance_id: str, ports: list[PortSpec]) -> None:
+        async with self._lock:
+            if instance_id in self._attached:
+                return  # wired again since (the same id): nothing of it is to go
+            try:
+                await asyncio.to_thread(self._in_host, lambda: self._unwire(instance_id, ports))
+            except Exception:
+                log.exception("could not remove the network of %s; the next sync will", instance_id)
+
+    def _forget_teardown(self, instance_id: str, task: asyncio.Task[None]) -> None:
+        if self._teardowns.get(instance_id) is task:
+            del self._teardowns[instance_id]
+
+    async def settle(self) -> None:
+        """Wait for the deferred removals under way (see ``release``)."""
+        while self._teardowns:
+            await asyncio.gather(*self._teardowns.values(), return_exceptions=True)
+
+    def local_networks(self) -> set[str]:
+        """The networks with a port of an instance on this host (so their bridges are here)."""
+        return {p.network_id for ports in self._attached.values() for p in ports}
 
     async def replug(self, spec: InstanceSpec) -> None:
         """Hot-plug: converge an instance that exists here to exactly ``spec.ports``: wire the new ones
