@@ -88,7 +88,7 @@ def test_two_instances_on_one_network_talk(cloud: Cloud, api: AtollAPI) -> None:
     for name in ("front-a", "front-b"):
         ok(cloud.cli("rm", "-f", name))
     ok(cloud.cli("network", "rm", "front"))
-    assert links(cloud) == before
+    wait_for(lambda: links(cloud) == before, 10, "links gone")  # deleted in the background
 
 
 def test_different_networks_cannot_reach_each_other(cloud: Cloud) -> None:
@@ -152,7 +152,8 @@ def test_rm_frees_the_address_and_the_links(cloud: Cloud, api: AtollAPI) -> None
     netns = cloud.base / "run" / "netns" / first.id
     assert netns.exists()
     api.remove_instance(first.id, force=True)
-    assert links(cloud) == before and not netns.exists()
+    # The links and the namespace are deleted in the background, right after the answer.
+    wait_for(lambda: links(cloud) == before and not netns.exists(), 10, "links and namespace gone")
     second = api.create_instance(InstanceCreate(image="busybox", command=["true"], networks=want))
     assert second.networks[0].ip == "10.85.0.5"
     api.remove_instance(second.id, force=True)
