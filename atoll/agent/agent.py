@@ -159,6 +159,8 @@ class Agent:
         self._locks: dict[str, asyncio.Lock] = {}
         self._exiting: set[str] = set()  # exits being recorded right now; reconcile leaves them alone
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._releasing: set[asyncio.Task[Any]] = set()
+        """Overlay refreshes waiting for a removal's background network work (see ``_purge``)."""
         self._loop_task: asyncio.Task[None] | None = None
         names = Names(config.net_prefix, config.nft_table)
         self._net = HostNetwork(
@@ -229,7 +231,7 @@ class Agent:
         self._restarts.clear()
         self._watcher.close()
         with contextlib.suppress(TimeoutError):  # what is left, the next start-up sync removes
-            await asyncio.wait_for(self._net.settle(), 10)
+            await asyncio.wait_for(self.settle(), 10)
         for task in list(self._tasks):
             task.cancel()
         await self._registries.close()
@@ -552,13 +554,22 @@ class Agent:
         await self._net.release(instance_id, spec.ports if spec is not None else (), defer=True)
         here = self._net.local_networks()
         if spec is not None and any(p.network_id not in here for p in spec.ports):
-            self._spawn(self._refresh_overlay_after_release())
+            task = self._spawn(self._refresh_overlay_after_release())
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
         if self._trash.take(layout.root) is not None:
             self._spawn(self._trash.empty())  # deleted in the background, not while the caller waits
 
     async def _refresh_overlay_after_release(self) -> None:
         await self._net.settle()
         await self._overlay.refresh()
+
+    async def settle(self) -> None:
+        """Wait for the background part of removals under way (links, namespaces, overlay devices):
+        for tests and for a clean shutdown."""
+        await self._net.settle()
+        while self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
 
     async def logs(
         self, instance_id: str, *, follow: bool = False, tail: int | None = None, since: str = ""
