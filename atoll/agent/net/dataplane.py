@@ -295,7 +295,8 @@ class HostNetwork:
         every = {**self._attached, **instances}
         bridges = self._desired_bridges(every)
         with netlink.netlink() as ipr:
-            have = netlink.links(ipr)
+            # The bridges by name, not a dump of every link: the host may have thousands of veths.
+            have = {name: found for name in bridges if (found := netlink.link(ipr, name)) is not None}
             for name, port in bridges.items():
                 self._ensure_bridge(ipr, have, name, port)
             self._pub.scan(ipr, self.names)
