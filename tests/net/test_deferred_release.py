@@ -93,3 +93,29 @@ def test_a_crash_before_the_background_removal_leaves_nothing_after_the_next_syn
     rules = host.run("nft", "list", "ruleset").stdout
     assert "10.0.0.3" not in rules
     assert ping(dataplane.netns_path(keep.id), "10.0.0.2")
+
+
+def test_a_bridge_left_without_ports_lingers_for_the_next_instance(
+    dataplane: HostNetwork, host: Host
+) -> None:
+    first = instance(port(NET, "10.0.0.2"))
+    second = instance(port(NET, "10.0.0.2"))
+    bridge = dataplane.names.bridge(NET)
+
+    async def scenario() -> None:
+        await dataplane.attach(first)
+        index = host.run("cat", f"/sys/class/net/{bridge}/ifindex").stdout
+        await dataplane.release(first.id, defer=True)
+        while dataplane._teardowns:  # the veth and namespace go; the bridge and the tables stay
+            await asyncio.sleep(0.01)
+        assert host.links() == {bridge} and host.nft_tables()
+        await dataplane.attach(second)  # within the linger: the same bridge
+        assert host.run("cat", f"/sys/class/net/{bridge}/ifindex").stdout == index
+        await dataplane.settle()  # the linger ends; the bridge is in use again, so it stays
+        assert host.links() == {bridge, dataplane.names.veth(second.ports[0].id)}
+        await dataplane.release(second.id, defer=True)
+        await dataplane.settle()  # now it goes, and the tables with it
+
+    asyncio.run(scenario())
+    assert host.links() == set()
+    assert host.nft_tables() == set()

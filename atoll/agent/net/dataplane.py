@@ -45,6 +45,11 @@ from atoll.model.secgroups import HostSecurity
 
 log = logging.getLogger(__name__)
 
+LINGER = 2.0
+"""Seconds a bridge stays after a deferred removal took its last port: `docker run --rm` after
+`docker run --rm` on an otherwise empty network would make and delete the bridge (and reload our
+tables whole, as they go with the last bridge) every time."""
+
 
 @dataclass(frozen=True)
 class NetConfig:
@@ -100,6 +105,9 @@ class HostNetwork:
         self._pub = publish.Addresses(config.publish_pool)
         self._teardowns: dict[str, asyncio.Task[None]] = {}
         """Deferred removals under way, by instance (see ``release``)."""
+        self._idle: dict[str, Bridge] = {}
+        """Bridges whose last port a deferred removal took, kept for ``LINGER`` seconds (see ``release``)."""
+        self._expiry: asyncio.Task[None] | None = None
 
     def router_path(self, router_id: str) -> Path:
         return self._routers.path(router_id)
@@ -144,7 +152,9 @@ class HostNetwork:
         veth is taken off the bridge's forwarding at once (its namespace would still answer ARP). If
         the agent dies first, its start-up ``sync`` removes what is left (whatever is ours and not
         wanted).
-        Published ports are released at once (their host ports and addresses are shared)."""
+        Published ports are released at once (their host ports and addresses are shared). A bridge
+        left without ports stays ``LINGER`` seconds, in case the next instance comes (``settle``
+        waits for that too)."""
         async with self._lock:
             known = self._attached.pop(instance_id, None)
             published = self._published.pop(instance_id, None)
@@ -169,19 +179,50 @@ class HostNetwork:
         async with self._lock:
             if instance_id in self._attached:
                 return  # wired again since (the same id): nothing of it is to go
+            wanted = self._desired_bridges(self._attached)
+            for port in ports:
+                name = self.names.bridge(port.network_id)
+                if name not in wanted:
+                    self._idle[name] = Bridge(port.network_id, port.mtu)
             try:
                 await asyncio.to_thread(self._in_host, lambda: self._unwire(instance_id, ports))
             except Exception:
                 log.exception("could not remove the network of %s; the next sync will", instance_id)
+            if self._idle:
+                if self._expiry is not None:
+                    self._expiry.cancel()
+                self._expiry = asyncio.create_task(self._expire(LINGER))
+
+    async def _expire(self, after: float) -> None:
+        """Delete the idle bridges that no port has taken since (and, with none left, our tables)."""
+        await asyncio.sleep(after)
+        async with self._lock:
+            idle, self._idle = self._idle, {}
+            if not idle:
+                return
+            attached = dict(self._attached)
+            try:
+                await asyncio.to_thread(self._in_host, lambda: self._drop_idle(idle, attached))
+            except Exception:
+                log.exception("could not remove idle bridges; the next sync will")
+
+    def _drop_idle(self, idle: Mapping[str, Bridge], attached: Mapping[str, list[PortSpec]]) -> None:
+        wanted = self._desired_bridges(attached)
+        with netlink.netlink() as ipr:
+            for name, bridge in idle.items():
+                if name not in wanted:
+                    netlink.delete(ipr, name, owner=bridge.network_id)
+        self._apply_rules(wanted, attached)
 
     def _forget_teardown(self, instance_id: str, task: asyncio.Task[None]) -> None:
         if self._teardowns.get(instance_id) is task:
             del self._teardowns[instance_id]
 
     async def settle(self) -> None:
-        """Wait for the deferred removals under way (see ``release``)."""
-        while self._teardowns:
-            await asyncio.gather(*self._teardowns.values(), return_exceptions=True)
+        """Wait for the deferred removals under way (see ``release``), idle bridges included."""
+        while self._teardowns or (self._expiry is not None and not self._expiry.done()):
+            pending = [*self._teardowns.values(), *([self._expiry] if self._expiry is not None else [])]
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def local_networks(self) -> set[str]:
         """The networks with a port of an instance on this host (so their bridges are here)."""
@@ -272,6 +313,8 @@ class HostNetwork:
             for ports in desired.values()
             for p in ports
         }
+        for name, idle in self._idle.items():
+            bridges.setdefault(name, idle)
         for router in self._routing:
             for leg in router.legs:
                 name = self.names.bridge(leg.network_id)
