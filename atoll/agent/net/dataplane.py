@@ -45,7 +45,7 @@ from atoll.model.secgroups import HostSecurity
 
 log = logging.getLogger(__name__)
 
-LINGER = 2.0
+LINGER = 1.0
 """Seconds a bridge stays after a deferred removal took its last port: `docker run --rm` after
 `docker run --rm` on an otherwise empty network would make and delete the bridge (and reload our
 tables whole, as they go with the last bridge) every time."""
