@@ -8,6 +8,8 @@
     On a machine shared with other work MemAvailable moves by more than 50 containers cost, so a
     second figure counts only what can be attributed: the growth of the daemon side's PSS (dockerd,
     containerd and the shims; `atoll up`) plus the kernel memory charged to the containers' cgroups.
+Also the floor under (a) and (b): the same CLI commands against bench/cli_floor.py, a responder that
+answers each request at once (``cli_floor_ms``, ``cli_floor_detached_ms``): what no daemon can beat.
 
 Atoll is a fresh `atoll up` on temp paths (tests/e2e/cloud.py: own ports, socket, net prefix, nft table,
 cgroup parent); dockerd is the private one of tests/docker/stock.py (own roots and socket, no bridge, no
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.cli_floor import measure_floor
 from bench.lifecycle import mem_available, process_memory, settle
 from tests.docker.stock import DOCKER_CLI, StockDockerd, missing_binaries
 from tests.e2e.cloud import Cloud
@@ -171,6 +174,7 @@ def main() -> None:
         daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
     print(f"dockerd: {figures['dockerd']}", flush=True)
+    figures.update(measure_floor(args.runs))
 
     a, d = figures["atoll"], figures["dockerd"]
     figures["time_ratio"] = round(a["run_rm_true_ms"] / d["run_rm_true_ms"], 3)
@@ -181,11 +185,14 @@ def main() -> None:
     )
     print(
         f"(a) docker run --rm busybox true: atoll {a['run_rm_true_ms']} ms, dockerd {d['run_rm_true_ms']} ms,"
-        f" ratio {figures['time_ratio']}x (target <= 0.25x)"
+        f" ratio {figures['time_ratio']}x (target <= 0.25x); the CLI alone against an instant responder"
+        f" {figures['cli_floor_ms']} ms ({figures['cli_floor_ms'] / d['run_rm_true_ms']:.2f}x dockerd)"
     )
     print(
         f"(b) {args.count} detached starts: atoll {a['detached_starts_per_s']}/s, dockerd "
-        f"{d['detached_starts_per_s']}/s, ratio {figures['start_rate_ratio']}x (target >= 5x)"
+        f"{d['detached_starts_per_s']}/s, ratio {figures['start_rate_ratio']}x (target >= 5x); the CLI alone:"
+        f" {1000 / figures['cli_floor_detached_ms']:.1f}/s"
+        f" ({1000 / figures['cli_floor_detached_ms'] / d['detached_starts_per_s']:.1f}x dockerd)"
     )
     print(
         f"(c) memory per idle container beyond its own PSS: atoll {a['mem_per_container_mb']} MB, dockerd "

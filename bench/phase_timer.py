@@ -65,6 +65,20 @@ TARGETS: list[tuple[str, str, str]] = [
     ("atoll.services.control", "LocalControlPlane.network_names", "  ctl network_names"),
     ("atoll.agent.runtime.owncgroups", "OwnCgroups.create", "  own cgroups create"),
     ("sqlalchemy.orm", "Session.commit", "db commit"),
+    ("atoll.agent.net.dataplane", "HostNetwork._wire_instance", "  net wire instance"),
+    ("atoll.agent.net.dataplane", "HostNetwork._isolate", "  net isolate released veth"),
+    ("atoll.agent.net.dataplane", "HostNetwork._teardown", "net teardown (background)"),
+    ("atoll.agent.net.dataplane", "HostNetwork._apply_rules", "  net apply rules"),
+    ("atoll.agent.net.dataplane", "_configure_inside", "  net configure inside (make)"),
+    ("atoll.agent.net.netlink", "links", "  netlink link dump"),
+    ("atoll.agent.net.netlink", "configure_nic", "  netlink configure nic"),
+    ("atoll.agent.net.netlink", "attach", "  netlink attach to bridge"),
+    ("atoll.agent.net.netlink", "delete", "  netlink delete"),
+    ("atoll.agent.net.netlink", "add_bridge", "  netlink add bridge"),
+    ("atoll.agent.net.publish", "Addresses.scan", "  publish scan"),
+    ("atoll.agent.net.nftdiff", "apply", "  nftdiff apply"),
+    ("atoll.agent.net.libnft", "run", "  libnft run"),
+    ("atoll.agent.net.netns", "run_in", "  netns run_in"),
 ]
 
 _ID = re.compile(r"/[0-9a-f]{12,64}(?=/|$)")

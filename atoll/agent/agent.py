@@ -161,6 +161,8 @@ class Agent:
         self._locks: dict[str, asyncio.Lock] = {}
         self._exiting: set[str] = set()  # exits being recorded right now; reconcile leaves them alone
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._releasing: set[asyncio.Task[Any]] = set()
+        """Overlay refreshes waiting for a removal's background network work (see ``_purge``)."""
         self._loop_task: asyncio.Task[None] | None = None
         names = Names(config.net_prefix, config.nft_table)
         self._net = HostNetwork(
@@ -230,6 +232,8 @@ class Agent:
             handle.cancel()
         self._restarts.clear()
         self._watcher.close()
+        with contextlib.suppress(TimeoutError):  # what is left, the next start-up sync removes
+            await asyncio.wait_for(self.settle(), 10)
         for task in list(self._tasks):
             task.cancel()
         await self._registries.close()
@@ -313,8 +317,11 @@ class Agent:
         self._specs[spec.id] = spec
         # Its groups, applied together with its veths (one rule-set load), before they join their bridges.
         security = await self._fetch_security_policy() if spec.ports else None
+        # This host's overlay description names the remote ports of its networks, not its own: only a
+        # network new to this host (its bridge and VXLAN device are made now) needs a refresh.
+        here = self._net.local_networks()
         await self._net.attach(spec, security=security)  # before any start: the address stays across runs
-        if spec.ports:
+        if any(p.network_id not in here for p in spec.ports):
             await self._overlay.refresh()
         try:
             await self._dns.serve(spec)
@@ -543,11 +550,28 @@ class Agent:
         unmount(layout.rootfs)
         remove_cgroup(self._cgroup(instance_id))
         await self._dns.stop(instance_id)  # its sockets would keep the namespace alive
-        await self._net.release(instance_id, spec.ports if spec is not None else ())
-        if spec is not None and spec.ports:
-            await self._overlay.refresh()
+        # Gone for the user when this returns (name and address reusable); the links and the namespace
+        # are deleted in the background (see HostNetwork.release), the overlay refreshed after that if
+        # a network left this host (its VXLAN device goes with its bridge).
+        await self._net.release(instance_id, spec.ports if spec is not None else (), defer=True)
+        here = self._net.local_networks()
+        if spec is not None and any(p.network_id not in here for p in spec.ports):
+            task = self._spawn(self._refresh_overlay_after_release())
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
         if self._trash.take(layout.root) is not None:
             self._spawn(self._trash.empty())  # deleted in the background, not while the caller waits
+
+    async def _refresh_overlay_after_release(self) -> None:
+        await self._net.settle()
+        await self._overlay.refresh()
+
+    async def settle(self) -> None:
+        """Wait for the background part of removals under way (links, namespaces, overlay devices):
+        for tests and for a clean shutdown."""
+        await self._net.settle()
+        while self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
 
     async def logs(
         self, instance_id: str, *, follow: bool = False, tail: int | None = None, since: str = ""

@@ -154,7 +154,15 @@ class NetnsCluster(MultiHost):
         assert isinstance(agent, NetnsAgent)
         return {**agent.env(self.env), "ATOLL_UNDERLAY_IP": agent.address}
 
+    def settle_network(self, timeout: float = 10) -> None:
+        """Give the agents the moment they take to delete removed instances' links, namespaces and
+        idle bridges in the background (atoll/agent/net/dataplane.py) before looking for leftovers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(agent.leftovers() for agent in self.agents):
+            time.sleep(0.1)
+
     def teardown(self) -> None:
+        self.settle_network()
         self._stop_all()
         for agent in self.agents:
             _kill_containers(agent)

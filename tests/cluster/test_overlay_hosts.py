@@ -60,5 +60,6 @@ def test_overlay_spans_host_namespaces(hosts: NetnsCluster) -> None:
         for inst in api.instances(all=True):
             api.remove_instance(inst.id, force=True)
         api.remove_network("span")
+    hosts.settle_network()  # links go in the background after a removal
     for agent in hosts.agents:
         assert agent.leftovers() == []

@@ -146,6 +146,7 @@ class Cloud:
                 for inst in api.instances(all=True):
                     with contextlib.suppress(Exception):
                         api.remove_instance(inst.id, force=True)
+            self._wait_for_network_removal()
             self.stop()
         network = self._network_leftovers()
         for hierarchy in CGROUP_ROOT.iterdir():
@@ -159,6 +160,19 @@ class Cloud:
         shutil.rmtree(self.base, ignore_errors=True)
         assert not left, f"the cloud left temporary files behind: {left}"
         assert not network, f"the cloud's dataplane left these behind: {network}"
+
+    def _wait_for_network_removal(self, timeout: float = 10) -> None:
+        """The agent deletes a removed instance's links and namespace in the background, and an idle
+        bridge a moment later (atoll/agent/net/dataplane.py): give it that moment before stopping."""
+        deadline = time.monotonic() + timeout
+        netns_dir = self.base / "run" / "netns"
+        while time.monotonic() < deadline:
+            links = [n for n in os.listdir("/sys/class/net") if n.startswith(self.net_prefix)]
+            if not links and not (netns_dir.is_dir() and any(netns_dir.iterdir())):
+                table = ["nft", "list", "table", "inet", self.nft_table]
+                if subprocess.run(table, capture_output=True).returncode != 0:  # the last thing to go
+                    return
+            time.sleep(0.05)
 
     def _network_leftovers(self) -> list[str]:
         """What the dataplane left once every instance was removed (nothing, if it works), removed here

@@ -116,10 +116,16 @@ def test_release_removes_everything_and_keeps_what_others_use(dataplane: HostNet
 def test_attach_is_idempotent(dataplane: HostNetwork, host: Host) -> None:
     a = instance(port(NET_A, "10.0.0.2"))
     asyncio.run(dataplane.attach(a))
-    before = host.run("ip", "-o", "link").stdout
+
+    def indexed() -> list[str]:  # "index: name" of each link (its state flags settle asynchronously)
+        return [
+            line.split("@")[0].split(" <")[0] for line in host.run("ip", "-o", "link").stdout.splitlines()
+        ]
+
+    before = indexed()
     asyncio.run(dataplane.attach(a))
     asyncio.run(dataplane.sync([a]))
-    assert host.run("ip", "-o", "link").stdout == before  # same links, same indexes
+    assert indexed() == before  # same links, same indexes
 
 
 def test_a_restarted_agent_resyncs_and_removes_leftovers(dataplane: HostNetwork, host: Host) -> None:

@@ -163,10 +163,12 @@ async def test_two_agents_one_overlay(cluster: Cluster) -> None:
 
     # Removing y: host-b drops the network, host-a (nudged) stops sending to host-b.
     await instances.remove(ctl, project="default", ref=y, force=True)
+    await cluster.agents["host-b"].settle()  # links go in the background after the removal
     assert cluster.ours("host-b") == set()
     fdb = cluster.hosts["host-a"].run("bridge", "fdb", "show", "dev", vx).stdout
     assert UNDERLAY[1] not in fdb
     await instances.remove(ctl, project="default", ref=x, force=True)
+    await cluster.agents["host-a"].settle()
     assert cluster.ours("host-a") == set()
     await asyncio.gather(*(a.reconcile() for a in cluster.agents.values()))
     assert cluster.ours("host-a") == cluster.ours("host-b") == set()

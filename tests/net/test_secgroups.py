@@ -108,6 +108,9 @@ def test_a_spoofed_source_is_dropped(
     assert not fetch(path, "http://10.0.0.3:81/", source="10.0.0.9")
     # The control: without the anti-spoofing table the forged source gets through; a sync restores it.
     host.run("nft", "delete", "table", "bridge", dataplane.names.table)
+    # (The forged attempt above left the neighbour entry of 10.0.0.3 unresolved: its ARP request,
+    # sent from 10.0.0.9, was dropped too. Start afresh rather than race its retries.)
+    in_netns(path, "ip", "neigh", "flush", "dev", "eth0")
     assert fetch(path, "http://10.0.0.3:81/", source="10.0.0.9")
     asyncio.run(dataplane.sync([client, web, other]))
     assert not fetch(path, "http://10.0.0.3:81/", source="10.0.0.9")

@@ -250,3 +250,17 @@ def write_sysctl(key: str, value: str) -> None:
         Path("/proc/sys", key).write_text(value)
     except OSError as exc:
         raise RuntimeFailure(f"sysctl {key}={value}: {exc.strerror}") from exc
+
+
+def disable_port(ipr: Netlink, name: str) -> None:
+    """Take a link off its bridge's forwarding (STP state "disabled": nothing is forwarded to or from
+    it) without deleting it or taking it down, which both wait for the kernel's RCU grace periods.
+    Idempotent; a missing link or one on no bridge is left alone."""
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        return
+    try:
+        ipr.brport("set", index=found[0], state=0)
+    except NetlinkError as exc:
+        if exc.code not in (errno.ENODEV, errno.EINVAL, errno.EOPNOTSUPP):
+            raise RuntimeFailure(f"disable bridge port {name}: {os.strerror(exc.code)}") from exc

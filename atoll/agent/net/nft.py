@@ -29,7 +29,7 @@ import json
 import subprocess
 from collections.abc import Iterable, Sequence
 
-from atoll.agent.net import publish, secrules
+from atoll.agent.net import libnft, publish, secrules
 from atoll.agent.net.names import BRIDGE, PUBLISH, ROUTER, VETH, Names
 from atoll.model.errors import RuntimeFailure
 
@@ -135,6 +135,13 @@ def render_delete(names: Names) -> str:
 
 
 def _nft(args: list[str], script: str | None = None) -> str:
+    if libnft.available:  # in-process: no nft process per call (see libnft)
+        as_json = args[:1] == ["-j"]
+        commands = script if args == ["-f", "-"] else " ".join(args[1:] if as_json else args)
+        result = libnft.run(commands or "", json=as_json)
+        if not result.ok:
+            raise RuntimeFailure(f"nft {' '.join(args)}: {result.error.strip()}")
+        return result.output
     try:
         done = subprocess.run(["nft", *args], input=script, capture_output=True, text=True, timeout=30)
     except FileNotFoundError as exc:
