@@ -65,12 +65,21 @@ def test_arena_cap_is_accepted() -> None:
     assert heap.limit_malloc_arenas()  # glibc on this machine
 
 
-def test_keeper_collects_after_allocation(no_automatic_gc: None) -> None:
+def test_keeper_collects_after_allocation() -> None:
+    """A cycle that has reached the oldest generation is freed by the keeper once the process allocates
+    (young collections alone never free it)."""
+
     async def scenario() -> None:
         keeper = asyncio.create_task(heap.keep_heap_small(0.05))
         try:
-            ref = cycle()
+            a = Node()
+            a.peer = a
+            ref = weakref.ref(a)
+            gc.collect(1)
+            gc.collect(1)  # survived twice: now in the oldest generation
+            del a
             for _ in range(50):
+                _ = [Node() for _ in range(2000)]  # work, so young collections happen
                 if ref() is None:
                     break
                 await asyncio.sleep(0.02)
