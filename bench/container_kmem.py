@@ -50,8 +50,8 @@ def no_cgroup_mount(spec: Spec) -> None:
 
 def no_sysfs(spec: Spec) -> None:
     _drop_mounts(spec, lambda m: m.get("type") not in ("sysfs", "cgroup"))
-    spec["linux"]["maskedPaths"] = [p for p in spec["linux"].get("maskedPaths", []) if not p.startswith("/sys")]
-    spec["linux"]["readonlyPaths"] = [p for p in spec["linux"].get("readonlyPaths", []) if not p.startswith("/sys")]
+    for key in ("maskedPaths", "readonlyPaths"):
+        spec["linux"][key] = [p for p in spec["linux"].get(key, []) if not p.startswith("/sys")]
 
 
 def no_mqueue_shm(spec: Spec) -> None:
@@ -87,7 +87,9 @@ def kmem_of(parent: str, name: str) -> int:
     return int(Path("/sys/fs/cgroup/memory", parent, name, "memory.kmem.usage_in_bytes").read_text())
 
 
-def measure(base: Path, layers: list[Path], config: Spec, variant: Callable[[Spec], None], count: int) -> list[int]:
+def measure(
+    base: Path, layers: list[Path], config: Spec, variant: Callable[[Spec], None], count: int
+) -> list[int]:
     spec = copy.deepcopy(config)
     variant(spec)
     crun = BareCrun(base, layers, spec, base / "bin")
@@ -120,7 +122,8 @@ def main() -> None:
             values = measure(base / f"v{i}", layers, config, variant, args.count)
             figures[label] = round(statistics.median(values) / 1024, 1)
             delta = figures[label] - figures["full bundle"]
-            print(f"{label:48s} {figures[label]:7.1f} KiB ({delta:+.1f})  {[v // 1024 for v in values]}", flush=True)
+            each = [v // 1024 for v in values]
+            print(f"{label:48s} {figures[label]:7.1f} KiB ({delta:+.1f})  {each}", flush=True)
     finally:
         atoll.close()
         shutil.rmtree(base, ignore_errors=True)
