@@ -15,7 +15,7 @@ from .helpers import Host
 
 def _pyroute2_view() -> dict[str, tuple[object, ...]]:
     with IPRoute() as ipr:
-        out = {}
+        out: dict[str, tuple[object, ...]] = {}
         for msg in ipr.get_links():
             info = msg.get_attr("IFLA_LINKINFO")
             out[msg.get_attr("IFLA_IFNAME")] = (
