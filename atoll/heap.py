@@ -5,8 +5,9 @@ Python objects an idle container keeps alive are about 30-50 KB, yet the process
 per container. The rest was allocator high water, not state:
 
 - cyclic garbage. pyroute2's netlink messages form reference cycles, and every network attach and
-  every reconcile dumps the host's links (a dump grows with the number of veths, so with the number
-  of containers). Only a full collection frees cycles, and CPython starts one when the objects that
+  every reconcile dumped the host's links (a dump grows with the number of veths, so with the number
+  of containers; link dumps now go through ``agent/net/linkdump.py``, which makes no cycles, but
+  other pyroute2 calls, SQLAlchemy and asyncio still leave some). Only a full collection frees cycles, and CPython starts one when the objects that
   survived into the oldest generation exceed a quarter of those already there: with the ~200,000
   objects of the imported server stack, megabytes of garbage pile up first, spread over pymalloc
   arenas that stay mapped once a single live object sits in each;
@@ -18,7 +19,7 @@ of the collector's view (``gc.freeze``: they are never freed, and they are the s
 routes and tables, which live as long as the process), which makes full collections both cheap and
 frequent enough; threads share at most two malloc arenas; and a background task
 (``keep_heap_small``) collects cycles and hands free malloc pages back to the kernel
-(``malloc_trim``) every few seconds, when allocation has happened since. Behaviour is otherwise
+(``malloc_trim``) every ``TRIM_INTERVAL`` seconds, when allocation has happened since. Behaviour is otherwise
 unchanged: nothing here frees anything that is still referenced.
 """
 
