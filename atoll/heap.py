@@ -7,10 +7,11 @@ per container. The rest was allocator high water, not state:
 - cyclic garbage. pyroute2's netlink messages form reference cycles, and every network attach and
   every reconcile dumped the host's links (a dump grows with the number of veths, so with the number
   of containers; link dumps now go through ``agent/net/linkdump.py``, which makes no cycles, but
-  other pyroute2 calls, SQLAlchemy and asyncio still leave some). Only a full collection frees cycles, and CPython starts one when the objects that
-  survived into the oldest generation exceed a quarter of those already there: with the ~200,000
-  objects of the imported server stack, megabytes of garbage pile up first, spread over pymalloc
-  arenas that stay mapped once a single live object sits in each;
+  other pyroute2 calls, SQLAlchemy and asyncio still leave some). Only a full collection frees
+  cycles, and CPython starts one when the objects that survived into the oldest generation exceed a
+  quarter of those already there: with the ~200,000 objects of the imported server stack, megabytes
+  of garbage pile up first, spread over pymalloc arenas that stay mapped once a single live object
+  sits in each;
 - glibc malloc keeps one arena per thread that ever allocated (the default executor's threads, the
   HTTP stack's worker thread): what those threads freed stays resident in their arenas.
 
