@@ -22,6 +22,7 @@ from atoll.agent.registry.options import RegistryOptions, parse_insecure, parse_
 from atoll.api.app import create_app
 from atoll.api.docker.app import create_docker_server
 from atoll.api.docker.tls import TlsConfigError, TlsFiles, server_context
+from atoll.heap import keep_heap_small, limit_malloc_arenas, settle_after_startup
 from atoll.model.errors import NotFound
 from atoll.model.image import ImageConfig
 from atoll.services import image_gc, images
@@ -156,10 +157,13 @@ async def serve(settings: Settings) -> None:
         flush=True,
     )
     gc = asyncio.create_task(image_gc.run(ctl, gc_policy(settings)))
+    log.debug("froze %d start-up objects", settle_after_startup())
+    heap = asyncio.create_task(keep_heap_small())
     try:
         await server.serve()
     finally:
         gc.cancel()
+        heap.cancel()
         await docker.close()
         await agent.close()
         unregister_host(ctl, host_id=agent.host_id)
@@ -175,6 +179,7 @@ def docker_tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 def run_up(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_malloc_arenas()
     try:
         asyncio.run(serve(settings))
     except TlsConfigError as e:

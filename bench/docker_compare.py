@@ -74,11 +74,34 @@ def kmem(parent: str) -> int:
     return total
 
 
-def attributed(daemon: Callable[[], list[int]], parent: str) -> int:
-    """What the daemon side holds (PSS of its processes outside the containers' cgroups: dockerd,
-    containerd and the shims; `atoll up`) plus the containers' kernel memory."""
+def daemon_pss(daemon: Callable[[], list[int]], parent: str) -> tuple[int, int]:
+    """PSS of the daemon side's processes outside the containers' cgroups (dockerd, containerd and the
+    shims; `atoll up`), and how many there are."""
     inside = set(cgroup_pids(parent))
-    return sum(process_memory(p)[0] for p in daemon() if p not in inside) + kmem(parent)
+    pids = [p for p in daemon() if p not in inside]
+    return sum(process_memory(p)[0] for p in pids), len(pids)
+
+
+def cgroup_dirs(parent: str) -> int:
+    """The containers' cgroup directories, over every mounted hierarchy (each costs kernel memory
+    charged to whoever made it, outside the containers' own cgroups)."""
+    return sum(
+        sum(1 for d in (root / parent).iterdir() if d.is_dir())
+        for root in Path("/sys/fs/cgroup").iterdir()
+        if (root / parent).is_dir()
+    )
+
+
+def attributed(daemon: Callable[[], list[int]], parent: str) -> dict[str, int]:
+    """What the daemon side holds (PSS of its processes outside the containers' cgroups: dockerd,
+    containerd and the shims; `atoll up`) plus the containers' kernel memory, and those parts."""
+    pss, processes = daemon_pss(daemon, parent)
+    kernel = kmem(parent)
+    return {"total": pss + kernel, "daemon_pss": pss, "kmem": kernel, "daemon_processes": processes}
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def session_pids(sid: int) -> list[int]:
@@ -94,7 +117,7 @@ def session_pids(sid: int) -> list[int]:
 
 def measure(
     docker: Docker, cgroup_parent: str, daemon: Callable[[], list[int]], runs: int, count: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     for _ in range(3):  # warm the CLI, the daemon and the page cache
         docker("run", "--rm", "busybox", "true")
     times = []
@@ -105,14 +128,16 @@ def measure(
 
     settle()
     before = mem_available()
-    held = attributed(daemon, cgroup_parent)
+    held0 = attributed(daemon, cgroup_parent)
     t0 = time.perf_counter()
     for _ in range(count):
         docker("run", "-d", "busybox", "sleep", "1d")
     rate = count / (time.perf_counter() - t0)
     settle()
     drop = before - mem_available()
-    held = attributed(daemon, cgroup_parent) - held
+    held1 = attributed(daemon, cgroup_parent)
+    held = held1["total"] - held0["total"]
+    cgroups = cgroup_dirs(cgroup_parent)
     own = [process_memory(p)[0] for p in cgroup_pids(cgroup_parent)]
     ids = docker("ps", "-aq").stdout.split()
     docker("rm", "-f", *ids)
@@ -125,6 +150,13 @@ def measure(
         "mem_per_container_mb": round((drop - sum(own)) / count / 2**20, 3),
         "container_processes": len(own),
         "attributed_per_container_mb": round(held / count / 2**20, 3),
+        # The attributed figure's two parts, and what they are made of.
+        "daemon_pss_growth_per_container_mb": round(
+            (held1["daemon_pss"] - held0["daemon_pss"]) / count / 2**20, 3
+        ),
+        "container_kmem_per_container_mb": round((held1["kmem"] - held0["kmem"]) / count / 2**20, 3),
+        "daemon_processes_before_after": [held0["daemon_processes"], held1["daemon_processes"]],
+        "cgroup_dirs_per_container": round(cgroups / count, 2),
     }
 
 
@@ -132,6 +164,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--count", type=int, default=50)
+    parser.add_argument(
+        "--atoll-only", action="store_true", help="measure Atoll alone (no dockerd, no ratios)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
@@ -139,7 +174,7 @@ def main() -> None:
         sys.exit(f"not installed: {', '.join(missing)}")
 
     base = Path(tempfile.mkdtemp(prefix="atoll-bench-docker-"))
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"loadavg_start": loadavg()}
     # The production reconcile interval (the test clouds' 1 s would spend CPU the comparison should not).
     cloud = Cloud(base=base / "atoll", extra_env={"ATOLL_RECONCILE_INTERVAL": "5"})
     cloud.base.mkdir()
@@ -155,6 +190,11 @@ def main() -> None:
     finally:
         cloud.teardown()
     print(f"atoll:   {figures['atoll']}", flush=True)
+    if args.atoll_only:
+        shutil.rmtree(base, ignore_errors=True)
+        figures["loadavg_end"] = loadavg()
+        print(json.dumps(figures))
+        return
 
     daemon = StockDockerd(base=base / "dockerd", cgroup_parent=f"atoll-bench-dockerd-{uuid.uuid4().hex[:6]}")
     try:
@@ -200,6 +240,14 @@ def main() -> None:
         f"(daemon-side PSS growth + containers' kernel memory): atoll {a['attributed_per_container_mb']} MB, "
         f"dockerd {d['attributed_per_container_mb']} MB, ratio {figures['attributed_memory_ratio']}x"
     )
+    for side, f in (("atoll", a), ("dockerd", d)):
+        print(
+            f"    {side}: daemon-side PSS growth {f['daemon_pss_growth_per_container_mb']} MB + containers' "
+            f"kernel memory {f['container_kmem_per_container_mb']} MB per container; daemon processes "
+            f"{f['daemon_processes_before_after'][0]} -> {f['daemon_processes_before_after'][1]}"
+        )
+    figures["loadavg_end"] = loadavg()
+    print(f"load average {figures['loadavg_start']} -> {figures['loadavg_end']}")
     print(json.dumps(figures))
 
 

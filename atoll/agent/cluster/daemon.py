@@ -21,6 +21,7 @@ from starlette.requests import HTTPConnection
 from atoll.agent.agent import Agent, AgentConfig
 from atoll.agent.cluster import capacity, failover
 from atoll.agent.cluster.membership import Membership, identity, load
+from atoll.heap import keep_heap_small, settle_after_startup
 from atoll.model.cluster import HostReport
 from atoll.model.errors import AtollError
 from atoll.model.ports import ControlPlane, HostAgent
@@ -107,6 +108,8 @@ async def run_agent(config: AgentConfig, *, heartbeat_interval: float, name: str
         await serving  # raises: the port is taken or the certificate is unreadable
     beating = asyncio.create_task(heartbeat_forever(agent, control, membership, heartbeat_interval, name))
     starting = asyncio.create_task(start_when_reachable(agent, heartbeat_interval))
+    settle_after_startup()
+    heap = asyncio.create_task(keep_heap_small())
     print(
         f"Atoll agent {membership.host_id} is up: API https://{membership.advertise}, "
         f"controller {membership.controller}, runtime {agent.runtime_name}",
@@ -115,7 +118,7 @@ async def run_agent(config: AgentConfig, *, heartbeat_interval: float, name: str
     try:
         await serving
     finally:
-        for task in (beating, starting):
+        for task in (beating, starting, heap):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -10,6 +10,7 @@ from atoll.agent.agent import AgentConfig
 from atoll.agent.cluster.daemon import run_agent
 from atoll.agent.cluster.join import join
 from atoll.agent.registry.options import RegistryOptions, parse_insecure, parse_mirrors
+from atoll.heap import limit_malloc_arenas
 from atoll.settings import Settings
 
 
@@ -42,6 +43,7 @@ def _logging() -> None:
 
 def run(settings: Settings) -> None:
     _logging()
+    limit_malloc_arenas()
     asyncio.run(
         run_agent(
             agent_config(settings), heartbeat_interval=settings.heartbeat_interval, name=settings.host_name

@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 from ipaddress import IPv4Interface, IPv4Network
 
-from atoll.agent.net import netlink
+from atoll.agent.net import linkdump, netlink
 from atoll.model.overlay import DEFAULT_UNDERLAY_MTU, HostCidr, HostNetworkReport
 
 IFF_LOOPBACK = 0x8
@@ -27,13 +27,11 @@ def scan(prefix: str, underlay_ip: str = "") -> HostNetworkReport:
     with netlink.netlink() as ipr:
         names: dict[int, str] = {}
         mtus: dict[int, int] = {}
-        for msg in ipr.get_links():
-            name = str(msg.get_attr("IFLA_IFNAME"))
-            alias = str(msg.get_attr("IFLA_IFALIAS") or "")
-            mtus[int(msg["index"])] = int(msg.get_attr("IFLA_MTU") or DEFAULT_UNDERLAY_MTU)
-            if msg["flags"] & IFF_LOOPBACK or alias.startswith("atoll ") or name.startswith(prefix):
+        for link in linkdump.dump():  # every veth of the host: without pyroute2's objects
+            mtus[link.index] = link.mtu or DEFAULT_UNDERLAY_MTU
+            if link.flags & IFF_LOOPBACK or link.alias.startswith("atoll ") or link.name.startswith(prefix):
                 continue
-            names[int(msg["index"])] = name
+            names[link.index] = link.name
         addresses: list[tuple[int, IPv4Interface]] = []
         for msg in ipr.get_addr(family=socket.AF_INET):
             if int(msg["index"]) in names and msg["scope"] == RT_SCOPE_UNIVERSE:

@@ -19,6 +19,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from atoll.agent.net import linkdump
 from atoll.agent.net.names import alias_id
 from atoll.model.errors import RuntimeFailure
 
@@ -65,7 +66,14 @@ def _link(msg: Any) -> Link:
 
 
 def links(ipr: Netlink) -> dict[str, Link]:
-    return {link.name: link for link in (_link(m) for m in ipr.get_links())}
+    """Every link of ``ipr``'s namespace, which is the calling thread's: dumped without pyroute2's
+    message objects (see ``linkdump``)."""
+    return {
+        raw.name: Link(
+            raw.index, raw.name, raw.kind, raw.master, raw.alias, raw.mac, raw.mtu, bool(raw.flags & 1)
+        )
+        for raw in linkdump.dump()
+    }
 
 
 def link(ipr: Netlink, name: str) -> Link | None:
