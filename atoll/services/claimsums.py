@@ -21,7 +21,7 @@ SQL under its advisory lock (``placement.allocations``); this cache is not used 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import event, func, select
@@ -51,14 +51,7 @@ class ClaimSums:
         """Committed sums plus what this session flushed and has not committed yet."""
         pending: list[tuple[str, int, Claim]] = s.info.get(_DELTAS) or []
         if self._sums is None or s.info.get(_LOST):
-            rows = s.execute(
-                select(
-                    InstanceRow.host_id,
-                    func.sum(InstanceRow.claim_cpu_millis),
-                    func.sum(InstanceRow.claim_memory_bytes),
-                    func.sum(InstanceRow.claim_pids),
-                ).group_by(InstanceRow.host_id)
-            )
+            rows = sum_rows(s)
             fresh = {h: (int(c or 0), int(m or 0), int(p or 0)) for h, c, m, p in rows}
             if pending or s.info.get(_LOST):
                 return fresh  # it already counts this session's own flushed rows: not the committed sums
@@ -109,7 +102,19 @@ def for_session(s: Session) -> ClaimSums | None:
     return cache
 
 
-def _engine_of(s: Session) -> Engine | None:
+def sum_rows(s: Session) -> Iterable[tuple[str, int | None, int | None, int | None]]:
+    """Claims per host as the database sums them: (host id, cpu millis, memory bytes, pids)."""
+    return s.execute(  # type: ignore[return-value]
+        select(
+            InstanceRow.host_id,
+            func.sum(InstanceRow.claim_cpu_millis),
+            func.sum(InstanceRow.claim_memory_bytes),
+            func.sum(InstanceRow.claim_pids),
+        ).group_by(InstanceRow.host_id)
+    )
+
+
+def engine_of(s: Session) -> Engine | None:
     try:
         bind = s.get_bind()
     except Exception:
@@ -178,7 +183,7 @@ def _bulk(state: ORMExecuteState) -> None:
 def _commit(s: Session) -> None:
     deltas = s.info.pop(_DELTAS, None)
     lost = s.info.pop(_LOST, False)
-    engine = _engine_of(s)
+    engine = engine_of(s)
     cache = _by_engine.get(engine) if engine is not None else None
     if cache is None:
         return
@@ -194,7 +199,7 @@ def _rollback(s: Session, previous: Any) -> None:
     deltas = s.info.pop(_DELTAS, None)
     if not deltas and not s.info.get(_LOST):
         return
-    engine = _engine_of(s)
+    engine = engine_of(s)
     cache = _by_engine.get(engine) if engine is not None else None
     if cache is not None:
         cache.drop()

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, UOWTransaction, attributes
 from sqlalchemy.orm.session import ORMExecuteState
 
 from atoll.scheduler import HostCapacity
+from atoll.services.claimsums import engine_of
 from atoll.store.cluster import ClusterHostRow
 from atoll.store.models import HostRow, ImageHostRow
 
@@ -121,17 +122,9 @@ def read_hosts(s: Session) -> list[HostCapacity]:
 _by_engine: weakref.WeakKeyDictionary[Engine, HostSnapshot] = weakref.WeakKeyDictionary()
 
 
-def _engine_of(s: Session) -> Engine | None:
-    try:
-        bind = s.get_bind()
-    except Exception:
-        return None
-    return bind if isinstance(bind, Engine) else bind.engine
-
-
 def for_session(s: Session) -> HostSnapshot | None:
     """The snapshot of this session's database, or None where another process may write it."""
-    engine = _engine_of(s)
+    engine = engine_of(s)
     if engine is None or engine.dialect.name != "sqlite":
         return None
     snap = _by_engine.get(engine)
@@ -176,7 +169,7 @@ def _settle(s: Session) -> None:
     images: set[str] = s.info.pop(_IMAGES, None) or set()
     if not hosts and not images:
         return
-    engine = _engine_of(s)
+    engine = engine_of(s)
     snap = _by_engine.get(engine) if engine is not None else None
     if snap is not None:
         snap.changed(hosts, images)
@@ -192,7 +185,7 @@ def _rollback(s: Session, previous: Any) -> None:
     # Nothing uncommitted was kept; dropping what the transaction touched is merely cautious. After a
     # savepoint the marks stay: the outer transaction may still hold changes flushed before it.
     if getattr(previous, "nested", False):
-        engine = _engine_of(s)
+        engine = engine_of(s)
         snap = _by_engine.get(engine) if engine is not None else None
         if snap is not None:
             snap.changed(bool(s.info.get(_HOSTS)), set(s.info.get(_IMAGES) or ()))

@@ -59,14 +59,7 @@ def allocations(s: Session, *, instances: bool = True) -> dict[str, HostUsage]:
     if cache is not None:  # SQLite: this process is the only writer, the sums live in its memory
         sums: Iterable[tuple[str, int, int, int]] = ((h, *claim) for h, claim in cache.sums(s).items())
     else:
-        sums = s.execute(  # type: ignore[assignment]
-            select(
-                InstanceRow.host_id,
-                func.sum(InstanceRow.claim_cpu_millis),
-                func.sum(InstanceRow.claim_memory_bytes),
-                func.sum(InstanceRow.claim_pids),
-            ).group_by(InstanceRow.host_id)
-        )
+        sums = claimsums.sum_rows(s)  # type: ignore[assignment]
     return {
         host_id: HostUsage(
             host_id,
