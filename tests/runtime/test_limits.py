@@ -54,7 +54,10 @@ def test_pids_limit(harness: Harness) -> None:
                 break
             assert c.cgroup.pids_current() <= limit
             await asyncio.sleep(0.01)
-        assert limit - 2 <= c.cgroup.pids_current() <= limit
+        # The limit, not something else, stopped the forks: the kernel counted refusals. (How many
+        # processes remain varies: transient ones, such as the runtime's, may have held slots.)
+        assert c.cgroup.pids_refused() > 0
+        assert c.cgroup.pids_current() <= limit
         assert b"can't fork" in c.output("stderr")
         await harness.runtime.kill(c.id, "KILL")
         await c.wait()

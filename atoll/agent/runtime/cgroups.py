@@ -157,6 +157,10 @@ class CgroupReader:
     def pids_current(self) -> int:
         return _int(self._pids / "pids.current")
 
+    def pids_refused(self) -> int:
+        """Forks the kernel refused because the cgroup was at its pids limit (``pids.events``)."""
+        return _keyed(self._pids / "pids.events", "max")
+
     def cpu_usage_ns(self) -> int:
         if self._v2:
             return _keyed(self._cpuacct / "cpu.stat", "usage_usec") * 1000
