@@ -44,8 +44,11 @@ _ATTR = struct.Struct("=HH")  # rtattr: length, type
 _sequence = itertools.count(1)
 
 
+IFF_UP = 0x1
+
+
 @dataclass(frozen=True, slots=True)
-class RawLink:
+class Link:
     index: int
     name: str
     kind: str
@@ -56,6 +59,10 @@ class RawLink:
     mtu: int
     flags: int
     """The device flags (``IFF_UP``, ``IFF_LOOPBACK``, ...)."""
+
+    @property
+    def up(self) -> bool:
+        return bool(self.flags & IFF_UP)
 
 
 def _align(n: int) -> int:
@@ -77,14 +84,14 @@ def _text(value: bytes | None) -> str:
     return value.split(b"\0", 1)[0].decode(errors="replace") if value else ""
 
 
-def _link(data: bytes, offset: int, end: int) -> RawLink:
+def _link(data: bytes, offset: int, end: int) -> Link:
     _, _, index, flags, _ = _IFINFO.unpack_from(data, offset)
     attrs = _attrs(data, offset + _IFINFO.size, end)
     info = attrs.get(IFLA_LINKINFO)
     kind = _text(_attrs(info, 0, len(info)).get(IFLA_INFO_KIND)) if info else ""
     mtu = attrs.get(IFLA_MTU)
     master = attrs.get(IFLA_MASTER)
-    return RawLink(
+    return Link(
         index=index,
         name=_text(attrs.get(IFLA_IFNAME)),
         kind=kind,
@@ -96,13 +103,13 @@ def _link(data: bytes, offset: int, end: int) -> RawLink:
     )
 
 
-def dump() -> list[RawLink]:
+def dump() -> list[Link]:
     """Every link of the calling thread's network namespace, in the kernel's order."""
     seq = next(_sequence) & 0xFFFFFFFF
     ext_mask = _ATTR.pack(_ATTR.size + 4, IFLA_EXT_MASK) + struct.pack("=I", RTEXT_FILTER_SKIP_STATS)
     body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + ext_mask
     request = _HEADER.pack(_HEADER.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
-    links: list[RawLink] = []
+    links: list[Link] = []
     with socket.socket(
         socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
     ) as sock:

@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,12 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from atoll.agent.net import linkdump
+from atoll.agent.net.linkdump import Link as Link  # the record every caller gets (re-exported)
 from atoll.agent.net.names import alias_id
 from atoll.model.errors import RuntimeFailure
 
 Netlink = Any
 """pyroute2's ``IPRoute`` (untyped)."""
-
-
-@dataclass(frozen=True)
-class Link:
-    index: int
-    name: str
-    kind: str
-    """``bridge``, ``veth``, ... or "" for a device without link info (loopback, physical NICs)."""
-    master: int
-    alias: str
-    mac: str
-    mtu: int
-    up: bool
 
 
 @contextmanager
@@ -61,19 +48,14 @@ def _link(msg: Any) -> Link:
         alias=str(msg.get_attr("IFLA_IFALIAS") or ""),
         mac=str(msg.get_attr("IFLA_ADDRESS") or ""),
         mtu=int(msg.get_attr("IFLA_MTU") or 0),
-        up=bool(msg["flags"] & 1),
+        flags=int(msg["flags"]),
     )
 
 
 def links(ipr: Netlink) -> dict[str, Link]:
     """Every link of ``ipr``'s namespace, which is the calling thread's: dumped without pyroute2's
     message objects (see ``linkdump``)."""
-    return {
-        raw.name: Link(
-            raw.index, raw.name, raw.kind, raw.master, raw.alias, raw.mac, raw.mtu, bool(raw.flags & 1)
-        )
-        for raw in linkdump.dump()
-    }
+    return {link.name: link for link in linkdump.dump()}
 
 
 def link(ipr: Netlink, name: str) -> Link | None:
