@@ -38,18 +38,9 @@ def _routers(cloud: Cloud) -> dict[str, Any]:
 
 
 def _source_seen(cli: DockerCLI, outside: Outside, container: str) -> str:
-    listener = outside.peer_of_next_connection()
-    try:
-        for _ in range(20):
-            if listener.poll() is not None:
-                break
-            cli.run("exec", container, "sh", "-c", f"echo hi | nc -w 2 {OUTSIDE_IP} 9999", timeout=10)
-        out, _ = listener.communicate(timeout=20)
-        return out.strip()
-    finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait()
+    return outside.source_of_connection(
+        lambda: cli.run("exec", container, "sh", "-c", f"echo hi | nc -w 2 {OUTSIDE_IP} 9999", timeout=10)
+    )
 
 
 def test_docker_networks_reach_the_outside(cloud: Cloud, cli: DockerCLI, outside: Outside) -> None:

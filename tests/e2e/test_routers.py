@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,6 +48,22 @@ class Outside:
         return subprocess.Popen(
             ["ip", "netns", "exec", self.name, "python3", "-c", code], stdout=subprocess.PIPE, text=True
         )
+
+    def source_of_connection(self, connect: Callable[[], object], seconds: float = 15) -> str:
+        """Call ``connect`` (something that connects to 203.0.113.1:9999) until the outside has seen a
+        connection; the source address it saw ("" if none came)."""
+        listener = self.peer_of_next_connection()
+        try:
+            deadline = time.monotonic() + seconds
+            while listener.poll() is None and time.monotonic() < deadline:
+                connect()
+                time.sleep(0.2)
+            out, _ = listener.communicate(timeout=20)
+            return out.strip()
+        finally:
+            if listener.poll() is None:
+                listener.kill()
+                listener.wait()
 
 
 @pytest.fixture
@@ -95,18 +111,9 @@ def pings(cloud: Cloud, name: str, address: str) -> bool:
 
 def source_seen_outside(cloud: Cloud, outside: Outside, name: str) -> str:
     """Connect from instance ``name`` to the outside; the address the outside saw."""
-    listener = outside.peer_of_next_connection()
-    try:
-        deadline = time.monotonic() + 15
-        while listener.poll() is None and time.monotonic() < deadline:
-            cloud.cli("exec", name, "sh", "-c", f"echo hi | nc -w 2 {OUTSIDE_IP} 9999", timeout=10)
-            time.sleep(0.2)
-        out, _ = listener.communicate(timeout=20)
-        return out.strip()
-    finally:
-        if listener.poll() is None:
-            listener.kill()
-            listener.wait()
+    return outside.source_of_connection(
+        lambda: cloud.cli("exec", name, "sh", "-c", f"echo hi | nc -w 2 {OUTSIDE_IP} 9999", timeout=10)
+    )
 
 
 def allow_inbound(cloud: Cloud, instance: str) -> None:
