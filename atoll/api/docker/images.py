@@ -194,25 +194,9 @@ class Images:
         except NotFound as e:
             raise DockerError(404, e.message) from None
 
-        async def lines() -> AsyncIterator[bytes]:
-            label = reference.rsplit("/", 1)[-1]
-            yield (
-                json.dumps(
-                    {"status": f"Pulling from {name}", "id": label.partition(":")[2] or "latest"}
-                ).encode()
-                + b"\r\n"
-            )
-            try:
-                if first is not None:
-                    yield json.dumps(progress_line(first)).encode() + b"\r\n"
-                async for event in events:
-                    yield json.dumps(progress_line(event)).encode() + b"\r\n"
-            except AtollError as e:
-                yield (
-                    json.dumps({"errorDetail": {"message": e.message}, "error": e.message}).encode() + b"\r\n"
-                )
-
-        return Stream(lines())
+        label = reference.rsplit("/", 1)[-1]
+        opening = {"status": f"Pulling from {name}", "id": label.partition(":")[2] or "latest"}
+        return Stream(_progress_lines(opening, first, events))
 
     async def push(self, req: Request) -> Stream:
         name, tag = req.params["name"], req.arg("tag")
@@ -226,19 +210,8 @@ class Images:
         except StopAsyncIteration:
             first = None
 
-        async def lines() -> AsyncIterator[bytes]:
-            yield json.dumps({"status": f"The push refers to repository [{name}]"}).encode() + b"\r\n"
-            try:
-                if first is not None:
-                    yield json.dumps(progress_line(first)).encode() + b"\r\n"
-                async for event in events:
-                    yield json.dumps(progress_line(event)).encode() + b"\r\n"
-            except AtollError as e:
-                yield (
-                    json.dumps({"errorDetail": {"message": e.message}, "error": e.message}).encode() + b"\r\n"
-                )
-
-        return Stream(lines())
+        opening = {"status": f"The push refers to repository [{name}]"}
+        return Stream(_progress_lines(opening, first, events))
 
     async def auth(self, req: Request) -> Json:
         """``docker login``: the login is checked against the registry and kept for the project, so pulls
@@ -283,3 +256,18 @@ class Images:
             Route("POST", "/auth", self.auth),
             Route("DELETE", "/images/{name*}", self.remove),
         ]
+
+
+async def _progress_lines(
+    opening: dict[str, str], first: TransferProgress | None, events: AsyncIterator[TransferProgress]
+) -> AsyncIterator[bytes]:
+    """A pull's or push's JSON lines as dockerd streams them: an opening status, one line per progress
+    event, and an error line (not an HTTP error: the 200 has been sent) if the transfer fails midway."""
+    yield json.dumps(opening).encode() + b"\r\n"
+    try:
+        if first is not None:
+            yield json.dumps(progress_line(first)).encode() + b"\r\n"
+        async for event in events:
+            yield json.dumps(progress_line(event)).encode() + b"\r\n"
+    except AtollError as e:
+        yield json.dumps({"errorDetail": {"message": e.message}, "error": e.message}).encode() + b"\r\n"
