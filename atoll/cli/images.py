@@ -10,7 +10,7 @@ import typer
 
 from atoll.cli import context
 from atoll.cli.humanize import ago, human_size, short_id, split_tag
-from atoll.cli.output import collect, for_each, print_json, print_table
+from atoll.cli.output import for_each, inspect_each, print_table
 from atoll.cli.parsing import parse_argv, parse_env, parse_labels
 from atoll.cli.upload import open_source, progress_bar
 from atoll.schemas import Image, ImageConfigWire, ImageRemoved
@@ -136,7 +136,4 @@ def inspect(
     ctx: typer.Context, refs: Annotated[list[str], typer.Argument(help="Image references or ids.")]
 ) -> None:
     """Show images as JSON."""
-    found, failed = collect(refs, context.api(ctx).inspect_image)
-    print_json(found)
-    if failed:
-        raise typer.Exit(1)
+    inspect_each(refs, context.api(ctx).inspect_image)

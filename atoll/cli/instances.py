@@ -11,7 +11,7 @@ import typer
 
 from atoll.cli import context
 from atoll.cli.humanize import ago, ellipsize, instance_status, short_id
-from atoll.cli.output import collect, for_each, print_json, print_table, write_frames
+from atoll.cli.output import for_each, inspect_each, print_table, write_frames
 from atoll.cli.parsing import parse_filters
 from atoll.schemas import Instance
 
@@ -141,10 +141,7 @@ def rm(
 @app.command()
 def inspect(ctx: typer.Context, refs: Refs) -> None:
     """Show instances as JSON."""
-    found, failed = collect(refs, context.api(ctx).inspect_instance)
-    print_json(found)
-    if failed:
-        raise typer.Exit(1)
+    inspect_each(refs, context.api(ctx).inspect_instance)
 
 
 @app.command()

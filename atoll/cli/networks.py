@@ -11,7 +11,7 @@ import typer
 from atoll.cli import context
 from atoll.cli.humanize import ago, short_id
 from atoll.cli.netopts import parse_pool
-from atoll.cli.output import collect, for_each, print_json, print_table
+from atoll.cli.output import for_each, inspect_each, print_table
 from atoll.cli.parsing import parse_labels
 from atoll.schemas import NetworkCreate, SubnetCreate, SubnetSpec
 
@@ -117,10 +117,7 @@ def network_ls(ctx: typer.Context, quiet: Quiet = False) -> None:
 @networks.command("inspect")
 def network_inspect(ctx: typer.Context, refs: Refs) -> None:
     """Show networks as JSON."""
-    found, failed = collect(refs, context.api(ctx).inspect_network)
-    print_json(found)
-    if failed:
-        raise typer.Exit(1)
+    inspect_each(refs, context.api(ctx).inspect_network)
 
 
 @networks.command("rm")
@@ -178,10 +175,7 @@ def subnet_ls(
 @subnets.command("inspect")
 def subnet_inspect(ctx: typer.Context, refs: Refs) -> None:
     """Show subnets as JSON."""
-    found, failed = collect(refs, context.api(ctx).inspect_subnet)
-    print_json(found)
-    if failed:
-        raise typer.Exit(1)
+    inspect_each(refs, context.api(ctx).inspect_subnet)
 
 
 @subnets.command("rm")
@@ -222,10 +216,7 @@ def port_ls(
 @ports.command("inspect")
 def port_inspect(ctx: typer.Context, refs: Refs) -> None:
     """Show ports as JSON."""
-    found, failed = collect(refs, context.api(ctx).inspect_port)
-    print_json(found)
-    if failed:
-        raise typer.Exit(1)
+    inspect_each(refs, context.api(ctx).inspect_port)
 
 
 @networks.command("connect")

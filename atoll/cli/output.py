@@ -89,6 +89,14 @@ def collect(
     return results, failed
 
 
+def inspect_each(refs: Sequence[str], inspect: Callable[[str], BaseModel]) -> None:
+    """``docker inspect``'s way: the JSON of every ref found, errors for the others, exit 1 if any failed."""
+    found, failed = collect(refs, inspect)
+    print_json(found)
+    if failed:
+        raise typer.Exit(1)
+
+
 def stdout_console() -> Console:
     # A pipe gets the whole table, however wide; a terminal gets its own width.
     return Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)

@@ -9,7 +9,7 @@ import typer
 
 from atoll.cli import context
 from atoll.cli.humanize import short_id
-from atoll.cli.output import collect, for_each, print_json, print_table
+from atoll.cli.output import for_each, inspect_each, print_table
 from atoll.schemas_routing import FloatingIpCreate, Router, RouterCreate, RouterUpdate, StaticRouteWire
 
 routers = typer.Typer(help="Manage routers.", no_args_is_help=True)
@@ -133,10 +133,7 @@ def router_ls(ctx: typer.Context, quiet: Quiet = False) -> None:
 @routers.command("show")
 def router_show(ctx: typer.Context, refs: Refs) -> None:
     """Show routers as JSON."""
-    found, failed = collect(refs, context.api(ctx).inspect_router)
-    print_json(found)
-    if failed:
-        raise typer.Exit(1)
+    inspect_each(refs, context.api(ctx).inspect_router)
 
 
 @routers.command("rm")
@@ -209,10 +206,7 @@ def fip_ls(ctx: typer.Context, quiet: Quiet = False) -> None:
 @fips.command("show")
 def fip_show(ctx: typer.Context, refs: Refs) -> None:
     """Show floating IPs as JSON."""
-    found, failed = collect(refs, context.api(ctx).inspect_floating_ip)
-    print_json(found)
-    if failed:
-        raise typer.Exit(1)
+    inspect_each(refs, context.api(ctx).inspect_floating_ip)
 
 
 @fips.command("rm")

@@ -11,7 +11,7 @@ import typer
 from atoll.cli import context
 from atoll.cli.humanize import ago, short_id
 from atoll.cli.networks import ports
-from atoll.cli.output import collect, for_each, print_json, print_table
+from atoll.cli.output import for_each, inspect_each, print_table
 from atoll.cli.publishopts import mapping_line
 from atoll.schemas import SecurityGroupCreate, SecurityGroupRule, SecurityGroupRuleCreate
 
@@ -76,10 +76,7 @@ def sg_show(ctx: typer.Context, ref: Annotated[str, typer.Argument(help="Group n
 @groups.command("inspect")
 def sg_inspect(ctx: typer.Context, refs: Refs) -> None:
     """Show security groups as JSON."""
-    found, failed = collect(refs, context.api(ctx).inspect_security_group)
-    print_json(found)
-    if failed:
-        raise typer.Exit(1)
+    inspect_each(refs, context.api(ctx).inspect_security_group)
 
 
 @groups.command("rm")

@@ -9,7 +9,7 @@ import typer
 
 from atoll.cli import context
 from atoll.cli.humanize import ago
-from atoll.cli.output import collect, for_each, print_json, print_table
+from atoll.cli.output import for_each, inspect_each, print_table
 from atoll.cli.parsing import parse_labels
 from atoll.schemas import VolumeCreate
 
@@ -94,10 +94,7 @@ def volume_ls(
 @volumes.command("inspect")
 def volume_inspect(ctx: typer.Context, refs: Refs) -> None:
     """Show volumes as JSON."""
-    found, failed = collect(refs, context.api(ctx).inspect_volume)
-    print_json(found)
-    if failed:
-        raise typer.Exit(1)
+    inspect_each(refs, context.api(ctx).inspect_volume)
 
 
 @volumes.command("rm")
