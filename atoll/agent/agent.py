@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -380,8 +380,9 @@ class Agent:
                 rows, cols = spec.process.console_size
                 initial_size(stdin_fd, rows, cols)  # init applies it before it starts the process
             passed = stdin_fd if stdin_fd >= 0 else None
-            try:
-                return await self._runtime.run_detached(
+
+            def run() -> Awaitable[int]:
+                return self._runtime.run_detached(
                     spec.id,
                     layout.bundle,
                     log_fd=log_fd,
@@ -389,19 +390,15 @@ class Agent:
                     pid_file=layout.pid_file,
                     stdin_fd=passed,
                 )
+
+            try:
+                return await run()
             except RuntimeFailure:
                 # A stale record (e.g. left by a crash between exit and delete) blocks the id; clear it once.
                 if await self._runtime.state(spec.id) is None:
                     raise
                 await self._runtime.delete(spec.id, force=True)
-                return await self._runtime.run_detached(
-                    spec.id,
-                    layout.bundle,
-                    log_fd=log_fd,
-                    exit_fd=exit_fd,
-                    pid_file=layout.pid_file,
-                    stdin_fd=passed,
-                )
+                return await run()
         except BaseException:
             unmount(layout.rootfs)
             raise
