@@ -22,10 +22,12 @@ from atoll.agent.net.overlay import OverlayConfig, OverlayPlane, vxlan_name
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
 from atoll.model.overlay import OverlayNetwork, RemotePort
+from atoll.model.routing import RouterSpec
 from atoll.model.secgroups import Direction, GroupPolicy, HostSecurity, PortSecurity, RuleSpec
 from tests.prefix import NET_PREFIX, NFT_TABLE
 
 from .helpers import Host, in_netns, instance, new_id, port
+from .routing import leg
 from .underlay import UNDERLAY, underlay_hosts
 
 pytestmark = pytest.mark.skipif(not bigtcp.probe(), reason="the kernel has no IPv4 BIG TCP (Linux < 6.3)")
@@ -139,6 +141,13 @@ def test_a_network_with_peers_or_a_router_keeps_64k_nics(big: HostNetwork) -> No
     assert sizes_in(at(b.id), "eth0").gso_ipv4 == bigtcp.LEGACY
     asyncio.run(big.set_overlaid(set()))  # the last peer went
     assert sizes_in(at(a.id), "eth0").gso_ipv4 == sizes_in(at(b.id), "eth0").gso_ipv4 == SIZE
+    # A router's leg on the other network (its way out may not take big packets), and gone again.
+    router = RouterSpec(id=new_id(), interfaces=[leg(other, "10.1.0.1")])
+    asyncio.run(big.route([router]))
+    assert sizes_in(at(c.id), "eth0").gso_ipv4 == bigtcp.LEGACY
+    assert sizes_in(at(a.id), "eth0").gso_ipv4 == SIZE
+    asyncio.run(big.route([]))
+    assert sizes_in(at(c.id), "eth0").gso_ipv4 == SIZE
 
 
 @pytest.fixture
