@@ -91,7 +91,8 @@ class HostNetwork(DeferredRemoval):
     async def set_overlaid(self, network_ids: Iterable[str]) -> None:
         """The networks that have ports on other hosts: called before their VXLAN devices are made, so
         their instances' NICs go back to the legacy GSO size first (and up again when the last peer
-        went). Sockets take the new size at once: the change flushes the namespace's route cache."""
+        went). Open connections follow: checked on 6.18, a running stream sends no packet above 64 KiB
+        half a second after its NIC was lowered."""
         network_ids = set(network_ids)
         if network_ids == self._overlaid:
             return  # the usual case: nothing changed since the last refresh
