@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from atoll.agent.net import bigtcp
 from atoll.client import AtollAPI, AtollError
 from atoll.schemas import InstanceCreate, InstanceNetwork, NetworkCreate, SubnetSpec
 from tests.e2e.cloud import Cloud
@@ -80,6 +81,15 @@ def test_two_instances_on_one_network_talk(cloud: Cloud, api: AtollAPI) -> None:
     made = links(cloud) - before
     assert not [n for n in made if n.startswith(f"{cloud.net_prefix}x-")]
     assert len(made) == 3
+    if bigtcp.probe():  # BIG TCP (ATOLL_BIG_TCP=auto): the NIC and its host-side veth take 192 KiB packets
+        netns = cloud.base / "run" / "netns" / api.inspect_instance("front-a").id
+        nic_shown = subprocess.run(
+            ["nsenter", f"--net={netns}", "ip", "-d", "link", "show", "eth0"], capture_output=True, text=True
+        )
+        assert f"gso_max_size {bigtcp.DEFAULT} " in nic_shown.stdout, nic_shown.stdout + nic_shown.stderr
+        for veth in (n for n in made if n.startswith(f"{cloud.net_prefix}v-")):
+            shown = subprocess.run(["ip", "-d", "link", "show", veth], capture_output=True, text=True).stdout
+            assert f"gso_max_size {bigtcp.DEFAULT} " in shown, shown
     assert api.inspect_network("front").mtu == uplink_mtu() - 50  # found by the agent, minus VXLAN's header
     ports = ok(cloud.cli("port", "ls", "--network", "front"))
     assert ip_a in ports and ip_b in ports
