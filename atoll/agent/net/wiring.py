@@ -2,14 +2,15 @@
 network's bridge, an instance's veths and NIC. ``HostNetwork`` keeps the desired state and decides
 what to wire; these functions make one object match it, in the calling thread's namespace.
 
-BIG TCP (``bigtcp``): with ``NetConfig.gso_size`` above 64 KiB, every host-side veth made here takes
-that size (a bridge's own size only matters for what the host sends from it, and the kernel sets it
-again as ports come and go), and an instance's NIC takes it while every other port of its network's bridge is
-an instance's veth (``HostNetwork.nic_size``). The NIC is where TCP sizes its packets, and a device
+BIG TCP (``bigtcp``): with ``NetConfig.gso_size`` above 64 KiB, every host-side veth made here
+takes that size, and an instance's NIC takes it while every other port of its network's bridge is an
+instance's veth (``HostNetwork.nic_size``). The NIC is where TCP sizes its packets, and a device
 handed a packet above its own limit segments it in software, which costs more than BIG TCP saves: a
 VXLAN device takes no more than 64 KiB (this kernel's ``vxlan`` keeps ``tso_max_size`` there), a
 router's leg leads to an uplink that may not, and so on. Bridged traffic never meets the host's own
-routes (the bridges have no address), so their devices do not matter.
+routes (the bridges have no address), so the host's devices do not matter. Bridges are left alone:
+their own size only matters for what the host sends from them, and the kernel resets it as ports
+come and go.
 """
 
 from __future__ import annotations
