@@ -42,7 +42,7 @@ def sizes_in(path: Path, ifname: str) -> bigtcp.Sizes:
 
 
 SERVER = """
-import hashlib, socket, sys
+import hashlib, socket
 s = socket.create_server(("0.0.0.0", 5299))
 print("ready", flush=True)
 conn, _ = s.accept()
@@ -63,14 +63,19 @@ print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
 
 def transfer(server: Path, client: Path, address: str) -> bool:
     """``MB`` MiB of random bytes over one TCP stream: whether the server got exactly what was sent."""
-    with subprocess.Popen(
+    srv = subprocess.Popen(
         ["nsenter", f"--net={server}", sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True
-    ) as srv:
+    )
+    try:
         assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
         sent = in_netns(client, sys.executable, "-c", CLIENT, address, str(MB << 20), timeout=60)
         assert sent.returncode == 0, sent.stderr
         received = srv.stdout.readline().strip()
+    finally:
+        srv.kill()  # done by now, unless the client failed
         srv.wait(timeout=30)
+        if srv.stdout is not None:
+            srv.stdout.close()
     return received == sent.stdout.strip()
 
 
