@@ -124,6 +124,7 @@ async def serve(settings: Settings) -> None:
             vxlan_port=settings.vxlan_port,
             publish_pool=settings.publish_cidr,
             ip_forward=settings.ip_forward,
+            big_tcp=settings.big_tcp,
         ),
         LocalControlPlane(ctl),
     )

@@ -78,6 +78,10 @@ class Settings:
     vxlan_port: int = field(default_factory=lambda: int(_env("VXLAN_PORT", "4789")))
     """The UDP port of VXLAN between hosts (IANA's 4789); every host of a cloud must use the same."""
 
+    big_tcp: str = field(default_factory=lambda: _env("BIG_TCP", "auto"))
+    """GSO/GRO size of tenant bridges and veths (BIG TCP, docs/networking.md): ``auto`` (192 KiB when
+    the kernel has it, Linux 6.3+), ``off``, or a size in bytes."""
+
     bind_mounts: str = field(default_factory=lambda: _env("BIND_MOUNTS", "allow"))
     """``allow``, ``deny``, or host directories (comma-separated) that bind sources must lie under.
     ``allow`` suits a single-node cloud whose users own the host; see docs/volumes.md for tenants."""

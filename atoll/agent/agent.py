@@ -35,6 +35,7 @@ from atoll.agent.images.overlay import is_mounted, mount_overlay, unmount
 from atoll.agent.images.store import ImageStore
 from atoll.agent.layout import InstanceLayout, instance_layout
 from atoll.agent.mountview import ViewMount
+from atoll.agent.net import bigtcp
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.dnsserver import NameService
 from atoll.agent.net.names import DEFAULT_PREFIX, DEFAULT_TABLE, Names
@@ -111,6 +112,8 @@ class AgentConfig:
     """Addresses of the veths that carry published ports (a /31 per instance)."""
     ip_forward: bool = True
     """Turn on ``net.ipv4.ip_forward`` for published ports, as Docker does."""
+    big_tcp: str = "auto"
+    """BIG TCP on tenant networks: ``auto``, ``off`` or a size in bytes (``bigtcp.resolve``)."""
 
 
 _NOT_PREPARED = ("process", "resources", "auto_remove", "stop_signal", "stop_timeout", "readonly_rootfs")
@@ -172,6 +175,7 @@ class Agent:
                 host_netns=config.host_netns,
                 publish_pool=IPv4Network(config.publish_pool),
                 ip_forward=config.ip_forward,
+                gso_size=bigtcp.resolve(config.big_tcp),
             )
         )
         self._overlay = OverlaySync(
@@ -181,6 +185,7 @@ class Agent:
             underlay_ip=config.underlay_ip,
             port=config.vxlan_port,
             host_netns=config.host_netns,
+            on_overlaid=self._net.set_overlaid,
         )
         self._volumes = LocalVolumes(config.data_dir / "volumes")
         self._trash = Trash(config.data_dir / "trash")

@@ -19,23 +19,26 @@ All calls are serialised by one lock and run in worker threads (netlink and ``nf
 state is what the last ``sync`` was given plus what ``attach`` was given since, minus what ``release``
 removed; ``release`` remembers the instance, so a ``sync`` working from an older list of assignments
 cannot bring its namespace back, and an instance attached after that list was read is not removed.
+
+The kernel work on one bridge or instance is in ``wiring`` (with BIG TCP: which GSO size an
+instance's NIC gets, and why), the removals, at once or in the background, in ``removal``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from ipaddress import IPv4Network
+from functools import partial
 from pathlib import Path
 
-from atoll.agent.net import dockercompat, netlink, netns, nft, nftdiff, publish, secrules
-from atoll.agent.net.fdbpin import pin_mac
-from atoll.agent.net.names import BRIDGE, PUBLISH, VETH, Names, alias_id, bridge_alias, veth_alias
+from atoll.agent.net import bigtcp, dockercompat, netlink, netns, nft, nftdiff, publish, secrules, wiring
+from atoll.agent.net.names import BRIDGE, PUBLISH, VETH, alias_id
+from atoll.agent.net.removal import DeferredRemoval
 from atoll.agent.net.routers import RouterPlane
+from atoll.agent.net.wiring import Bridge
+from atoll.agent.net.wiring import NetConfig as NetConfig  # where the agent, tests and tools find it
+from atoll.agent.net.wiring import bridge_mac as bridge_mac
 from atoll.model.errors import RuntimeFailure
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
@@ -45,44 +48,8 @@ from atoll.model.secgroups import HostSecurity
 
 log = logging.getLogger(__name__)
 
-LINGER = 1.0
-"""Seconds a bridge stays after a deferred removal took its last port: `docker run --rm` after
-`docker run --rm` on an otherwise empty network would make and delete the bridge (and reload our
-tables whole, as they go with the last bridge) every time."""
 
-
-@dataclass(frozen=True)
-class NetConfig:
-    names: Names
-    netns_dir: Path
-    """Where instance namespaces are bind-mounted: ``<run_dir>/netns``, on tmpfs like /run/netns."""
-    host_netns: Path | None = None
-    """The namespace that plays the host; None is the agent's own. Tests run whole hosts in namespaces."""
-    routers_dir: Path | None = None
-    """Where router namespaces are bind-mounted; default: ``routers`` next to ``netns_dir``."""
-    publish_pool: IPv4Network = publish.DEFAULT_NETWORK
-    """Addresses of the publishing veths (a /31 each); unique on the host, apart from tenant networks."""
-    ip_forward: bool = True
-    """Turn on ``net.ipv4.ip_forward`` when ports are published, as Docker does (see ``publish``)."""
-
-
-@dataclass(frozen=True)
-class Bridge:
-    """A bridge this host needs: for instance ports, or for router legs (and then maybe an uplink)."""
-
-    network_id: str
-    mtu: int
-    uplink: str = ""
-    """Enslaved by the router plane (a missing uplink then fails that router only, not the host)."""
-
-
-def bridge_mac(network_id: str) -> str:
-    """Stable and locally administered, so a re-created bridge keeps its MAC."""
-    digest = hashlib.sha256(network_id.encode()).digest()
-    return ":".join(["02", *(f"{b:02x}" for b in digest[:5])])
-
-
-class HostNetwork:
+class HostNetwork(DeferredRemoval):
     def __init__(self, config: NetConfig) -> None:
         self.config = config
         self.names = config.names
@@ -108,6 +75,45 @@ class HostNetwork:
         self._idle: dict[str, Bridge] = {}
         """Bridges whose last port a deferred removal took, kept for ``LINGER`` seconds (see ``release``)."""
         self._expiry: asyncio.Task[None] | None = None
+        self._overlaid: set[str] = set()
+        """Networks with ports on other hosts (a VXLAN device on their bridge), as ``set_overlaid`` says."""
+
+    def nic_size(self, network_id: str) -> int:
+        """BIG TCP on an instance's NIC only while its bridge's other ports are instance veths: no VXLAN
+        device (peers on other hosts), no router leg (see ``wiring``)."""
+        if network_id in self._overlaid or network_id in self._routed():
+            return bigtcp.LEGACY
+        return self.config.gso_size
+
+    def _routed(self) -> set[str]:
+        return {leg.network_id for router in self._routing for leg in router.legs}
+
+    async def set_overlaid(self, network_ids: Iterable[str]) -> None:
+        """The networks that have ports on other hosts: called before their VXLAN devices are made, so
+        their instances' NICs go back to the legacy GSO size first (and up again when the last peer
+        went). Open connections follow: checked on 6.18, a running stream sends no packet above 64 KiB
+        half a second after its NIC was lowered."""
+        network_ids = set(network_ids)
+        if network_ids == self._overlaid:
+            return  # the usual case: nothing changed since the last refresh
+        async with self._lock:
+            before = {n: self.nic_size(n) for n in self.local_networks()}
+            self._overlaid = network_ids
+            await asyncio.to_thread(self._fit_nics, before)
+
+    def _fit_nics(self, before: Mapping[str, int]) -> None:
+        """Re-size the NICs of the networks whose ``nic_size`` changed since ``before``."""
+        if self.config.gso_size <= bigtcp.LEGACY:
+            return
+        for instance_id, ports in self._attached.items():
+            for port in ports:
+                size = self.nic_size(port.network_id)
+                if before.get(port.network_id, size) == size:
+                    continue
+                try:
+                    netns.run_in(self.netns_path(instance_id), partial(wiring.fit_nic, port.device, size))
+                except (OSError, RuntimeFailure):
+                    log.warning("could not set the GSO size of %s of %s", port.device, instance_id[:12])
 
     def router_path(self, router_id: str) -> Path:
         return self._routers.path(router_id)
@@ -139,90 +145,6 @@ class HostNetwork:
                 self._published.pop(spec.id, None)
                 await asyncio.to_thread(self._in_host, lambda: self._unwire(spec.id, spec.ports))
                 raise
-
-    async def release(self, instance_id: str, ports: Iterable[PortSpec] = (), *, defer: bool = False) -> None:
-        """Remove an instance's veths and namespace, and bridges no other port needs. Idempotent.
-
-        With ``defer``, the kernel work (deleting links waits for the kernel's RCU grace periods, tens
-        of ms) is left to a background task (``settle`` waits for it): when this returns the instance
-        is gone from the desired state, so its address may be given to a new instance at once. That is
-        safe with the old veth still there: the next rule change (a new port's) is computed against the
-        rules last applied, so it removes the old port's elements and adds the new one's in one
-        transaction; the new port has its own veth, its MAC pinned to it on the bridge; and the old
-        veth is taken off the bridge's forwarding at once (its namespace would still answer ARP). If
-        the agent dies first, its start-up ``sync`` removes what is left (whatever is ours and not
-        wanted).
-        Published ports are released at once (their host ports and addresses are shared). A bridge
-        left without ports stays ``LINGER`` seconds, in case the next instance comes (``settle``
-        waits for that too)."""
-        async with self._lock:
-            known = self._attached.pop(instance_id, None)
-            published = self._published.pop(instance_id, None)
-            self._released.add(instance_id)
-            gone = list(known if known is not None else ports)
-            if defer and not published:
-                await asyncio.to_thread(self._in_host, lambda: self._isolate(gone))
-                task = asyncio.create_task(self._teardown(instance_id, gone))
-                self._teardowns[instance_id] = task
-                task.add_done_callback(lambda done: self._forget_teardown(instance_id, done))
-                return
-            await asyncio.to_thread(self._in_host, lambda: self._unwire(instance_id, gone))
-
-    def _isolate(self, ports: list[PortSpec]) -> None:
-        """Until its deletion, a released port's veth forwards nothing: its namespace, though without
-        processes, still answers ARP and ping for an address that may now be another instance's."""
-        with netlink.netlink() as ipr:
-            for port in ports:
-                netlink.disable_port(ipr, self.names.veth(port.id))
-
-    async def _teardown(self, instance_id: str, ports: list[PortSpec]) -> None:
-        async with self._lock:
-            if instance_id in self._attached:
-                return  # wired again since (the same id): nothing of it is to go
-            wanted = self._desired_bridges(self._attached)
-            for port in ports:
-                name = self.names.bridge(port.network_id)
-                if name not in wanted:
-                    self._idle[name] = Bridge(port.network_id, port.mtu)
-            try:
-                await asyncio.to_thread(self._in_host, lambda: self._unwire(instance_id, ports))
-            except Exception:
-                log.exception("could not remove the network of %s; the next sync will", instance_id)
-            if self._idle:
-                if self._expiry is not None:
-                    self._expiry.cancel()
-                self._expiry = asyncio.create_task(self._expire(LINGER))
-
-    async def _expire(self, after: float) -> None:
-        """Delete the idle bridges that no port has taken since (and, with none left, our tables)."""
-        await asyncio.sleep(after)
-        async with self._lock:
-            idle, self._idle = self._idle, {}
-            if not idle:
-                return
-            attached = dict(self._attached)
-            try:
-                await asyncio.to_thread(self._in_host, lambda: self._drop_idle(idle, attached))
-            except Exception:
-                log.exception("could not remove idle bridges; the next sync will")
-
-    def _drop_idle(self, idle: Mapping[str, Bridge], attached: Mapping[str, list[PortSpec]]) -> None:
-        wanted = self._desired_bridges(attached)
-        with netlink.netlink() as ipr:
-            for name, bridge in idle.items():
-                if name not in wanted:
-                    netlink.delete(ipr, name, owner=bridge.network_id)
-        self._apply_rules(wanted, attached)
-
-    def _forget_teardown(self, instance_id: str, task: asyncio.Task[None]) -> None:
-        if self._teardowns.get(instance_id) is task:
-            del self._teardowns[instance_id]
-
-    async def settle(self) -> None:
-        """Wait for the deferred removals under way (see ``release``), idle bridges included."""
-        while self._teardowns or (self._expiry is not None and not self._expiry.done()):
-            pending = [*self._teardowns.values(), *([self._expiry] if self._expiry is not None else [])]
-            await asyncio.gather(*pending, return_exceptions=True)
 
     def local_networks(self) -> set[str]:
         """The networks with a port of an instance on this host (so their bridges are here)."""
@@ -256,7 +178,8 @@ class HostNetwork:
             self._wire({instance_id: ports})
             primary = next((p for p in ports if p.gateway), None)
             if primary is not None:
-                netns.run_in(self.netns_path(instance_id), _configure_inside(primary, default_route=True))
+                configure = wiring.configure_inside(primary, default_route=True)
+                netns.run_in(self.netns_path(instance_id), configure)
         wanted = self._desired_bridges(self._attached)
         with netlink.netlink() as ipr:
             for port in gone:
@@ -268,7 +191,9 @@ class HostNetwork:
     async def route(self, routers: Iterable[RouterSpec]) -> None:
         """Converge the routers of this host (and the bridges they need) to ``routers``; remove the rest."""
         async with self._lock:
+            before = {n: self.nic_size(n) for n in self.local_networks()}
             self._routing = list(routers)
+            await asyncio.to_thread(self._fit_nics, before)
             await asyncio.to_thread(self._in_host, self._wire_routers)
 
     async def sync(self, specs: Iterable[InstanceSpec], routers: Iterable[RouterSpec] | None = None) -> None:
@@ -279,7 +204,9 @@ class HostNetwork:
         published = {s.id: list(s.published) for s in specs if s.published}
         async with self._lock:
             if routers is not None:
+                before = {n: self.nic_size(n) for n in self.local_networks()}
                 self._routing = list(routers)
+                await asyncio.to_thread(self._fit_nics, before)
             self._released &= set(given)  # a tombstone is needed only while stale lists name it
             for instance_id in self._released:
                 given.pop(instance_id, None)
@@ -341,7 +268,7 @@ class HostNetwork:
             # The bridges by name, not a dump of every link: the host may have thousands of veths.
             have = {name: found for name in bridges if (found := netlink.link(ipr, name)) is not None}
             for name, port in bridges.items():
-                self._ensure_bridge(ipr, have, name, port)
+                wiring.ensure_bridge(ipr, have, name, port)
             self._pub.scan(ipr, self.names)
             for instance_id in every:
                 if self._published.get(instance_id):
@@ -355,23 +282,6 @@ class HostNetwork:
                         raise
                     log.exception("could not wire the network of instance %s", instance_id)
 
-    def _ensure_bridge(
-        self, ipr: netlink.Netlink, have: dict[str, netlink.Link], name: str, port: Bridge
-    ) -> None:
-        link = have.get(name)
-        if link is not None and link.kind == "bridge" and alias_id(link.alias) == port.network_id:
-            if not link.up:
-                netlink.set_up(ipr, link)
-        elif link is not None:
-            raise RuntimeFailure(
-                f"a link named {name} exists and is not the bridge of network {port.network_id[:12]}"
-            )
-        else:
-            link = have[name] = netlink.add_bridge(
-                ipr, name, mac=bridge_mac(port.network_id), mtu=port.mtu, alias=bridge_alias(port.network_id)
-            )
-            self._quiet_ipv6(name)
-
     def _wire_instance(self, ipr: netlink.Netlink, instance_id: str, ports: list[PortSpec]) -> None:
         path = self.netns_path(instance_id)
         if not netns.is_netns(path):
@@ -384,30 +294,15 @@ class HostNetwork:
             publish.wire(ipr, self.names, instance_id, path, host_end)
             if self.config.ip_forward:
                 publish.enable_ip_forward()
-        gateway_port = next((p for p in ports if p.gateway), None)
-        for port in ports:
-            host = self.names.veth(port.id)
-            bridge = netlink.link(ipr, self.names.bridge(port.network_id))
-            assert bridge is not None
-            link = netlink.link(ipr, host)
-            if link is not None and alias_id(link.alias) != port.id:
-                raise RuntimeFailure(f"a link named {host} exists and is not the veth of port {port.id[:12]}")
-            if link is not None and link.master == bridge.index and link.up:
-                continue
-            if link is None:
-                link = netlink.add_veth(
-                    ipr,
-                    host,
-                    peer=port.device,
-                    peer_netns=path,
-                    peer_mac=port.mac,
-                    mtu=port.mtu,
-                    alias=veth_alias(port.id, instance_id),
-                )
-                self._quiet_ipv6(host)
-                netns.run_in(path, _configure_inside(port, default_route=port is gateway_port))
-            netlink.attach(ipr, link, bridge, port.mtu)
-            pin_mac(ipr, link, bridge, port.mac)  # it may have been learned on the VXLAN port
+        wiring.wire_ports(
+            ipr,
+            self.names,
+            instance_id,
+            path,
+            ports,
+            gso_size=self.config.gso_size,
+            nic_size=self.nic_size,
+        )
 
     def _unwire(self, instance_id: str, ports: list[PortSpec]) -> None:
         with netlink.netlink() as ipr:
@@ -483,24 +378,3 @@ class HostNetwork:
             if self._rules is None:
                 dockercompat.ensure(self.names)
             self._rules = script
-
-    def _quiet_ipv6(self, ifname: str) -> None:
-        """No IPv6 on the host's side of tenant networks: no link-local address, no NDP, no RAs."""
-        if os.path.isdir(f"/proc/sys/net/ipv6/conf/{ifname}"):
-            netlink.write_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", "1")
-
-
-def _configure_inside(port: PortSpec, *, default_route: bool) -> Callable[[], None]:
-    def configure() -> None:
-        with netlink.netlink() as ipr:
-            netlink.configure_nic(
-                ipr,
-                port.device,
-                address=port.ip,
-                prefix_len=port.prefix_len,
-                mtu=port.mtu,
-                gateway=port.gateway,
-                default_route=default_route,
-            )
-
-    return configure

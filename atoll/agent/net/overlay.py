@@ -16,7 +16,9 @@ here, and its forwarding entries, as the controller describes them (``atoll.mode
   (``arp_notify``) updates the bridges and neighbours on the way.
 - ``converge`` is level-triggered like the rest of the dataplane: it builds what is missing, fixes a
   device whose settings changed (VNI, port, underlay address), removes entries nobody described, and
-  deletes every VXLAN device of ours whose network has no bridge (no port) left on this host. The
+  deletes every VXLAN device of ours whose network has no bridge (no port) left on this host. A
+  network with no port on another host (no peer) has no device: it would carry nothing, and making
+  and deleting it cost ~100 ms per `docker run --rm` on a busy host; the first peer brings it. The
   bridges themselves belong to ``HostNetwork``; a network whose bridge does not exist yet is done by the
   next call, which the agent makes after each attach.
 """
@@ -91,6 +93,8 @@ class OverlayPlane:
                 bridge = links.get(self.names.bridge(network_id))
                 if bridge is None or bridge.alias != bridge_alias(network_id):
                     continue  # no port here (yet): HostNetwork makes the bridge, the next call the device
+                if not network.peers:
+                    continue  # no other host: a device would carry nothing (made when a peer comes)
                 kept.add(vxlan_name(self.names, network_id))  # even if this attempt fails: keep what works
                 try:
                     self._ensure(ipr, links, bridge, network)

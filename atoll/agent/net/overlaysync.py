@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from atoll.agent.net import hostscan, netns
@@ -32,6 +33,7 @@ class OverlaySync:
         underlay_ip: str = "",
         port: int = DEFAULT_VXLAN_PORT,
         host_netns: Path | None = None,
+        on_overlaid: Callable[[set[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.host_id = host_id
         self._control = control
@@ -41,6 +43,8 @@ class OverlaySync:
         self._port = port
         self._plane: OverlayPlane | None = None
         self._reported: HostNetworkReport | None = None
+        self._on_overlaid = on_overlaid
+        """Told, before the devices are made, which networks have peers (``HostNetwork.set_overlaid``)."""
 
     async def report(self) -> HostNetworkReport:
         """Scan the host and tell the controller, unless nothing changed since the last report."""
@@ -58,6 +62,8 @@ class OverlaySync:
             if self._reported is None:
                 await self.report()
             networks = await self._control.overlay_networks(self.host_id)
+            if self._on_overlaid is not None:
+                await self._on_overlaid({n.network_id for n in networks if n.peers})
             await self._overlay_plane().converge(networks)
         except Exception:
             log.exception("could not converge the overlay networks; retrying at the next reconcile")
