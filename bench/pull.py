@@ -170,7 +170,8 @@ def one_round(
     variants: dict[str, dict[str, Any]],
     daemon: StockDockerd | None,
     turn: int,
-) -> dict[str, tuple[float, float]]:
+    registry: int,
+) -> dict[str, tuple[float, float, float]]:
     """Every contender once; the order rotates from round to round, so none always goes first (after
     the previous one's writeback) or last."""
     steps: list[tuple[str, Callable[[], tuple[float, float]]]] = [
@@ -180,7 +181,11 @@ def one_round(
     if daemon is not None:
         steps.append(("docker", lambda: docker_pull(daemon, ref)))
     turn %= len(steps)
-    times = {name: step() for name, step in steps[turn:] + steps[:turn]}
+    times = {}
+    for name, step in steps[turn:] + steps[:turn]:
+        served = cpu_seconds([registry])
+        wall, cpu = step()
+        times[name] = (wall, cpu, cpu_seconds([registry]) - served)
     return {name: times[name] for name, _ in steps}
 
 
@@ -203,16 +208,20 @@ def main() -> None:
                 for hogs in levels:
                     contention = Contention(hogs, procs=args.procs, io=args.io, scratch=base)
                     print(f"-- contention: {contention.describe()}", flush=True)
-                    rounds: list[dict[str, tuple[float, float]]] = []
+                    rounds: list[dict[str, tuple[float, float, float]]] = []
                     loads = []
                     with contention:
                         for turn in range(args.runs):
-                            times = one_round(base, reg.host, ref, variants, daemon, turn)
+                            assert reg.proc is not None
+                            times = one_round(base, reg.host, ref, variants, daemon, turn, reg.proc.pid)
                             loads.append(os.getloadavg()[0])
                             rounds.append(times)
                             print(
                                 "run:",
-                                ", ".join(f"{k} {w:.2f} s (cpu {c:.2f} s)" for k, (w, c) in times.items()),
+                                ", ".join(
+                                    f"{k} {w:.2f} s (cpu {c:.2f} s, registry {r:.2f})"
+                                    for k, (w, c, r) in times.items()
+                                ),
                                 f"(load {loads[-1]:.1f})",
                                 flush=True,
                             )
@@ -227,7 +236,7 @@ def main() -> None:
 
 def summarize(
     hogs: int,
-    rounds: list[dict[str, tuple[float, float]]],
+    rounds: list[dict[str, tuple[float, float, float]]],
     loads: list[float],
     size: int,
     variants: dict[str, dict[str, Any]],
@@ -248,6 +257,9 @@ def summarize(
         print(f"{name}: best {best[name]:.2f} s ({mb / best[name]:.0f} MB/s), median {median[name]:.2f} s")
     for name, spent in cpus.items():
         print(f"CPU time {name}: " + ", ".join(f"{c:.2f}" for c in spent) + " s")
+    for name in names:  # the registry shares the pull's session, so its CPU share, under autogroup
+        served = [r[name][2] for r in rounds]
+        print(f"registry CPU while {name} pulled: " + ", ".join(f"{c:.2f}" for c in served) + " s")
     figures: dict[str, Any] = {
         "bench": "pull",
         "hogs": hogs,

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from typing import Any
 
 from atoll.agent.images import importer
 from atoll.agent.images.store import ImageStore
+from atoll.agent.registry import layerpool
 from atoll.agent.registry.options import RegistryOptions
 from atoll.agent.registry.service import Registries
 from atoll.model.registry import Pulled
@@ -60,40 +59,44 @@ def task_stats(pids: list[int]) -> dict[tuple[int, int], tuple[int, int, int]]:
     return out
 
 
-def sample(pids: list[int], out: Path) -> None:
-    """The sampler's loop (in its own process): state and wchan of every thread, until SIGTERM."""
-    counts: collections.Counter[str] = collections.Counter()
-    stop = False
-
-    def done(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, done)
-    rounds = 0
-    while not stop:
-        rounds += 1
-        for pid in pids:
+SAMPLER = """
+import collections, json, os, signal, sys, time
+out, every, pids = sys.argv[1], float(sys.argv[2]), [int(p) for p in sys.argv[3:]]
+counts = collections.Counter()
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+print("ready", flush=True)
+rounds = 0
+while not stop:
+    rounds += 1
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
             try:
-                tids = os.listdir(f"/proc/{pid}/task")
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                    wchan = f.read() or "-"
             except OSError:
                 continue
-            for tid in tids:
-                try:
-                    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-                    wchan = Path(f"/proc/{pid}/task/{tid}/wchan").read_text() or "-"
-                except OSError:
-                    continue
-                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-                state = stat[stat.rindex(")") + 2]
-                role = "agent" if pid == pids[0] else "worker"
-                what = wchan if state in "SD" else "-"
-                counts[f"{role}/{comm} {state} {what}"] += 1
-        time.sleep(SAMPLE_EVERY)
-    out.write_text(json.dumps({"rounds": rounds, "counts": dict(counts)}))
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            state = stat[stat.rindex(")") + 2]
+            role = "agent" if pid == pids[0] else "worker"
+            counts[f"{role}/{comm} {state} {wchan if state in 'SD' else '-'}"] += 1
+    time.sleep(every)
+with open(out, "w") as f:
+    json.dump({"rounds": rounds, "counts": counts}, f)
+"""
+"""The sampler (run as ``python -S -c``, in a session of its own): the state and wchan of every thread
+of ``pids``, counted every ``every`` seconds until SIGTERM, then written to ``out`` as JSON."""
 
 
-async def probed_pull(base: Path, host: str, ref: str, settings: dict[str, Any]) -> dict[str, Any]:
+async def probed_pull(
+    base: Path, host: str, ref: str, settings: dict[str, Any], perf: str = ""
+) -> dict[str, Any]:
     store = ImageStore(base / "store")
     options = dataclasses.replace(RegistryOptions(insecure=frozenset({host})), **settings)
     regs = Registries(store, options)
@@ -108,6 +111,25 @@ async def probed_pull(base: Path, host: str, ref: str, settings: dict[str, Any])
             commits.append(time.perf_counter() - start)
 
     importer.ImportJob.commit = timed_commit  # type: ignore[method-assign]
+    timeline: list[tuple[str, float, float]] = []  # (what, start, end) relative to the pull's start
+    spans = {"layer": (layerpool.LayerWorkers, "run"), "install": (importer.ImportJob, "install")}
+    saved = {name: getattr(cls, attr) for name, (cls, attr) in spans.items()}
+
+    def spanning(name: str) -> Any:
+        inner = saved[name]
+
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return inner(*a, **kw)
+            finally:
+                timeline.append((name, t0 - start, time.perf_counter() - start))
+
+        return wrapper
+
+    for name, (cls, attr) in spans.items():
+        setattr(cls, attr, spanning(name))
+    start = time.perf_counter()
     samples = base / "samples.json"
     try:
         await regs.ready()
@@ -115,10 +137,32 @@ async def probed_pull(base: Path, host: str, ref: str, settings: dict[str, Any])
         pids = [os.getpid(), *regs.pull_worker_pids()]
         before = task_stats(pids)
         sampler = subprocess.Popen(
-            [sys.executable, "-m", "bench.pull_probe", "--sample", str(samples), *map(str, pids)],
+            [sys.executable, "-S", "-c", SAMPLER, str(samples), str(SAMPLE_EVERY), *map(str, pids)],
             start_new_session=True,
+            stdout=subprocess.PIPE,
         )
-        time.sleep(0.3)  # the sampler's interpreter is up
+        assert sampler.stdout is not None
+        sampler.stdout.readline()  # it is up and counting
+        recorder = None
+        if perf:  # CPU profile of the pull's processes (cpu-clock: the VM has no PMU)
+            recorder = subprocess.Popen(
+                [
+                    "perf",
+                    "record",
+                    "-q",
+                    "-e",
+                    "cpu-clock",
+                    "-F",
+                    "2000",
+                    "-g",
+                    "-o",
+                    perf,
+                    "-p",
+                    ",".join(map(str, pids)),
+                ],
+                start_new_session=True,
+            )
+            time.sleep(1)
         start = time.perf_counter()
         async for event in regs.pull(ref, {}):
             if isinstance(event, Pulled):
@@ -126,8 +170,13 @@ async def probed_pull(base: Path, host: str, ref: str, settings: dict[str, Any])
         after = task_stats(pids)
         sampler.terminate()
         sampler.wait()
+        if recorder is not None:
+            recorder.send_signal(2)
+            recorder.wait()
     finally:
         importer.ImportJob.commit = original  # type: ignore[method-assign]
+        for name, (cls, attr) in spans.items():
+            setattr(cls, attr, saved[name])
         await regs.close()
         shutil.rmtree(base / "store")
     per: dict[str, list[float]] = {"agent": [0, 0, 0], "workers": [0, 0, 0]}
@@ -139,18 +188,16 @@ async def probed_pull(base: Path, host: str, ref: str, settings: dict[str, Any])
         per[role][2] += slices - slices0
     sampled = json.loads(samples.read_text())
     samples.unlink()
-    return {"wall": wall, "commit": sum(commits), "sched": per, "samples": sampled}
+    return {"wall": wall, "commit": sum(commits), "sched": per, "samples": sampled, "timeline": timeline}
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--sample":
-        sample([int(p) for p in sys.argv[3:]], Path(sys.argv[2]))
-        return
     parser = argparse.ArgumentParser(prog="python -m bench.pull_probe")
     parser.add_argument("--contend", type=int, default=0)
     parser.add_argument("--procs", type=int, default=0)
     parser.add_argument("--io", action="store_true")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--perf", default="", help="perf record the pull's processes into this file")
     parser.add_argument("--set", action="append", default=[], help="RegistryOptions field=int")
     args = parser.parse_args()
     settings = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.set)}
@@ -162,7 +209,7 @@ def main() -> None:
             ref = f"{reg.host}/bench/big:1"
             with Contention(args.contend, procs=args.procs, io=args.io, scratch=base):
                 for _ in range(args.runs):
-                    found = asyncio.run(probed_pull(base, reg.host, ref, settings))
+                    found = asyncio.run(probed_pull(base, reg.host, ref, settings, args.perf))
                     report(found)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -175,6 +222,8 @@ def report(found: dict[str, Any]) -> None:
     )
     for role, (run, wait, slices) in found["sched"].items():
         print(f"  {role}: on CPU {run:.2f} s, waiting for a CPU {wait:.2f} s, switched in {slices:.0f} times")
+    spans = sorted(found["timeline"], key=lambda x: x[1])
+    print("  timeline: " + ", ".join(f"{n} {a:.2f}-{b:.2f}" for n, a, b in spans))
     rounds = found["samples"]["rounds"]
     counts = found["samples"]["counts"]
     print(f"  thread states over {rounds} samples (share of the pull's duration, per thread):")
