@@ -7,7 +7,8 @@
 3. Fetch: the config, then the missing layers in parallel, each in a worker process that reads it off
    the socket (``blobstream.py``: resumed or retried on a broken transfer, verified) and unpacks it as it
    arrives (``layerproc.py``, driven by a thread here: ``layerpool.py``); the layer is installed here
-   once it is verified (``images/remote.py``). With ``worker_processes`` off, the thread does it all.
+   once it is verified (``images/remote.py``), after its download slot went to the next layer. With
+   ``worker_processes`` off, the thread does it all.
    Everything lands in the store all together, or nothing does.
 """
 
