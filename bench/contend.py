@@ -5,9 +5,9 @@ Why sessions: this VM schedules with autogroup (``/proc/sys/kernel/sched_autogro
 the CPU is shared between *sessions*, not processes: a benchmark's pull gets its session's share however
 many processes it runs. Each hog is therefore started with ``setsid`` (a session, hence a scheduling
 group, of its own) and runs ``procs`` busy loops (a Python process forking ``procs - 1`` more), enough
-to keep every core busy on its own, the way a test suite of another engineer competes. The optional writer (``io=True``) is one more session that
-rewrites a file with ``dd ... conv=fdatasync`` in a loop: dirty pages and a busy disk queue, as a
-suite that unpacks images or writes databases makes them.
+to keep every core busy on its own, the way a test suite of another engineer competes. The optional
+writer (``io=True``) is one more session that rewrites a file with ``dd ... conv=fdatasync`` in a loop:
+dirty pages and a busy disk queue, as a suite that unpacks images or writes databases makes them.
 
 Everything is killed (its whole process group) by :meth:`Contention.stop`. Hogs also die with the
 benchmark if it is killed (``PR_SET_PDEATHSIG``: the leader with the benchmark, its loops with the
