@@ -13,17 +13,21 @@ is one JSON object. Pass a directory to put the stores on another file system (d
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from atoll.agent.images import ImageStore
 from atoll.agent.registry.options import RegistryOptions
 from atoll.agent.registry.service import Registries
 from atoll.model.registry import Pulled
+from bench.contend import Contention
 from tests.docker.stock import DockerdUnavailable, StockDockerd
 from tests.images import factory
 from tests.registry.server import REGISTRY, running_registry, upload
@@ -139,74 +144,147 @@ def start_dockerd(base: Path) -> StockDockerd | None:
     return daemon
 
 
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.pull", description=__doc__.split("\n")[0])
+    parser.add_argument("dir", nargs="?", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument(
+        "--contend",
+        default="0",
+        help="comma-separated numbers of CPU hogs (each a session of its own, see bench/contend.py) "
+        "to run the whole comparison under, in turn: e.g. 0,1,2",
+    )
+    parser.add_argument("--procs", type=int, default=0, help="busy loops per hog (default: one per CPU)")
+    parser.add_argument("--io", action="store_true", help="also run a disk writer while hogs run")
+    parser.add_argument("--runs", type=int, default=RUNS, help="rounds per contention level")
+    parser.add_argument("--no-docker", action="store_true", help="leave out docker pull (quicker rounds)")
+    return parser.parse_args()
+
+
+def _atoll(base: Path, host: str, ref: str, settings: dict[str, Any]) -> tuple[float, float]:
+    return asyncio.run(atoll_pull(base, host, ref, settings))
+
+
+def one_round(
+    base: Path,
+    reg_host: str,
+    ref: str,
+    variants: dict[str, dict[str, Any]],
+    daemon: StockDockerd | None,
+    turn: int,
+    registry: int,
+) -> dict[str, tuple[float, float, float]]:
+    """Every contender once; the order rotates from round to round, so none always goes first (after
+    the previous one's writeback) or last."""
+    steps: list[tuple[str, Callable[[], tuple[float, float]]]] = [
+        (name, functools.partial(_atoll, base, reg_host, ref, options)) for name, options in variants.items()
+    ]
+    steps.append(("skopeo", lambda: skopeo_copy(base, ref)))
+    if daemon is not None:
+        steps.append(("docker", lambda: docker_pull(daemon, ref)))
+    turn %= len(steps)
+    times = {}
+    for name, step in steps[turn:] + steps[:turn]:
+        served = cpu_seconds([registry])
+        wall, cpu = step()
+        times[name] = (wall, cpu, cpu_seconds([registry]) - served)
+    return {name: times[name] for name, _ in steps}
+
+
 def main() -> None:
     if not Path(REGISTRY).exists() or not shutil.which("skopeo"):
         sys.exit("bench/pull.py needs docker-registry and skopeo: run scripts/setup-system")
-    where = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.gettempdir())
-    base = Path(tempfile.mkdtemp(prefix="bench-pull-", dir=where))
-    best: dict[str, float] = {}
-    cpus: dict[str, list[float]] = {}
-    loads = []
+    args = parse_args()
+    levels = [int(x) for x in args.contend.split(",") if x.strip()]
+    base = Path(tempfile.mkdtemp(prefix="bench-pull-", dir=args.dir))
     variants = atoll_variants()
+    results: list[dict[str, Any]] = []
     try:
         image = build_image()
         size = sum(len(factory.gz(t)) for t in image.layers[:1]) * LAYERS
-        daemon = start_dockerd(base)
+        daemon = None if args.no_docker else start_dockerd(base)
         try:
             with running_registry(base / "registry") as reg:
                 upload(reg, "bench/big", "1", image)
                 ref = f"{reg.host}/bench/big:1"
-                for _ in range(RUNS):
-                    times = {
-                        name: asyncio.run(atoll_pull(base, reg.host, ref, options))
-                        for name, options in variants.items()
-                    }
-                    times["skopeo"] = skopeo_copy(base, ref)
-                    if daemon is not None:
-                        times["docker"] = docker_pull(daemon, ref)
-                    loads.append(os.getloadavg()[0])
-                    print(
-                        "run:",
-                        ", ".join(f"{k} {w:.2f} s (cpu {c:.2f} s)" for k, (w, c) in times.items()),
-                        f"(load {loads[-1]:.1f})",
-                        flush=True,
-                    )
-                    for k, (w, c) in times.items():
-                        best[k] = min(w, best.get(k, w))
-                        cpus.setdefault(k, []).append(c)
+                for hogs in levels:
+                    contention = Contention(hogs, procs=args.procs, io=args.io, scratch=base)
+                    print(f"-- contention: {contention.describe()}", flush=True)
+                    rounds: list[dict[str, tuple[float, float, float]]] = []
+                    loads = []
+                    with contention:
+                        for turn in range(args.runs):
+                            assert reg.proc is not None
+                            times = one_round(base, reg.host, ref, variants, daemon, turn, reg.proc.pid)
+                            loads.append(os.getloadavg()[0])
+                            rounds.append(times)
+                            print(
+                                "run:",
+                                ", ".join(
+                                    f"{k} {w:.2f} s (cpu {c:.2f} s, registry {r:.2f})"
+                                    for k, (w, c, r) in times.items()
+                                ),
+                                f"(load {loads[-1]:.1f})",
+                                flush=True,
+                            )
+                    results.append(summarize(hogs, rounds, loads, size, variants))
         finally:
             if daemon is not None:
                 daemon.stop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(results[0] if len(results) == 1 else {"bench": "pull", "levels": results}))
+
+
+def summarize(
+    hogs: int,
+    rounds: list[dict[str, tuple[float, float, float]]],
+    loads: list[float],
+    size: int,
+    variants: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Print one contention level's figures; its JSON object. Best of the rounds as before, plus the
+    median, and the median of each round's own ratio (the contenders of one round saw about the same
+    load)."""
     mb = size / 1e6
-    ours = best["atoll"]
+    names = list(rounds[0])
+    best = {k: min(r[k][0] for r in rounds) for k in names}
+    median = {k: statistics.median(r[k][0] for r in rounds) for k in names}
+    cpus = {k: [r[k][1] for r in rounds] for k in names}
     print(
-        f"image: {LAYERS} layers, {mb:.0f} MB compressed; best of {RUNS}; "
+        f"image: {LAYERS} layers, {mb:.0f} MB compressed; {hogs} hog(s); best and median of {len(rounds)}; "
         f"load average {min(loads):.1f}-{max(loads):.1f}"
     )
-    for name in variants:
-        print(f"{name} pull (download, verify, unpack): {best[name]:.2f} s, {mb / best[name]:.0f} MB/s")
-    print(
-        f"skopeo copy docker:// oci: (download, verify): {best['skopeo']:.2f} s, "
-        f"{mb / best['skopeo']:.0f} MB/s"
-    )
-    if "docker" in best:
-        print(
-            f"docker pull (download, verify, unpack): {best['docker']:.2f} s, {mb / best['docker']:.0f} MB/s"
-        )
+    for name in names:
+        print(f"{name}: best {best[name]:.2f} s ({mb / best[name]:.0f} MB/s), median {median[name]:.2f} s")
     for name, spent in cpus.items():
         print(f"CPU time {name}: " + ", ".join(f"{c:.2f}" for c in spent) + " s")
-    for other in ("skopeo", "docker"):
-        if other in best:
-            print(f"ratio atoll/{other}: {ours / best[other]:.2f}x (lower is faster)")
-    figures = {"bench": "pull", "layers": LAYERS, "mb": round(mb), "load": [round(x, 1) for x in loads]}
+    for name in names:  # the registry shares the pull's session, so its CPU share, under autogroup
+        served = [r[name][2] for r in rounds]
+        print(f"registry CPU while {name} pulled: " + ", ".join(f"{c:.2f}" for c in served) + " s")
+    figures: dict[str, Any] = {
+        "bench": "pull",
+        "hogs": hogs,
+        "layers": LAYERS,
+        "mb": round(mb),
+        "load": [round(x, 1) for x in loads],
+    }
     figures.update({f"{k}_s": round(v, 3) for k, v in best.items()})
+    figures.update({f"{k}_median_s": round(v, 3) for k, v in median.items()})
     figures.update({f"{k}_cpu_s": round(min(v), 3) for k, v in cpus.items()})
-    figures["ratio"] = round(ours / best["skopeo"], 3)  # atoll/skopeo, as before
-    if "docker" in best:
-        figures["ratio_docker"] = round(ours / best["docker"], 3)
-    print(json.dumps(figures))
+    for name in variants:
+        for other in ("skopeo", "docker"):
+            if other not in best:
+                continue
+            paired = statistics.median(r[name][0] / r[other][0] for r in rounds)
+            print(
+                f"ratio {name}/{other}: best {best[name] / best[other]:.2f}x, "
+                f"median of rounds {paired:.2f}x (lower is faster)"
+            )
+            key = "ratio" if other == "skopeo" else "ratio_docker"  # atoll/skopeo keeps its old key
+            prefix = "" if name == "atoll" else f"{name}_"
+            figures[prefix + key] = round(best[name] / best[other], 3)
+            figures[prefix + key + "_paired"] = round(paired, 3)
+    return figures
 
 
 if __name__ == "__main__":

@@ -131,7 +131,10 @@ class ImportJob:
                 remove_tree(path)
 
     def install(self, work: Path, diff_id: str, size: int, meta: dict[str, Any] | None = None) -> int:
-        write_json(work / "layer.json", {"diff_id": diff_id, "size": size, **(meta or {})}, self._scratch)
+        # Not synced here (see write_bytes): commit() syncs the store before a record points at the
+        # layer, and a layer directory without a record was never safe to trust after a crash anyway.
+        doc = {"diff_id": diff_id, "size": size, **(meta or {})}
+        write_json(work / "layer.json", doc, self._scratch, durable=False)
         target = self._layout.layer(diff_id)
         with self._ledger.lock:
             if target.exists():  # another import finished it first; ours goes with the scratch dir

@@ -114,12 +114,17 @@ async def install_remote(
         raise BadImage(f"{source}: expected one image, found {len(plans)}")
     plan = plans[0]
     job = ImportJob(layout, ledger, scratch)
+    small = (plan.config_blob, *plan.extra_blobs.values())
+    # The config and manifests are stored (each fsynced) on a thread while the layers download: on
+    # the event loop, under load, the fsyncs held up the start of every layer's download.
+    adding = asyncio.ensure_future(asyncio.to_thread(lambda: [job.add_blob(b) for b in small]))
     try:
-        blobs = [job.add_blob(b) for b in (plan.config_blob, *plan.extra_blobs.values())]
         sizes = await _layers(job, plan, fetch, report, source, inflight)
+        blobs = await asyncio.shield(adding)
         record = plan.record([repo_tag] if repo_tag else [], sum(sizes))
         await asyncio.to_thread(job.commit, [StoredImage(record, blobs)])
     except BaseException:
+        await asyncio.gather(adding, return_exceptions=True)  # its pins are undone with the rest
         job.abort()
         raise
     return record

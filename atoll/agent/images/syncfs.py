@@ -28,6 +28,8 @@ _libc.syncfs.restype = ctypes.c_int
 _libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 _libc.sync_file_range.restype = ctypes.c_int
 SYNC_FILE_RANGE_WRITE = 2
+SYNC_FILE_RANGE_ALL = 1 | 2 | 4
+"""WAIT_BEFORE | WRITE | WAIT_AFTER: the range is on disk (data only) when the call returns."""
 
 
 PENDING_MAX = 256
@@ -35,6 +37,8 @@ PENDING_MAX = 256
 _pending: queue.Queue[int] = queue.Queue(PENDING_MAX)
 _started = threading.Lock()
 _thread: threading.Thread | None = None
+_releases: queue.Queue[tuple[int, int, int]] = queue.Queue(PENDING_MAX)
+_release_thread: threading.Thread | None = None
 
 
 def start_writeback(fd: int) -> None:
@@ -66,6 +70,44 @@ def _write_back() -> None:
         fd = _pending.get()
         try:
             _libc.sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+        finally:
+            os.close(fd)
+
+
+def release_after_writeback(fd: int, offset: int, length: int) -> None:
+    """Write ``length`` bytes at ``offset`` of the file to disk and then drop them from the page cache,
+    in the background (a hint: failures are ignored). For data nothing will read soon: a pull's kept
+    blobs. Why it pays on a VM like the benchmark's (free page reporting, ``page_reporting_order=11``):
+    memory the guest freed a while ago has been handed back to the host, and the first write to such a
+    page faults in the host. Measured with dd, 400 MB into a new file: 0.48 s of system time on cold
+    memory, 0.10 s into pages freed just before, 0.05 s over cached pages. A pull writes each layer
+    twice (blob and unpacked files), so half its page-cache writes went to cold pages for bytes read
+    again only by a push; released as they are written, the blob's pages are reused by the next ones.
+    Its own thread: the call waits for the disk, which must not hold up ``start_writeback``."""
+    global _release_thread
+    if _release_thread is None or not _release_thread.is_alive():
+        with _started:
+            if _release_thread is None or not _release_thread.is_alive():
+                _release_thread = threading.Thread(target=_release, name="release", daemon=True)
+                _release_thread.start()
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return
+    try:
+        _releases.put_nowait((dup, offset, length))
+    except queue.Full:
+        os.close(dup)
+
+
+def _release() -> None:
+    while True:
+        fd, offset, length = _releases.get()
+        try:
+            if _libc.sync_file_range(fd, offset, length, SYNC_FILE_RANGE_ALL) == 0:
+                os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
         finally:
             os.close(fd)
 

@@ -38,7 +38,7 @@ from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 from atoll.agent.images.streams import CHUNK
-from atoll.agent.images.syncfs import start_writeback
+from atoll.agent.images.syncfs import release_after_writeback, start_writeback
 from atoll.agent.registry.failures import describe
 from atoll.model.errors import BadImage, RegistryError, RuntimeFailure
 
@@ -46,6 +46,8 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 READ_SIZE = CHUNK
 """Bytes per read: as for unpacking (``streams.CHUNK``), large reads mean few GIL hand-overs."""
 PROGRESS_EVERY = 2 << 20
+RELEASE_EVERY = 8 << 20
+"""Kept-blob bytes written between two ``release_after_writeback`` calls (see syncfs.py)."""
 MAX_REDIRECTS = 5
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -135,6 +137,7 @@ class BlobStream:
         stop: threading.Event,
         max_attempts: int,
         backoff: float,
+        release: bool = True,
     ) -> None:
         self._connections = connections
         self._url = url
@@ -150,6 +153,8 @@ class BlobStream:
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed at the end or by close()
+        self._release = release
+        self._released = 0
         self._hasher = hashlib.sha256()
         self.got = 0
         self._reported = 0
@@ -189,6 +194,8 @@ class BlobStream:
             self._file.write(data)
             self._hasher.update(data)
             self.got += len(data)
+            if self._release and self.got - self._released >= RELEASE_EVERY:
+                self._release_written()
             if self.got - self._reported >= PROGRESS_EVERY or self.got == self._size:
                 self._reported = self.got
                 self._progress(self.got)
@@ -209,11 +216,21 @@ class BlobStream:
         if actual != self._digest:
             raise BadImage(f"{self._what}: digest mismatch: content is {actual}")
         assert self._file is not None
-        self._file.flush()
-        start_writeback(self._file.fileno())  # see syncfs.py
+        if self._release:
+            self._release_written()
+        else:
+            self._file.flush()
+            start_writeback(self._file.fileno())  # see syncfs.py
         self._file.close()
         self._file = None
         self.done = True
+
+    def _release_written(self) -> None:
+        """Have what was written since the last call written out and dropped from the page cache."""
+        assert self._file is not None
+        self._file.flush()
+        release_after_writeback(self._file.fileno(), self._released, self.got - self._released)
+        self._released = self.got
 
     def _broken(self, why: str) -> None:
         self._drop(reuse=False)

@@ -189,6 +189,7 @@ class RegistryClient:
             stop=stop,
             max_attempts=self._options.max_attempts,
             backoff=self._options.backoff,
+            release=self._options.release_blob_pages,
         )
 
     def pull_layer(

@@ -168,6 +168,7 @@ def _run(job: LayerJob, conn: Connection, connections: Connections) -> int:
         stop=threading.Event(),  # a cancelled pull kills this process instead
         max_attempts=job.options.max_attempts,
         backoff=job.options.backoff,
+        release=job.options.release_blob_pages,
     )
     try:
         return unpack_stream(stream, plan, Path(job.diff))

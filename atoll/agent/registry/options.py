@@ -46,6 +46,10 @@ class RegistryOptions:
     worker_processes: bool = True
     """Download and unpack each layer in a worker process (``layerproc.py``) rather than a thread of
     the agent: on a busy host, threads sharing one GIL made a pull 2.4x slower than skopeo."""
+    release_blob_pages: bool = True
+    """Drop each kept blob's pages from the page cache once written out (``syncfs.py``,
+    ``release_after_writeback``): they are read again only by a push, and reusing them is cheaper
+    than taking fresh memory for the next bytes."""
 
     def ssl_context(self, host: str) -> ssl.SSLContext:
         ctx = ssl.create_default_context()

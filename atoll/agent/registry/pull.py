@@ -7,7 +7,8 @@
 3. Fetch: the config, then the missing layers in parallel, each in a worker process that reads it off
    the socket (``blobstream.py``: resumed or retried on a broken transfer, verified) and unpacks it as it
    arrives (``layerproc.py``, driven by a thread here: ``layerpool.py``); the layer is installed here
-   once it is verified (``images/remote.py``). With ``worker_processes`` off, the thread does it all.
+   once it is verified (``images/remote.py``), after its download slot went to the next layer. With
+   ``worker_processes`` off, the thread does it all.
    Everything lands in the store all together, or nothing does.
 """
 
@@ -210,11 +211,10 @@ class Puller:
 
             def work() -> int:
                 assert layer.digest is not None and layer.size is not None
-                if self._workers is not None:
-                    size = client.pull_layer(
+                if self._workers is not None:  # the install follows, once the slot is free again
+                    return client.pull_layer(
                         self._workers, ref.path, sink, scopes, progress=progress, stop=stop, loop=loop
                     )
-                    return sink.install(size)
                 stream = client.blob_stream(
                     ref.path,
                     layer.digest,
@@ -232,14 +232,14 @@ class Puller:
 
             async with self._slots:
                 events.publish(TransferEvent("Downloading", ident, 0, total))
-                running = loop.run_in_executor(self._pool, work)
-                try:
-                    size = await asyncio.shield(running)
-                except asyncio.CancelledError:
-                    stop.set()  # the thread stops at its next read; undo must wait for it
-                    await asyncio.gather(running, return_exceptions=True)
-                    raise
-            return size
+                size = await _finish_even_if_cancelled(loop.run_in_executor(self._pool, work), stop)
+            if self._workers is None:
+                return size
+            # Installing (a rename, and layer.json) is not downloading: the next layer's download
+            # starts now rather than after it, and it waits for no slot. Measured under load, the slot
+            # stayed idle 0.05-0.2 s per layer while layer.json was fsynced (no longer: see importer).
+            installing = asyncio.ensure_future(asyncio.to_thread(sink.install, size))
+            return await _finish_even_if_cancelled(installing, stop)
 
         def report(layer: LayerPlan, status: str) -> None:
             events.publish(TransferEvent(status, short(layer.digest or layer.diff_id)))
@@ -249,6 +249,17 @@ class Puller:
             scratch, fetch, report, source=f"{client.host}/{ref.path}", repo_tag=tag
         )
         return Pulled(record, top_digest)
+
+
+async def _finish_even_if_cancelled(running: asyncio.Future[int], stop: threading.Event) -> int:
+    """The result of a layer's thread; if we are cancelled meanwhile, tell it to stop (``stop``) and
+    wait for it all the same before raising: the pull's undo must not race its unpack or install."""
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        stop.set()  # the thread stops at its next read
+        await asyncio.gather(running, return_exceptions=True)
+        raise
 
 
 def _type_of(data: bytes, header: str) -> str:
