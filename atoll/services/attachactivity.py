@@ -7,7 +7,8 @@ tmpfs are not volumes and log nothing. Atoll records them at the same two points
 run ended), so restarts by policy and runs started through the native API show up alike.
 
 The names and types come from the rows read in the transaction that records the start or the exit
-(:func:`attached`); the entries themselves are written after it (:func:`record_up`, :func:`record_down`).
+(:func:`attached`, once per network and volume: ``attachnames``); the entries themselves are written
+after it (:func:`record_up`, :func:`record_down`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from sqlalchemy.orm import Session
 
 from atoll.schemas import Instance
 from atoll.services.context import Controller
-from atoll.store.models import NetworkRow
-from atoll.store.volumes import VolumeRow
 
 
 @dataclass(frozen=True)
@@ -46,21 +45,22 @@ class Attached:
     volumes: tuple[Volume, ...] = ()
 
 
-def attached(s: Session, inst: Instance) -> Attached:
+def attached(ctl: Controller, s: Session, inst: Instance) -> Attached:
     """Read inside the transaction that holds ``inst``'s row: a network or volume removed since is
     left out (it can only be gone when the instance no longer uses it)."""
+    names = ctl.attach_names
     networks = []
     for nic in inst.networks:
-        row = s.get(NetworkRow, nic.network)
-        if row is not None:
-            networks.append(Network(row.id, row.name, row.type))
+        network = names.network(s, nic.network)
+        if network is not None:
+            networks.append(Network(nic.network, *network))
     volumes = []
     for m in inst.mounts:
         if m.type != "volume":
             continue
-        volume = s.get(VolumeRow, m.source)
+        volume = names.volume(s, m.source)
         if volume is not None:
-            volumes.append(Volume(volume.id, volume.name, volume.driver, m.destination, m.rw))
+            volumes.append(Volume(m.source, volume[0], volume[1], m.destination, m.rw))
     return Attached(tuple(networks), tuple(volumes))
 
 

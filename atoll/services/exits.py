@@ -52,7 +52,7 @@ def record_started(ctl: Controller, host_id: str | None, state: RuntimeState) ->
         row.error = ""
         row.restart_at = None
         view = instance_view(row)
-        attachments = attached(s, view)
+        attachments = attached(ctl, s, view)
     ctl.events.publish(InstanceEvent(state.id, EventKind.CHANGED))
     record_up(ctl, view, attachments)
     record_activity(ctl, "start", view)
@@ -113,7 +113,7 @@ async def record_exit(ctl: Controller, host_id: str | None, instance_id: str, ex
         )
         host = row.host_id
         view = instance_view(row)
-        attachments = attached(s, view)
+        attachments = attached(ctl, s, view)
     ctl.events.publish(InstanceEvent(instance_id, EventKind.EXITED, result))
     record_activity(ctl, "die", view, exitCode=str(result.exit_code))
     record_down(ctl, view, attachments)
