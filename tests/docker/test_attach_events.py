@@ -136,6 +136,33 @@ def test_default_network_and_stop_through_docker_py(cli: DockerCLI, dockerpy: do
         cli.run("volume", "rm", "ae-ro")
 
 
+def test_every_restart_by_policy_logs_them_again(cli: DockerCLI) -> None:
+    """As dockerd (checked against 20.10): each run of a restarting container connects and mounts
+    before its ``start`` and disconnects and unmounts after its ``die``."""
+    start = time.time()
+    box = cli.ok("run", "-d", "--restart", "on-failure:2", "-v", "ae-rvol:/d", "busybox", "false").strip()
+    try:
+        deadline = time.monotonic() + 30
+        while cli.ok("inspect", "--format", "{{.State.Status}} {{.RestartCount}}", box).split() != [
+            "exited",
+            "2",
+        ]:
+            assert time.monotonic() < deadline, "the container did not end its two restarts"
+            time.sleep(0.2)
+        one_run = [
+            ("network", "connect"),
+            ("volume", "mount"),
+            ("container", "start"),
+            ("container", "die"),
+            ("network", "disconnect"),
+            ("volume", "unmount"),
+        ]
+        assert of_container(replay(cli, start), box)[1:] == one_run * 3
+    finally:
+        cli.run("rm", "-f", box)
+        cli.run("volume", "rm", "ae-rvol")
+
+
 def normalized(events: list[dict[str, Any]], box_id: str, net_id: str) -> list[tuple[str, str, str, str]]:
     """The events about one container with its ids and generated names replaced by placeholders."""
     out = []
