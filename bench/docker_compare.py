@@ -9,7 +9,10 @@
     second figure counts only what can be attributed: the growth of the daemon side's PSS (dockerd,
     containerd and the shims; `atoll up`) plus the kernel memory charged to the containers' cgroups.
 Also the floor under (a) and (b): the same CLI commands against bench/cli_floor.py, a responder that
-answers each request at once (``cli_floor_ms``, ``cli_floor_detached_ms``): what no daemon can beat.
+answers each request at once (``cli_floor_ms``, ``cli_floor_detached_ms``): what no daemon can beat;
+and the runtime's own floor, bench/runtime_floor.py (``runtime_floor_ms``: create + start + wait +
+delete of Atoll's bundle on a prepared root filesystem, the fastest way the runtime Atoll picks here
+allows; ``runtime_floor_detached_ms``: create + start), with the budget they leave under targets (a), (b).
 
 Atoll is a fresh `atoll up` on temp paths (tests/e2e/cloud.py: own ports, socket, net prefix, nft table,
 cgroup parent); dockerd is the private one of tests/docker/stock.py (own roots and socket, no bridge, no
@@ -39,6 +42,7 @@ from typing import Any
 
 from bench.cli_floor import measure_floor
 from bench.lifecycle import mem_available, process_memory, settle
+from bench.runtime_floor import measure_runtime_floor
 from tests.docker.stock import DOCKER_CLI, StockDockerd, missing_binaries
 from tests.e2e.cloud import Cloud
 
@@ -160,6 +164,40 @@ def measure(
     }
 
 
+def print_budget(figures: dict[str, Any], count: int) -> None:
+    """What targets (a) and (b) leave a daemon, against what the CLI and the runtime alone take."""
+    d = figures["dockerd"]
+    target_a = 0.25 * d["run_rm_true_ms"]
+    floor_a = figures["cli_floor_ms"] + figures["runtime_floor_ms"]
+    figures["budget_a"] = {"target_ms": round(target_a, 1), "cli_plus_runtime_floor_ms": round(floor_a, 1)}
+    print(
+        f"budget (a): 0.25 x {d['run_rm_true_ms']} ms = {target_a:.1f} ms; CLI floor"
+        f" {figures['cli_floor_ms']} ms + runtime floor {figures['runtime_floor_ms']} ms = {floor_a:.1f} ms"
+        f" ({floor_a / target_a:.2f}x the target, before any daemon work; the runtime's CPU alone"
+        f" {figures['runtime_floor_cpu_ms']} ms)"
+    )
+    target_b = 1000 / (5 * d["detached_starts_per_s"])
+    floor_b = figures["cli_floor_detached_ms"] + figures["runtime_floor_detached_ms"]
+    figures["budget_b"] = {
+        "target_ms_per_start": round(target_b, 1),
+        "cli_plus_runtime_floor_ms": round(floor_b, 1),
+    }
+    print(
+        f"budget (b): 5 x {d['detached_starts_per_s']}/s = one start per {target_b:.1f} ms; CLI floor"
+        f" {figures['cli_floor_detached_ms']} ms + runtime floor (create + start)"
+        f" {figures['runtime_floor_detached_ms']} ms = {floor_b:.1f} ms"
+        f" ({floor_b / target_b:.2f}x the target;"
+        f" at best {1000 / floor_b / d['detached_starts_per_s']:.2f}x dockerd's rate; the runtime's CPU"
+        f" alone {figures['runtime_floor_detached_cpu_ms']} ms)"
+    )
+    rf = figures["runtime_floor"]
+    print(
+        f"    runtime ({rf['runtime']}, cgroup v{rf['cgroup_version']}): agent path {rf['agent_run_rm']},"
+        f" one foreground run {rf['oneshot_run_rm']}, detached {rf['agent_run_detached']};"
+        f" minimal bundles: runc {rf.get('runc_minimal_run_rm')}, crun {rf.get('crun_minimal_run_rm')}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -215,6 +253,12 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
     print(f"dockerd: {figures['dockerd']}", flush=True)
     figures.update(measure_floor(args.runs))
+    runtime_floor = measure_runtime_floor(args.runs)
+    figures["runtime_floor"] = runtime_floor
+    figures["runtime_floor_ms"] = runtime_floor["runtime_floor_ms"]
+    figures["runtime_floor_detached_ms"] = runtime_floor["runtime_floor_detached_ms"]
+    figures["runtime_floor_cpu_ms"] = runtime_floor["runtime_floor_cpu_ms"]
+    figures["runtime_floor_detached_cpu_ms"] = runtime_floor["runtime_floor_detached_cpu_ms"]
 
     a, d = figures["atoll"], figures["dockerd"]
     figures["time_ratio"] = round(a["run_rm_true_ms"] / d["run_rm_true_ms"], 3)
@@ -246,6 +290,7 @@ def main() -> None:
             f"kernel memory {f['container_kmem_per_container_mb']} MB per container; daemon processes "
             f"{f['daemon_processes_before_after'][0]} -> {f['daemon_processes_before_after'][1]}"
         )
+    print_budget(figures, args.count)
     figures["loadavg_end"] = loadavg()
     print(f"load average {figures['loadavg_start']} -> {figures['loadavg_end']}")
     print(json.dumps(figures))

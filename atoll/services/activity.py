@@ -2,7 +2,8 @@
 
 Services record an entry where the action takes effect (create, start, die, stop, kill, destroy,
 rename, pause, unpause, update; image pull, tag, untag, delete; network create, connect, disconnect,
-destroy; volume create, destroy), so actions made through the native
+destroy; volume create, destroy; a run's network connect/disconnect and volume mount/unmount, see
+``attachactivity``; the Docker API's attach), so actions made through the native
 API and through the Docker API show up alike. The log is in memory, bounded, and owned by the one
 controller process, like the instance events in ``context``: a listener replays what it kept (``since``)
 and then follows live entries. Recording never blocks: a listener that falls ``QUEUE`` entries behind

@@ -23,6 +23,7 @@ from atoll.model.ports import HostAgent
 from atoll.schemas import WaitResult
 from atoll.services.activity import ActivityLog
 from atoll.services.addrpools import DEFAULT_POOLS, AddressPool, parse_pools
+from atoll.services.attachnames import AttachNames
 from atoll.services.clusterconf import ClusterConfig
 from atoll.services.liveness import Liveness, MemberCache
 from atoll.services.mounts import BindPolicy
@@ -184,3 +185,5 @@ class Controller:
     """Hosts known to be cluster members, so an RPC skips the membership query (``liveness.py``)."""
     liveness: Liveness = field(default_factory=Liveness)
     """Heartbeats that changed nothing, written in batches (``liveness.py``)."""
+    attach_names: AttachNames = field(default_factory=AttachNames)
+    """Network and volume names by id, for the activity entries of every run (``attachnames.py``)."""

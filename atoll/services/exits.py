@@ -14,6 +14,7 @@ import time
 from atoll.model.instance import ExitInfo, InstanceStatus, RestartPolicy, RuntimeState
 from atoll.schemas import Instance, WaitResult
 from atoll.services import dnsrecords
+from atoll.services.attachactivity import attached, record_down, record_up
 from atoll.services.clock import now_iso, seconds_between
 from atoll.services.context import Controller, EventKind, InstanceEvent
 from atoll.services.restart import next_streak, restart_delay
@@ -51,7 +52,9 @@ def record_started(ctl: Controller, host_id: str | None, state: RuntimeState) ->
         row.error = ""
         row.restart_at = None
         view = instance_view(row)
+        attachments = attached(ctl, s, view)
     ctl.events.publish(InstanceEvent(state.id, EventKind.CHANGED))
+    record_up(ctl, view, attachments)
     record_activity(ctl, "start", view)
     return True
 
@@ -110,8 +113,10 @@ async def record_exit(ctl: Controller, host_id: str | None, instance_id: str, ex
         )
         host = row.host_id
         view = instance_view(row)
+        attachments = attached(ctl, s, view)
     ctl.events.publish(InstanceEvent(instance_id, EventKind.EXITED, result))
     record_activity(ctl, "die", view, exitCode=str(result.exit_code))
+    record_down(ctl, view, attachments)
     if auto_remove:
         await auto_remove_instance(ctl, host, instance_id, result)
     return delay

@@ -184,6 +184,14 @@ def get_image(ctl: Controller, *, project: str, ref: str) -> Image:
         return _view(s, resolve(s, project, ref)[0])
 
 
+def image_id(ctl: Controller, *, project: str, ref: str) -> str:
+    """The id of the image ``ref`` names (NotFound if none): ``get_image`` without building the view
+    (tags, digests, config), for callers that only need to know the image is there."""
+    with ctl.sessions() as s:
+        require_project(s, project)
+        return resolve(s, project, ref)[0].id
+
+
 def _set_tag(s: Session, project: str, ref: Reference, image_id: str) -> None:
     """Point ``ref`` at ``image_id`` in ``project``, moving it away from any other image."""
     row = s.get(ImageTagRow, (project, ref.repo, ref.tag))

@@ -174,6 +174,16 @@ def list_networks(ctl: Controller, *, project: str) -> list[Network]:
         return [network_view(r, network_subnets(s, r.id)) for r in rows]
 
 
+def has_network(ctl: Controller, *, project: str, ref: str) -> bool:
+    """Whether ``project`` has a network ``ref`` of its own: a lookup without building its view."""
+    with ctl.sessions() as s:
+        try:
+            resolve_network(s, project, ref)
+        except NotFound:
+            return False
+        return True
+
+
 def get_network(ctl: Controller, *, project: str, ref: str) -> Network:
     """A network of ``project``, or a (shared) external network of the administrator's."""
     with ctl.sessions() as s:

@@ -88,7 +88,45 @@ def _rule_spec(row: SecurityGroupRuleRow) -> RuleSpec:
     )
 
 
+def _groups_of(s: Session, port_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Each port's groups (sorted), in one query rather than one per port."""
+    query = select(PortSecurityGroupRow.port_id, PortSecurityGroupRow.group_id).where(
+        PortSecurityGroupRow.port_id.in_(port_ids)
+    )
+    out: dict[str, list[str]] = {}
+    for port_id, group_id in s.execute(query):
+        out.setdefault(port_id, []).append(group_id)
+    return {port_id: sorted(groups) for port_id, groups in out.items()}
+
+
+def _rules_of(s: Session, group_ids: Sequence[str]) -> dict[str, list[SecurityGroupRuleRow]]:
+    query = (
+        select(SecurityGroupRuleRow)
+        .where(SecurityGroupRuleRow.group_id.in_(group_ids))
+        .order_by(SecurityGroupRuleRow.id)
+    )
+    out: dict[str, list[SecurityGroupRuleRow]] = {g: [] for g in group_ids}
+    for row in s.scalars(query):
+        out[row.group_id].append(row)
+    return out
+
+
+def _members_of(s: Session, group_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Each group's member addresses (sorted, once each), over every host."""
+    query = (
+        select(PortSecurityGroupRow.group_id, IpAllocationRow.address)
+        .join(PortSecurityGroupRow, PortSecurityGroupRow.port_id == IpAllocationRow.port_id)
+        .where(PortSecurityGroupRow.group_id.in_(group_ids))
+    )
+    out: dict[str, set[str]] = {g: set() for g in group_ids}
+    for group_id, address in s.execute(query):
+        out[group_id].add(address)
+    return {g: sorted(addresses) for g, addresses in out.items()}
+
+
 def host_security(ctl: Controller, host_id: str) -> HostSecurity:
+    """The policy of every port on ``host_id``. A fixed number of queries, whatever the number of
+    ports: it is computed for every instance created on the host (and grew with every container)."""
     with ctl.sessions() as s:
         query = (
             select(PortRow)
@@ -97,36 +135,31 @@ def host_security(ctl: Controller, host_id: str) -> HostSecurity:
             .order_by(PortRow.id)
         )
         rows = list(s.scalars(query))
-        addresses = _addresses(s, [r.id for r in rows])
+        port_ids = [r.id for r in rows]
+        addresses = _addresses(s, port_ids)
+        groups_of = _groups_of(s, port_ids)
         ports = [
             PortSecurity(
                 port_id=r.id,
                 network_id=r.network_id,
                 ip=addresses.get(r.id, ""),
                 mac=r.mac,
-                groups=port_groups(s, r.id),
+                groups=groups_of.get(r.id, []),
             )
             for r in rows
         ]
-        wanted = {g for p in ports for g in p.groups}
-        rules: dict[str, list[SecurityGroupRuleRow]] = {}
-        for group_id in wanted:
-            query_rules = select(SecurityGroupRuleRow).where(SecurityGroupRuleRow.group_id == group_id)
-            rules[group_id] = list(s.scalars(query_rules.order_by(SecurityGroupRuleRow.id)))
+        wanted = sorted({g for p in ports for g in p.groups})
+        rules = _rules_of(s, wanted)
         # A remote group only needs its members here (its own rules apply to its own ports).
         remotes = {r.remote_group_id for rs in rules.values() for r in rs if r.remote_group_id}
-        groups = []
-        for group_id in sorted(wanted | remotes):
-            members_query = (
-                select(IpAllocationRow.address)
-                .join(PortSecurityGroupRow, PortSecurityGroupRow.port_id == IpAllocationRow.port_id)
-                .where(PortSecurityGroupRow.group_id == group_id)
+        every = sorted(set(wanted) | remotes)
+        members = _members_of(s, every)
+        groups = [
+            GroupPolicy(
+                id=group_id,
+                rules=[_rule_spec(r) for r in rules.get(group_id, [])],
+                members=members[group_id],
             )
-            groups.append(
-                GroupPolicy(
-                    id=group_id,
-                    rules=[_rule_spec(r) for r in rules.get(group_id, [])],
-                    members=sorted(set(s.scalars(members_query))),
-                )
-            )
+            for group_id in every
+        ]
         return HostSecurity(ports=ports, groups=groups)

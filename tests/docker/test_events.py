@@ -35,7 +35,7 @@ def test_live_events_follow_a_container_and_an_image(cli: DockerCLI) -> None:
         out, _ = watcher.communicate(timeout=10)
     events = [json.loads(line) for line in out.splitlines()]
     mine = [e["Action"] for e in events if e["Actor"]["Attributes"].get("name") == "evented"]
-    assert mine == ["create", "start", "die", "destroy"]
+    assert mine == ["create", "attach", "start", "die", "destroy"]
     die = next(e for e in events if e["Action"] == "die")
     assert die["Actor"]["Attributes"]["exitCode"] == "2" and die["Actor"]["Attributes"]["k"] == "v"
     assert die["Type"] == "container" and die["timeNano"] > 0

@@ -23,6 +23,7 @@ from atoll.model.instance import LogEntry
 from atoll.schemas import Instance
 from atoll.services import instances, lifecycle, stdin, watch
 from atoll.services.clock import now_iso, parse_iso
+from atoll.services.exits import record_activity
 
 RAW = "application/vnd.docker.raw-stream"
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
@@ -97,6 +98,7 @@ class Output:
         with_stdin, replay, follow = req.flag("stdin"), req.flag("logs"), req.flag("stream")
         keys = parse_keys(req.arg("detachKeys"))
         attached_at = now_iso()
+        record_activity(self.ctl, "attach", inst)  # as dockerd logs every attach, before the stream
 
         async def run(raw: RawStream) -> None:
             out = asyncio.ensure_future(self._output(raw, inst, want, replay, follow, attached_at))

@@ -15,7 +15,7 @@ from typing import Any
 
 from atoll.api.docker.create import docker_field_names, instance_create
 from atoll.api.docker.http import DockerError, Empty, Json, Request, Stream, bad_request
-from atoll.api.docker.networks import DEFAULT_NETWORK, ready_default_network
+from atoll.api.docker.networks import DEFAULT_NETWORK, ensure_default_network
 from atoll.api.docker.router import Route, version_tuple
 from atoll.api.docker.sizes import sizes
 from atoll.api.docker.views import inspect, summary, unix_time
@@ -60,12 +60,12 @@ class Containers:
         platform = req.arg("platform")
         if platform and platform not in ("linux", "linux/amd64", "linux/x86_64"):
             raise bad_request(f"platform: {platform!r} is not supported")
-        try:
-            images.get_image(self.ctl, project=PROJECT, ref=request.image)
+        try:  # (the CLI pulls on this 404; the lookups are existence checks, no views built)
+            images.image_id(self.ctl, project=PROJECT, ref=request.image)
         except NotFound:
             raise DockerError(404, f"No such image: {request.image}") from None
         if any(n.network == DEFAULT_NETWORK for n in request.networks):
-            await ready_default_network(self.ctl)
+            await ensure_default_network(self.ctl)
         try:
             inst = await instances.create(self.ctl, project=PROJECT, request=request)
         except InvalidInput as e:

@@ -145,6 +145,13 @@ async def ready_default_network(ctl: Controller) -> Network:
     return net
 
 
+async def ensure_default_network(ctl: Controller) -> None:
+    """``ready_default_network`` for callers that only need it to exist (every `docker create`): once
+    it does, one lookup instead of building its view."""
+    if not networks.has_network(ctl, project=PROJECT, ref=DEFAULT_NETWORK):
+        await ready_default_network(ctl)
+
+
 def _default_network(ctl: Controller) -> tuple[Network, bool]:
     """The network, and whether this call made it (with its outbound router, see services/outbound)."""
     try:
