@@ -1,0 +1,30 @@
+"""Big answers built off the event loop.
+
+The API, the Docker API, the cluster's heartbeats and (in ``atoll up``) the agent share one event loop.
+A listing of every instance is a query, a view per row and the JSON of them all: at 50,000 rows about
+12 s of Python during which nothing else on the loop ran. Such work runs here instead, in a small pool
+of its own threads: the loop goes on answering (the GIL is handed over every few milliseconds), and
+the pool being separate, big lists cannot take the threads that ``asyncio.to_thread`` work (the
+agent's kernel calls) waits for. Two threads: more would only share the same GIL.
+
+The work holds its database session in the thread, for one short read as before; nothing of it is
+held across the answer's sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-offload")
+
+
+async def off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)`` in the offload pool, awaited."""
+    return await asyncio.get_running_loop().run_in_executor(_pool, functools.partial(fn, *args, **kwargs))
