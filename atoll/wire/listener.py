@@ -17,6 +17,7 @@ import uvicorn
 from starlette.requests import HTTPConnection
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from atoll.stopping import QuietServer
 from atoll.wire.pki import Identity, peer_common_name
 
 PEER_KEY = "atoll.peer"
@@ -90,4 +91,4 @@ def https_server(
         ssl_ca_certs=str(identity.ca),
         ssl_cert_reqs=ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL,
     )
-    return uvicorn.Server(config)
+    return QuietServer(config)  # signals are its process's (atoll/stopping.py)
