@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +35,11 @@ def namespaces(cloud: Cloud) -> set[str]:
 
 def stop_with(cloud: Cloud, sig: signal.Signals) -> int:
     assert cloud.proc is not None
+    started = time.monotonic()
     cloud.proc.send_signal(sig)
     try:
         code = cloud.proc.wait(20)
+        print(f"atoll up stopped on {sig.name} in {time.monotonic() - started:.2f} s")
     except subprocess.TimeoutExpired:
         cloud.kill9()
         raise AssertionError(f"atoll up did not stop within 20 s of {sig.name}") from None
