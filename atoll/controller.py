@@ -28,7 +28,7 @@ from atoll.api.app import create_app
 from atoll.api.cluster_listener import cluster_app
 from atoll.model.errors import NotFound
 from atoll.model.ports import HostAgent
-from atoll.node import STARTER_CONFIG, STARTER_IMAGE, _file_chunks, gc_policy
+from atoll.node import GRACE, STARTER_CONFIG, STARTER_IMAGE, _file_chunks, gc_policy
 from atoll.profiling import profiled
 from atoll.services import controllers, failover, image_gc, images, liveness, membership
 from atoll.services.clusterconf import ClusterConfig
@@ -205,6 +205,7 @@ async def _serve(settings: Settings, stop: StopSignals) -> None:
             log_level="warning",
             lifespan="off",
             ws_ping_interval=None,
+            timeout_graceful_shutdown=GRACE,
         )
     )
     listener = https_server(

@@ -28,6 +28,9 @@ KEEP_ALIVE = 65.0
 a host's heartbeats reuse one TLS connection instead of paying a handshake each (uvicorn's default of
 5 s equals the default heartbeat interval)."""
 
+STOP_GRACE = 5
+"""Seconds a stopping server gives calls under way (a followed log, an exec stream would hold it forever)."""
+
 
 def peer_of(conn: HTTPConnection) -> str | None:
     """The common name of the verified client certificate, or None if the client showed none."""
@@ -86,6 +89,7 @@ def https_server(
         ws="websockets-sansio",
         ws_ping_interval=None,
         timeout_keep_alive=int(KEEP_ALIVE),
+        timeout_graceful_shutdown=STOP_GRACE,
         ssl_keyfile=str(identity.key),
         ssl_certfile=str(identity.cert),
         ssl_ca_certs=str(identity.ca),

@@ -16,6 +16,8 @@ from fastapi import FastAPI
 from sqlalchemy import insert, inspect
 
 from atoll.api.docker.app import create_docker_server
+from atoll.api.offload import json_list
+from atoll.api.routes.instances import INSTANCE_LIST
 from atoll.schemas import Instance
 from atoll.services import instances
 from atoll.services.context import Controller
@@ -90,6 +92,12 @@ async def test_the_list_is_the_answer_fastapi_made_on_the_loop(
             assert new_answer.headers["content-type"] == old_answer.headers["content-type"]
             assert new_answer.content == old_answer.content
     assert "çà ✓" in new_answer.text
+    # Made in pieces, the same bytes as in one call, whatever the size of the pieces.
+    listed = instances.list_instances(ctl, project="default", all=True)
+    whole = INSTANCE_LIST.dump_json(listed, by_alias=True)
+    for chunk in (1, 7, 50, 51, 500):
+        assert json_list(INSTANCE_LIST, listed, chunk) == whole
+    assert json_list(INSTANCE_LIST, []) == INSTANCE_LIST.dump_json([]) == b"[]"
     bad = await client.get(f"{P}/instances", params={"status": "sleeping"})
     assert bad.status_code == 400 and "status" in bad.json()["error"]["message"]
 

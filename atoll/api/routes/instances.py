@@ -8,7 +8,7 @@ from pydantic import TypeAdapter
 
 from atoll.api.deps import Ctl
 from atoll.api.errors import ERROR_RESPONSES
-from atoll.api.offload import off_loop
+from atoll.api.offload import json_list, off_loop
 from atoll.api.streams import log_frames
 from atoll.schemas import LOG_MEDIA_TYPE, Instance, InstanceCreate, WaitResult
 from atoll.services import floatingips, instances, lifecycle
@@ -40,12 +40,12 @@ async def list_instances(
     ] = None,
 ) -> Response:
     # Thousands of rows take seconds: query, views and JSON are made off the event loop (offload.py),
-    # the JSON as FastAPI makes it for a ``list[Instance]`` answer (dump_json, by alias).
+    # the JSON as FastAPI makes it for a ``list[Instance]`` answer.
     def answer() -> bytes:
         listed = instances.list_instances(
             ctl, project=project, all=all_, label=label, name=name, status=status
         )
-        return INSTANCE_LIST.dump_json(listed, by_alias=True)
+        return json_list(INSTANCE_LIST, listed)
 
     return Response(await off_loop(answer), media_type="application/json")
 
