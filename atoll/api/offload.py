@@ -8,16 +8,17 @@ the pool being separate, big lists cannot take the threads that ``asyncio.to_thr
 agent's kernel calls) waits for. Two threads: more would only share the same GIL.
 
 The work holds its database session in the thread, for one short read as before; nothing of it is
-held across the answer's sending. Its JSON is made in pieces (``json_list``): pydantic's serialiser
-holds the GIL for the whole of one call, about a second for 50,000 instances, and the loop's thread
-would wait that long.
+held across the answer's sending. Rows are read, viewed and serialised a batch at a time (``json_list``):
+pydantic's serialiser holds the GIL for the whole of one call (about a second for 50,000 instances),
+and so do the collector's full passes, which walk every live object (all 50,000 views, if they were
+all alive at once); the loop's thread would wait that long.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -34,15 +35,8 @@ async def off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     return await asyncio.get_running_loop().run_in_executor(_pool, functools.partial(fn, *args, **kwargs))
 
 
-CHUNK = 500
-"""Items per serialiser call: some milliseconds of GIL each."""
-
-
-def json_list(adapter: TypeAdapter[list[T]], items: Sequence[T], chunk: int = CHUNK) -> bytes:
-    """The bytes of ``adapter.dump_json(items, by_alias=True)`` (as FastAPI answers a list), made ``chunk``
-    items at a time: each call's ``[...]`` without its brackets, joined by commas."""
-    parts = [
-        adapter.dump_json(list(items[i : i + chunk]), by_alias=True)[1:-1]
-        for i in range(0, len(items), chunk)
-    ]
+def json_list(adapter: TypeAdapter[list[T]], batches: Iterable[Sequence[T]]) -> bytes:
+    """The bytes of ``adapter.dump_json(all items, by_alias=True)`` (as FastAPI answers a list), made a
+    batch at a time: each batch's ``[...]`` without its brackets, joined by commas."""
+    parts = [adapter.dump_json(list(batch), by_alias=True)[1:-1] for batch in batches if batch]
     return b"[" + b",".join(parts) + b"]"

@@ -92,12 +92,14 @@ async def test_the_list_is_the_answer_fastapi_made_on_the_loop(
             assert new_answer.headers["content-type"] == old_answer.headers["content-type"]
             assert new_answer.content == old_answer.content
     assert "çà ✓" in new_answer.text
-    # Made in pieces, the same bytes as in one call, whatever the size of the pieces.
+    # Made in batches, the same bytes as in one call, whatever the size of the batches.
     listed = instances.list_instances(ctl, project="default", all=True)
     whole = INSTANCE_LIST.dump_json(listed, by_alias=True)
-    for chunk in (1, 7, 50, 51, 500):
-        assert json_list(INSTANCE_LIST, listed, chunk) == whole
-    assert json_list(INSTANCE_LIST, []) == INSTANCE_LIST.dump_json([]) == b"[]"
+    for size in (1, 7, 50, 51, 500):
+        batches = list(instances.instance_batches(ctl, project="default", all=True, batch=size))
+        assert len(batches) == -(-len(listed) // size)
+        assert json_list(INSTANCE_LIST, batches) == whole
+    assert json_list(INSTANCE_LIST, []) == json_list(INSTANCE_LIST, [[]]) == INSTANCE_LIST.dump_json([])
     bad = await client.get(f"{P}/instances", params={"status": "sleeping"})
     assert bad.status_code == 400 and "status" in bad.json()["error"]["message"]
 

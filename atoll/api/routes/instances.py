@@ -42,10 +42,10 @@ async def list_instances(
     # Thousands of rows take seconds: query, views and JSON are made off the event loop (offload.py),
     # the JSON as FastAPI makes it for a ``list[Instance]`` answer.
     def answer() -> bytes:
-        listed = instances.list_instances(
+        batches = instances.instance_batches(
             ctl, project=project, all=all_, label=label, name=name, status=status
         )
-        return json_list(INSTANCE_LIST, listed)
+        return json_list(INSTANCE_LIST, batches)
 
     return Response(await off_loop(answer), media_type="application/json")
 
