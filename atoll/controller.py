@@ -28,7 +28,7 @@ from atoll.api.app import create_app
 from atoll.api.cluster_listener import cluster_app
 from atoll.model.errors import NotFound
 from atoll.model.ports import HostAgent
-from atoll.node import STARTER_CONFIG, STARTER_IMAGE, _file_chunks, gc_policy
+from atoll.node import GRACE, STARTER_CONFIG, STARTER_IMAGE, _file_chunks, gc_policy
 from atoll.profiling import profiled
 from atoll.services import controllers, failover, image_gc, images, liveness, membership
 from atoll.services.clusterconf import ClusterConfig
@@ -36,6 +36,7 @@ from atoll.services.context import AgentRegistry, Controller
 from atoll.services.lease import Lease
 from atoll.services.secrets import SecretBox, seal_stored
 from atoll.settings import Settings
+from atoll.stopping import QuietServer, StopSignals
 from atoll.store.db import open_database
 from atoll.wire import pki
 from atoll.wire.client import Channel, make_proxy
@@ -163,6 +164,12 @@ def advertised(settings: Settings) -> str:
 
 
 async def serve(settings: Settings) -> None:
+    # The first SIGINT or SIGTERM stops in order, a second at once (atoll/stopping.py).
+    with StopSignals() as stop:
+        await _serve(settings, stop)
+
+
+async def _serve(settings: Settings, stop: StopSignals) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     (settings.data_dir / "tmp").mkdir(exist_ok=True)
     sessions = open_database(settings.database_url)
@@ -190,7 +197,7 @@ async def serve(settings: Settings) -> None:
     ctl.secrets = SecretBox.in_dir(settings.data_dir)
     seal_stored(ctl.sessions, ctl.secrets)  # logins stored before encryption existed
     membership.connect_known_hosts(ctl)
-    api = uvicorn.Server(
+    api = QuietServer(
         uvicorn.Config(
             create_app(ctl),
             host=settings.api_host,
@@ -198,6 +205,7 @@ async def serve(settings: Settings) -> None:
             log_level="warning",
             lifespan="off",
             ws_ping_interval=None,
+            timeout_graceful_shutdown=GRACE,
         )
     )
     listener = https_server(
@@ -208,9 +216,8 @@ async def serve(settings: Settings) -> None:
         accept=lambda _peer: True,  # joins come without a certificate; /rpc checks it per call
         require_client_cert=False,
     )
-    # The listener runs without uvicorn's signal handling: the API server owns SIGINT/SIGTERM, and
-    # stopping it stops the listener too.
-    listening = asyncio.create_task(listener._serve())
+    stop.on_stop(lambda: setattr(api, "should_exit", True))  # which then stops the listener too
+    listening = asyncio.create_task(listener.serve())
     lease = Lease(settings.database_url, interval=settings.lease_interval)
     check = max(0.2, settings.heartbeat_timeout / 5)
 
@@ -249,6 +256,8 @@ async def serve(settings: Settings) -> None:
         await asyncio.gather(*background, return_exceptions=True)
         await listening
         await starter.close()
+        sessions.kw["bind"].dispose()
+        log.info("stopped")
 
 
 def run_serve(settings: Settings) -> None:

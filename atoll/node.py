@@ -33,6 +33,7 @@ from atoll.services.hosts import register_host, unregister_host
 from atoll.services.mounts import BindPolicy
 from atoll.services.secrets import SecretBox, seal_stored
 from atoll.settings import Settings
+from atoll.stopping import QuietServer, StopSignals
 from atoll.store.db import open_database
 
 log = logging.getLogger("atoll")
@@ -98,7 +99,18 @@ def gc_policy(settings: Settings) -> image_gc.GcPolicy:
     )
 
 
+GRACE = 5
+"""Seconds a stop waits for requests in flight (a followed log or an attach would wait forever)."""
+
+
 async def serve(settings: Settings) -> None:
+    # The first SIGINT or SIGTERM stops in order, a second at once (atoll/stopping.py). Installed first:
+    # a signal during start-up then lets the start finish and stops right after it.
+    with StopSignals() as stop:
+        await _serve(settings, stop)
+
+
+async def _serve(settings: Settings, stop: StopSignals) -> None:
     docker_tls = docker_tls_context(settings)  # a bad file stops the start before anything runs
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     ctl = Controller(
@@ -133,7 +145,7 @@ async def serve(settings: Settings) -> None:
     )
     await agent.start()
     await ensure_starter_image(ctl, agent)
-    server = uvicorn.Server(
+    server = QuietServer(
         uvicorn.Config(
             create_app(ctl),
             host=settings.api_host,
@@ -141,13 +153,16 @@ async def serve(settings: Settings) -> None:
             log_level="warning",
             lifespan="off",
             ws_ping_interval=None,
+            timeout_graceful_shutdown=GRACE,
         )
     )
+    stop.on_stop(lambda: setattr(server, "should_exit", True))
     docker = create_docker_server(ctl)
     for address in settings.docker_addresses:
         await docker.listen(address)
     if docker_tls is not None:
         await docker.listen(f"tcp://{settings.docker_tls}", tls=docker_tls)
+    stop.on_stop(docker.stop_listening)
     print(
         f"Atoll is up: API {settings.api_url}/v1 (docs at {settings.api_url}/v1/docs), "
         f"runtime {agent.runtime_name}, cgroup v{agent.cgroup_version}, data in {settings.data_dir}\n"
@@ -161,13 +176,19 @@ async def serve(settings: Settings) -> None:
     log.debug("froze %d start-up objects", settle_after_startup())
     heap = asyncio.create_task(keep_heap_small())
     try:
-        await server.serve()
+        if not stop.requested:
+            await server.serve()
     finally:
+        # In order: no more requests, then the agent (its deferred removals finished, within a bound), then
+        # the controller's record of this host. Containers keep running.
         gc.cancel()
         heap.cancel()
-        await docker.close()
+        await docker.close(GRACE)
         await agent.close()
         unregister_host(ctl, host_id=agent.host_id)
+        engine = ctl.sessions.kw["bind"]
+        engine.dispose()
+        log.info("stopped; containers keep running")
 
 
 def docker_tls_context(settings: Settings) -> ssl.SSLContext | None:

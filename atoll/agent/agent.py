@@ -237,6 +237,7 @@ class Agent:
             handle.cancel()
         self._restarts.clear()
         self._watcher.close()
+        self._net.hurry()  # idle bridges go now, not after their linger
         with contextlib.suppress(TimeoutError):  # what is left, the next start-up sync removes
             await asyncio.wait_for(self.settle(), 10)
         for task in list(self._tasks):

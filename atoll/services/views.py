@@ -89,7 +89,8 @@ def instance_view(row: InstanceRow) -> Instance:
         error=row.error,
         restart_count=row.restart_count,
         pid=row.pid,
-        process=ProcessWire(**asdict(spec.process)),
+        # Read off the dataclass: asdict's deep copy was a third of a big list's cost.
+        process=ProcessWire.model_validate(spec.process, from_attributes=True),
         hostname=spec.hostname,
         labels=spec.labels,
         readonly_rootfs=spec.readonly_rootfs,

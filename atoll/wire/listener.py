@@ -17,6 +17,7 @@ import uvicorn
 from starlette.requests import HTTPConnection
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from atoll.stopping import QuietServer
 from atoll.wire.pki import Identity, peer_common_name
 
 PEER_KEY = "atoll.peer"
@@ -26,6 +27,9 @@ KEEP_ALIVE = 65.0
 (`client.KEEP_ALIVE`), so the client always closes first, and longer than the heartbeat interval, so
 a host's heartbeats reuse one TLS connection instead of paying a handshake each (uvicorn's default of
 5 s equals the default heartbeat interval)."""
+
+STOP_GRACE = 5
+"""Seconds a stopping server gives calls under way (a followed log, an exec stream would hold it forever)."""
 
 
 def peer_of(conn: HTTPConnection) -> str | None:
@@ -85,9 +89,10 @@ def https_server(
         ws="websockets-sansio",
         ws_ping_interval=None,
         timeout_keep_alive=int(KEEP_ALIVE),
+        timeout_graceful_shutdown=STOP_GRACE,
         ssl_keyfile=str(identity.key),
         ssl_certfile=str(identity.cert),
         ssl_ca_certs=str(identity.ca),
         ssl_cert_reqs=ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL,
     )
-    return uvicorn.Server(config)
+    return QuietServer(config)  # signals are its process's (atoll/stopping.py)

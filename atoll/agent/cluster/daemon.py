@@ -25,6 +25,7 @@ from atoll.heap import keep_heap_small, settle_after_startup
 from atoll.model.cluster import HostReport
 from atoll.model.errors import AtollError
 from atoll.model.ports import ControlPlane, HostAgent
+from atoll.stopping import StopSignals
 from atoll.wire import pki
 from atoll.wire.listener import https_server
 from atoll.wire.server import rpc_routes
@@ -89,6 +90,12 @@ async def start_when_reachable(agent: Agent, retry: float) -> None:
 
 
 async def run_agent(config: AgentConfig, *, heartbeat_interval: float, name: str) -> None:
+    # The first SIGINT or SIGTERM stops in order (the agent closed), a second at once (atoll/stopping.py).
+    with StopSignals() as stop:
+        await _run_agent(config, heartbeat_interval=heartbeat_interval, name=name, stop=stop)
+
+
+async def _run_agent(config: AgentConfig, *, heartbeat_interval: float, name: str, stop: StopSignals) -> None:
     membership = load(config.data_dir)
     config = dataclasses.replace(config, host_id=membership.host_id)
     control = control_plane(config.data_dir, membership)
@@ -101,6 +108,7 @@ async def run_agent(config: AgentConfig, *, heartbeat_interval: float, name: str
         port,
         accept=lambda peer: peer == pki.CONTROLLER_CN,
     )
+    stop.on_stop(lambda: setattr(server, "should_exit", True))
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
@@ -123,3 +131,4 @@ async def run_agent(config: AgentConfig, *, heartbeat_interval: float, name: str
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await agent.close()
+        log.info("stopped; containers keep running")

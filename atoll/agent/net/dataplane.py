@@ -75,6 +75,7 @@ class HostNetwork(DeferredRemoval):
         self._idle: dict[str, Bridge] = {}
         """Bridges whose last port a deferred removal took, kept for ``LINGER`` seconds (see ``release``)."""
         self._expiry: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()
         self._overlaid: set[str] = set()
         """Networks with ports on other hosts (a VXLAN device on their bridge), as ``set_overlaid`` says."""
 

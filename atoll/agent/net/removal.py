@@ -7,6 +7,7 @@ uses (declared here, defined there); everything runs under its lock, like the re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
@@ -35,6 +36,8 @@ class DeferredRemoval:
     _idle: dict[str, Bridge]
     """Bridges whose last port a deferred removal took, kept for ``LINGER`` seconds (see ``release``)."""
     _expiry: asyncio.Task[None] | None
+    _hurry: asyncio.Event
+    """Set when the agent closes: idle bridges go at once, as no next instance is coming."""
 
     # HostNetwork's (in the host namespace, worker threads)
     def _in_host(self, fn: Callable[[], None]) -> None:
@@ -104,7 +107,8 @@ class DeferredRemoval:
 
     async def _expire(self, after: float) -> None:
         """Delete the idle bridges that no port has taken since (and, with none left, our tables)."""
-        await asyncio.sleep(after)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._hurry.wait(), after)
         async with self._lock:
             idle, self._idle = self._idle, {}
             if not idle:
@@ -126,6 +130,11 @@ class DeferredRemoval:
     def _forget_teardown(self, instance_id: str, task: asyncio.Task[None]) -> None:
         if self._teardowns.get(instance_id) is task:
             del self._teardowns[instance_id]
+
+    def hurry(self) -> None:
+        """The agent is closing: idle bridges are deleted now rather than ``LINGER`` seconds after their
+        last port went, so that ``settle`` returns as soon as the removals under way are done."""
+        self._hurry.set()
 
     async def settle(self) -> None:
         """Wait for the deferred removals under way (see ``release``), idle bridges included."""

@@ -19,6 +19,7 @@ from atoll.api.docker.networks import DEFAULT_NETWORK, ensure_default_network
 from atoll.api.docker.router import Route, version_tuple
 from atoll.api.docker.sizes import sizes
 from atoll.api.docker.views import inspect, summary, unix_time
+from atoll.api.offload import off_loop
 from atoll.model.errors import AtollError, Conflict, InvalidInput, NotFound
 from atoll.schemas import Instance
 from atoll.services import images, instances, lifecycle, networks, operate, rename, rootfiles
@@ -91,16 +92,21 @@ class Containers:
                 raise bad_request(f"invalid filter 'status={status}'")
         limit = req.int_arg("limit", -1) or -1
         show_all = req.flag("all") or limit > 0 or bool(filters.get("status")) or bool(filters.get("exited"))
-        listed = instances.list_instances(self.ctl, project=PROJECT, all=True, label=filters.get("label"))
-        rows = [
-            i
-            for i in listed
-            if (show_all or i.status in ("running", "restarting")) and self._match(i, filters)
-        ]
-        if limit > 0:
-            rows = rows[:limit]
-        names = self.network_names()
-        out = [summary(i, names) for i in rows]
+
+        def build() -> tuple[list[Instance], list[dict[str, Any]]]:
+            listed = instances.list_instances(self.ctl, project=PROJECT, all=True, label=filters.get("label"))
+            rows = [
+                i
+                for i in listed
+                if (show_all or i.status in ("running", "restarting")) and self._match(i, filters)
+            ]
+            if limit > 0:
+                rows = rows[:limit]
+            names = self.network_names()
+            return rows, [summary(i, names) for i in rows]
+
+        # Thousands of rows take seconds: built off the event loop (atoll/api/offload.py).
+        rows, out = await off_loop(build)
         if req.flag("size"):
             for row, inst in zip(out, rows, strict=True):
                 row.update(await sizes(self.ctl, inst))

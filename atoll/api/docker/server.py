@@ -93,6 +93,10 @@ class Connection:
         self.map_error = map_error
         self.max_body = max_body
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=READ_SIZE * 4)
+        self.busy = False
+        """Between a request's first line and the end of its answer: a closing server lets it finish."""
+        self.closing = False
+        """The server is closing: end the connection after the answer under way."""
 
     async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
         while True:
@@ -120,6 +124,9 @@ class Connection:
                     await self._hijack(request, answer)
                     return
                 await self._respond(request, answer)
+                self.busy = False
+                if self.closing:
+                    return
                 if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is not h11.DONE:
                     return
                 self.conn.start_next_cycle()
@@ -136,6 +143,7 @@ class Connection:
             return None
         if not isinstance(event, h11.Request):
             return None
+        self.busy = True
         headers: dict[str, str] = {}
         for name, value in event.headers:
             key = name.decode("latin-1").lower()
@@ -349,14 +357,15 @@ class DockerServer:
         self.map_error = map_error
         self.max_body = max_body
         self._servers: list[asyncio.Server] = []
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], Connection | None] = {}
+        """Connection tasks, with their HTTP connection once it is there (after the TLS handshake)."""
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: ssl.SSLContext | None = None
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[task] = None
         try:
             streams: tuple[ByteReader, ByteWriter] | None = (reader, writer)
             if tls is not None:
@@ -364,11 +373,13 @@ class DockerServer:
             if streams is None:
                 writer.close()
                 return
-            await Connection(*streams, self.router, self.map_error, self.max_body).serve()
+            connection = Connection(*streams, self.router, self.map_error, self.max_body)
+            self._connections[task] = connection
+            await connection.serve()
         except asyncio.CancelledError:
             pass  # closing the server: asyncio would log a cancelled connection task as an error
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
 
     async def listen(self, address: str, tls: ssl.SSLContext | None = None) -> None:
         """``unix:///path/docker.sock`` or ``tcp://host:port``; with ``tls``, every connection is TLS
@@ -390,9 +401,25 @@ class DockerServer:
         self._servers.append(server)
         log.info("Docker API listening on %s%s", address, " (TLS)" if tls is not None else "")
 
-    async def close(self) -> None:
+    def stop_listening(self) -> None:
+        """Accept no more connections (``close`` still serves the ones already here)."""
         for server in self._servers:
             server.close()
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop listening, end idle connections, give requests under way ``grace`` seconds to be
+        answered (each connection closes after its answer), then end what is left (a followed log, an
+        attach)."""
+        self.stop_listening()
+        busy = []
+        for task, connection in list(self._connections.items()):
+            if grace > 0 and connection is not None and connection.busy:
+                connection.closing = True
+                busy.append(task)
+            else:
+                task.cancel()
+        if busy:
+            await asyncio.wait(busy, timeout=grace)
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)

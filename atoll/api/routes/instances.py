@@ -4,9 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
 
 from atoll.api.deps import Ctl
 from atoll.api.errors import ERROR_RESPONSES
+from atoll.api.offload import json_list, off_loop
 from atoll.api.streams import log_frames
 from atoll.schemas import LOG_MEDIA_TYPE, Instance, InstanceCreate, WaitResult
 from atoll.services import floatingips, instances, lifecycle
@@ -23,7 +25,10 @@ async def create_instance(ctl: Ctl, project: str, body: InstanceCreate) -> Insta
     return await instances.create(ctl, project=project, request=body)
 
 
-@router.get("")
+INSTANCE_LIST = TypeAdapter(list[Instance])
+
+
+@router.get("", response_model=list[Instance])
 async def list_instances(
     ctl: Ctl,
     project: str,
@@ -33,8 +38,16 @@ async def list_instances(
     status: Annotated[
         list[str] | None, Query(description="created, running, restarting, exited, dead")
     ] = None,
-) -> list[Instance]:
-    return instances.list_instances(ctl, project=project, all=all_, label=label, name=name, status=status)
+) -> Response:
+    # Thousands of rows take seconds: query, views and JSON are made off the event loop (offload.py),
+    # the JSON as FastAPI makes it for a ``list[Instance]`` answer.
+    def answer() -> bytes:
+        batches = instances.instance_batches(
+            ctl, project=project, all=all_, label=label, name=name, status=status
+        )
+        return json_list(INSTANCE_LIST, batches)
+
+    return Response(await off_loop(answer), media_type="application/json")
 
 
 @router.get("/{ref}")

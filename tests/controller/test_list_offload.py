@@ -1,0 +1,134 @@
+"""A big instance list is built off the event loop (atoll/api/offload.py): a cheap request sent while it
+is being built is answered first, and the list's answer is byte for byte what FastAPI made of the same
+``list[Instance]`` on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import insert, inspect
+
+from atoll.api.docker.app import create_docker_server
+from atoll.api.offload import json_list
+from atoll.api.routes.instances import INSTANCE_LIST
+from atoll.schemas import Instance
+from atoll.services import instances
+from atoll.services.context import Controller
+from atoll.store.models import InstanceRow
+
+from .factories import P, create_instance, import_image
+
+pytestmark = pytest.mark.anyio
+
+ROWS = 6000
+"""Enough for the list to take a good fraction of a second even on an idle machine."""
+
+
+async def many_instances(client: httpx.AsyncClient, ctl: Controller, count: int) -> dict[str, Any]:
+    """One instance made through the API, and ``count`` copies of its row inserted through the store."""
+    await import_image(client, 1, tags=["busybox:latest"], cmd=["sh"])
+    first = await create_instance(client, labels={"app": "web", "note": "çà ✓"})
+    with ctl.sessions.begin() as s:
+        row = s.get(InstanceRow, first["id"])
+        assert row is not None
+        values = {attr.key: getattr(row, attr.key) for attr in inspect(InstanceRow).column_attrs}
+        copies = []
+        for i in range(count):
+            copy = dict(
+                values, id=secrets.token_hex(32), name=f"copy-{i}", created_at=f"{row.created_at}{i:06d}"
+            )
+            copies.append(copy)
+        s.execute(insert(InstanceRow), copies)
+    return first
+
+
+async def test_a_cheap_request_is_answered_while_a_big_list_is_built(
+    client: httpx.AsyncClient, ctl: Controller
+) -> None:
+    first = await many_instances(client, ctl, ROWS)
+    done: list[str] = []
+
+    async def big_list() -> httpx.Response:
+        resp = await client.get(f"{P}/instances", params={"all": "true"})
+        done.append("list")
+        return resp
+
+    async def show() -> httpx.Response:
+        await asyncio.sleep(0.1)  # the list is under way (with the list on the loop, this waits for it)
+        resp = await client.get(f"{P}/instances/{first['id']}")
+        done.append("show")
+        return resp
+
+    listed, shown = await asyncio.gather(big_list(), show())
+    assert listed.status_code == 200 and shown.status_code == 200
+    assert len(listed.json()) == ROWS + 1
+    assert done == ["show", "list"]
+
+
+async def test_the_list_is_the_answer_fastapi_made_on_the_loop(
+    client: httpx.AsyncClient, ctl: Controller
+) -> None:
+    await many_instances(client, ctl, 50)
+    # The route as it was: the service's list returned to FastAPI as a ``list[Instance]``.
+    before = FastAPI()
+
+    @before.get("/list")
+    async def old_route(all: bool = False, label: list[str] | None = None) -> list[Instance]:
+        return instances.list_instances(ctl, project="default", all=all, label=label)
+
+    old = httpx.AsyncClient(transport=httpx.ASGITransport(app=before), base_url="http://before")
+    async with old:
+        for params in ({"all": "true"}, {}, {"all": "true", "label": "app=web"}):
+            new_answer = await client.get(f"{P}/instances", params=params)
+            old_answer = await old.get("/list", params=params)
+            assert new_answer.status_code == old_answer.status_code == 200
+            assert new_answer.headers["content-type"] == old_answer.headers["content-type"]
+            assert new_answer.content == old_answer.content
+    assert "çà ✓" in new_answer.text
+    # Made in batches, the same bytes as in one call, whatever the size of the batches.
+    listed = instances.list_instances(ctl, project="default", all=True)
+    whole = INSTANCE_LIST.dump_json(listed, by_alias=True)
+    for size in (1, 7, 50, 51, 500):
+        batches = list(instances.instance_batches(ctl, project="default", all=True, batch=size))
+        assert len(batches) == -(-len(listed) // size)
+        assert json_list(INSTANCE_LIST, batches) == whole
+    assert json_list(INSTANCE_LIST, []) == json_list(INSTANCE_LIST, [[]]) == INSTANCE_LIST.dump_json([])
+    bad = await client.get(f"{P}/instances", params={"status": "sleeping"})
+    assert bad.status_code == 400 and "status" in bad.json()["error"]["message"]
+
+
+async def test_docker_ps_is_built_off_the_loop_too(
+    client: httpx.AsyncClient, ctl: Controller, tmp_path: Path
+) -> None:
+    """Here the client shares the server's loop, and a multi-megabyte answer takes it many turns to read:
+    so what is counted is the loop's turns (a ticker's) between the request and its answer's head."""
+    await many_instances(client, ctl, ROWS)
+    server = create_docker_server(ctl)
+    sock = tmp_path / "docker.sock"
+    await server.listen(f"unix://{sock}")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.create_task(ticker())
+    docker = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(sock)), base_url="http://docker")
+    try:
+        async with docker, docker.stream("GET", "/v1.41/containers/json", params={"all": "1"}) as resp:
+            during = ticks  # from the request's sending to its answer's head: the time it was built in
+            body = await resp.aread()
+    finally:
+        ticking.cancel()
+        await server.close()
+    assert resp.status_code == 200 and len(json.loads(body)) == ROWS + 1
+    assert during >= 10, f"the loop turned {during} times while the list was built"
