@@ -56,6 +56,7 @@ from atoll.agent.runtime.oci_runtime import OciRuntime
 from atoll.agent.runtime.owncgroups import OwnCgroups
 from atoll.agent.runtime.selection import select_runtime
 from atoll.agent.runtime.users import ResolvedUser
+from atoll.agent.watch import exited
 from atoll.model.instance import InstanceSpec, ProcessSpec
 
 Sample = tuple[float, float]
@@ -83,27 +84,6 @@ def _spawn_wait(argv: list[str], errors: Path, fds: tuple[int, ...] = ()) -> Non
     if status != 0:
         code = os.waitstatus_to_exitcode(status)
         raise RuntimeError(f"{' '.join(argv)}: {code}: {errors.read_text(errors='replace').strip()}")
-
-
-async def _exited(pid: int) -> None:
-    """Wait for a process that is not our child (a container's init) to end."""
-    loop = asyncio.get_running_loop()
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    done: asyncio.Future[None] = loop.create_future()
-
-    def fire() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    loop.add_reader(fd, fire)
-    try:
-        await done
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
 
 
 def _rootfs(dest: Path) -> Path:
@@ -188,7 +168,7 @@ class AgentPath:
     async def run_rm(self) -> Sample:
         async def op() -> None:
             cid, pid = await self._start(["true"])
-            await _exited(pid)
+            await exited(pid)
             await self.runtime.delete(cid)
 
         return await _timed(op)

@@ -45,3 +45,24 @@ class ExitWatcher:
     def close(self) -> None:
         for key in list(self._fds):
             self.unwatch(key)
+
+
+async def exited(pid: int) -> None:
+    """Wait for ``pid`` to end (at once if it is already gone), child or not."""
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    done: asyncio.Future[None] = loop.create_future()
+
+    def fire() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, fire)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

@@ -28,6 +28,7 @@ from atoll.agent.runtime.logs import read_log
 from atoll.agent.runtime.oci import build_config
 from atoll.agent.runtime.oci_runtime import OciRuntime
 from atoll.agent.runtime.users import resolve_user
+from atoll.agent.watch import exited
 from atoll.model.instance import InstanceSpec, LogEntry, ProcessSpec, Resources
 from tests.prefix import RUN_PREFIX
 
@@ -87,23 +88,7 @@ class Container:
 
     async def wait(self, timeout: float = 20.0) -> None:
         """Until the container's init has exited (a pidfd: it is not our child)."""
-        loop = asyncio.get_running_loop()
-        try:
-            fd = os.pidfd_open(self.pid)
-        except ProcessLookupError:
-            return
-        done: asyncio.Future[None] = loop.create_future()
-
-        def fire() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        loop.add_reader(fd, fire)
-        try:
-            await asyncio.wait_for(done, timeout)
-        finally:
-            loop.remove_reader(fd)
-            os.close(fd)
+        await asyncio.wait_for(exited(self.pid), timeout)
         # The runtime reports "stopped" once the init is gone; give it that instant.
         for _ in range(100):
             state = await self.runtime.state(self.id)
