@@ -50,6 +50,7 @@ from bench.network import (
     Run,
     default_policy,
     iperf,
+    loadavg_text,
     namespaces,
     netns_path,
     port,
@@ -272,7 +273,7 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         parser.error(f"--variants: unknown {sorted(unknown)}; known: {', '.join(VARIANTS)}")
-    results: dict[str, Any] = {"seconds": args.seconds, "rounds": args.rounds, "loadavg": _loadavg()}
+    results: dict[str, Any] = {"seconds": args.seconds, "rounds": args.rounds, "loadavg": loadavg_text()}
     with tempfile.TemporaryDirectory(prefix="atoll-bench-variants-") as tmp:
         for key, label, fn in (("a", "one host", one_host), ("b", "across hosts", across_hosts)):
             if args.only in (None, key):
@@ -284,12 +285,8 @@ def main() -> None:
                         f"cost ratio {figures['cost_ratio']:.2f}",
                         flush=True,
                     )
-    results["loadavg_after"] = _loadavg()
+    results["loadavg_after"] = loadavg_text()
     print(json.dumps(results))
-
-
-def _loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

@@ -314,7 +314,7 @@ def main() -> None:
         "rounds": args.rounds,
         "security": args.security,
         "gso_size": gso_size,
-        "loadavg": _loadavg(),
+        "loadavg": loadavg_text(),
     }
     with tempfile.TemporaryDirectory(prefix=f"{RUN}-") as tmp:
         one = results["one_host"] = one_host(Path(tmp), args.seconds, args.rounds, args.security, gso_size)
@@ -342,11 +342,11 @@ def main() -> None:
             f"{across['baseline_cpu_ns_per_kb']} ns: cost ratio {across['cost_ratio']}",
             flush=True,
         )
-    results["loadavg_after"] = _loadavg()
+    results["loadavg_after"] = loadavg_text()
     print(json.dumps(results))
 
 
-def _loadavg() -> str:
+def loadavg_text() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 

@@ -30,6 +30,7 @@ from atoll.agent.runtime.exec import RuntimeExec
 from atoll.agent.runtime.oci import DEFAULT_PATH, INIT_PATH
 from atoll.agent.runtime.owncgroups import OwnCgroups
 from atoll.agent.runtime.rootpath import find_executable, read_file_in_root
+from atoll.agent.watch import exited
 from atoll.model.errors import InvalidInput, RuntimeFailure
 
 log = logging.getLogger(__name__)
@@ -42,28 +43,13 @@ _NOT_FOUND_HINTS = ("does not exist", "not found", "no such file")
 
 async def _wait_pid(pid: int) -> int:
     """Wait for a child we spawned ourselves (not through asyncio), without a thread."""
-    loop = asyncio.get_running_loop()
-    pidfd = os.pidfd_open(pid)
-    reaped = False
     try:
-        exited: asyncio.Future[None] = loop.create_future()
-
-        def fire() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(pidfd, fire)
-        try:
-            await exited
-        finally:
-            loop.remove_reader(pidfd)
-        _, status = os.waitpid(pid, 0)
-        reaped = True
-        return os.waitstatus_to_exitcode(status)
-    finally:
-        os.close(pidfd)
-        if not reaped:  # cancelled: still reap it, or it stays a zombie
-            loop.run_in_executor(None, os.waitpid, pid, 0)
+        await exited(pid)
+    except BaseException:  # cancelled: still reap it, or it stays a zombie
+        asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
+        raise
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _signal_number(name: str) -> int:
