@@ -21,8 +21,6 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, cast
 
-import uvicorn
-
 from atoll.agent.images.starter import busybox_rootfs_tar
 from atoll.api.app import create_app
 from atoll.api.cluster_listener import cluster_app
@@ -197,17 +195,7 @@ async def _serve(settings: Settings, stop: StopSignals) -> None:
     ctl.secrets = SecretBox.in_dir(settings.data_dir)
     seal_stored(ctl.sessions, ctl.secrets)  # logins stored before encryption existed
     membership.connect_known_hosts(ctl)
-    api = QuietServer(
-        uvicorn.Config(
-            create_app(ctl),
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level="warning",
-            lifespan="off",
-            ws_ping_interval=None,
-            timeout_graceful_shutdown=GRACE,
-        )
-    )
+    api = QuietServer.serving(create_app(ctl), settings.api_host, settings.api_port, GRACE)
     listener = https_server(
         cluster_app(ctl),
         ident,

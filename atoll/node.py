@@ -14,8 +14,6 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import uvicorn
-
 from atoll.agent.agent import Agent, AgentConfig
 from atoll.agent.images.starter import busybox_rootfs_tar
 from atoll.agent.registry.options import RegistryOptions, parse_insecure, parse_mirrors
@@ -145,17 +143,7 @@ async def _serve(settings: Settings, stop: StopSignals) -> None:
     )
     await agent.start()
     await ensure_starter_image(ctl, agent)
-    server = QuietServer(
-        uvicorn.Config(
-            create_app(ctl),
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level="warning",
-            lifespan="off",
-            ws_ping_interval=None,
-            timeout_graceful_shutdown=GRACE,
-        )
-    )
+    server = QuietServer.serving(create_app(ctl), settings.api_host, settings.api_port, GRACE)
     stop.on_stop(lambda: setattr(server, "should_exit", True))
     docker = create_docker_server(ctl)
     for address in settings.docker_addresses:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Generator
 from types import TracebackType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +96,19 @@ class QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    @classmethod
+    def serving(cls, app: ASGIApp, host: str, port: int, grace: int) -> QuietServer:
+        """The native API's server: no access log, no lifespan events (the process starts and stops
+        what the app needs), no websocket pings, and ``grace`` seconds for requests in flight."""
+        return cls(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                ws_ping_interval=None,
+                timeout_graceful_shutdown=grace,
+            )
+        )

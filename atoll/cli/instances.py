@@ -18,6 +18,9 @@ from atoll.schemas import Instance
 app = typer.Typer()
 
 Refs = Annotated[list[str], typer.Argument(help="Instance names or ids.")]
+StopTime = Annotated[
+    float | None, typer.Option("--time", "--timeout", "-t", help="Seconds to wait before killing.")
+]
 
 
 @app.command()
@@ -90,9 +93,7 @@ def start(ctx: typer.Context, refs: Refs) -> None:
 def stop(
     ctx: typer.Context,
     refs: Refs,
-    time: Annotated[
-        float | None, typer.Option("--time", "--timeout", "-t", help="Seconds to wait before killing.")
-    ] = None,
+    time: StopTime = None,
 ) -> None:
     """Stop instances: the stop signal, then SIGKILL after the timeout."""
     api = context.api(ctx)
@@ -103,9 +104,7 @@ def stop(
 def restart(
     ctx: typer.Context,
     refs: Refs,
-    time: Annotated[
-        float | None, typer.Option("--time", "--timeout", "-t", help="Seconds to wait before killing.")
-    ] = None,
+    time: StopTime = None,
 ) -> None:
     """Restart instances."""
     api = context.api(ctx)
