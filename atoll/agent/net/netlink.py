@@ -202,32 +202,8 @@ def configure_nic(
     if not found:
         raise RuntimeFailure(f"{device} is missing in the instance's network namespace")
     index = found[0]
-    write_sysctl(f"net/ipv4/conf/{device}/arp_notify", "1")
-    wanted = (address, prefix_len)
-    for msg in ipr.get_addr(index=index, family=2):
-        have = (msg.get_attr("IFA_ADDRESS"), int(msg["prefixlen"]))
-        if have != wanted:
-            _call(
-                f"remove {have[0]} from {device}",
-                ipr.addr,
-                "del",
-                index=index,
-                address=have[0],
-                prefixlen=have[1],
-            )
-    if not any(
-        (m.get_attr("IFA_ADDRESS"), int(m["prefixlen"])) == wanted
-        for m in ipr.get_addr(index=index, family=2)
-    ):
-        _call(
-            f"add {address}/{prefix_len} to {device}",
-            ipr.addr,
-            "add",
-            index=index,
-            address=address,
-            prefixlen=prefix_len,
-        )
-    _call(f"set up {device}", ipr.link, "set", index=index, mtu=mtu, state="up")
+    write_sysctl(f"net/ipv4/conf/{device}/arp_notify", "1")  # before it comes up: see above
+    set_addresses(ipr, device, {(address, prefix_len)}, mtu=mtu)
     if gateway and default_route:
         _call(
             f"default route via {gateway}", ipr.route, "replace", dst="0.0.0.0/0", gateway=gateway, oif=index
