@@ -49,11 +49,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     if not os.path.exists(DOCKER):
         pytest.skip(f"the Docker CLI is not installed at {DOCKER}")
     c = Cloud(base=tmp_path_factory.mktemp("atoll-test-docker"))
-    c.start()
-    try:
+    with c.running():
         yield c
-    finally:
-        c.teardown()
 
 
 @pytest.fixture(scope="module")

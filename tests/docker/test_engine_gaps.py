@@ -35,11 +35,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory, authreg: Registry) -> Iterat
         base=tmp_path_factory.mktemp("atoll-test-docker"),
         extra_env={"ATOLL_INSECURE_REGISTRIES": authreg.host},
     )
-    c.start()
-    try:
+    with c.running():
         yield c
-    finally:
-        c.teardown()
 
 
 @pytest.fixture

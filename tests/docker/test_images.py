@@ -38,11 +38,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory, registry: Registry, locked: 
         pytest.skip(f"the Docker CLI is not installed at {DOCKER}")
     env = {"ATOLL_INSECURE_REGISTRIES": f"{registry.host},{locked.host}"}
     c = Cloud(base=tmp_path_factory.mktemp("atoll-test-docker-images"), extra_env=env)
-    c.start()
-    try:
+    with c.running():
         yield c
-    finally:
-        c.teardown()
 
 
 def test_images_ls_inspect_tag_rmi(cli: DockerCLI) -> None:

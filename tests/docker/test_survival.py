@@ -20,11 +20,8 @@ from tests.e2e.helpers import wait_for
 def own_cloud(tmp_path: Path) -> Iterator[Cloud]:
     c = Cloud(base=tmp_path / "atoll-test-docker-survival")
     c.base.mkdir()
-    c.start()
-    try:
+    with c.running():
         yield c
-    finally:
-        c.teardown()
 
 
 def test_stdin_survives_a_kill_9_of_the_control_plane(own_cloud: Cloud) -> None:

@@ -61,11 +61,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory, certs: DockerCerts, tls_port
             "ATOLL_DOCKER_TLS_KEY": str(certs.server_key),
         },
     )
-    c.start()
-    try:
+    with c.running():
         yield c
-    finally:
-        c.teardown()
 
 
 @pytest.fixture(scope="module")

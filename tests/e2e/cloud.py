@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +138,15 @@ class Cloud:
         self, *args: str, input: bytes | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run([ATOLL, *args], env=self.env, input=input, capture_output=True, timeout=timeout)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Cloud]:
+        """Started for the ``with`` block, torn down after it (a fixture's ``yield`` inside)."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.teardown()
 
     def teardown(self) -> None:
         """Remove every instance through the API, stop the cloud, and clear what the runtime leaves."""

@@ -11,19 +11,13 @@ from tests.e2e.cloud import Cloud
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     c = Cloud(base=tmp_path_factory.mktemp("atoll-test-cloud"))
-    c.start()
-    try:
+    with c.running():
         yield c
-    finally:
-        c.teardown()
 
 
 @pytest.fixture
 def fresh_cloud(tmp_path: Path) -> Iterator[Cloud]:
     c = Cloud(base=tmp_path / "atoll-test-cloud")
     c.base.mkdir()
-    c.start()
-    try:
+    with c.running():
         yield c
-    finally:
-        c.teardown()

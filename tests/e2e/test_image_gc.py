@@ -17,11 +17,8 @@ from tests.e2e.helpers import wait_for
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     env = {"ATOLL_IMAGE_GC_INTERVAL": "0.5", "ATOLL_IMAGE_GC_MIN_AGE": "0"}
     c = Cloud(base=tmp_path_factory.mktemp("atoll-test-cloud"), extra_env=env)
-    c.start()
-    try:
+    with c.running():
         yield c
-    finally:
-        c.teardown()
 
 
 def _rootfs(path: Path, text: bytes) -> Path:

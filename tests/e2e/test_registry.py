@@ -41,11 +41,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory, registries: tuple[Registry, 
         "ATOLL_NO_PROGRESS": "1",
     }
     c = Cloud(base=tmp_path_factory.mktemp("atoll-test-cloud"), extra_env=env)
-    c.start()
-    try:
+    with c.running():
         yield c
-    finally:
-        c.teardown()
 
 
 def test_pull_then_run(cloud: Cloud, registries: tuple[Registry, Registry]) -> None:
