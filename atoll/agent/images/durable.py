@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 MARK = "durable"
 """The file in a layer's directory that says its data is on disk."""
+
+HOLD_ENV = "ATOLL_TEST_HOLD_IMAGE_SYNC"
+"""Tests only: a file path; while that file exists, the sync waits (to kill the agent before it ends)."""
 
 WAIT_SECONDS = 600.0
 """How long something that needs a layer waits for its sync before giving up (a hung disk)."""
@@ -53,6 +57,9 @@ class Durability:
         self._failed: dict[str, str] = {}
         self._thread: threading.Thread | None = None
         self.sync: Callable[[Path], None] = syncfs
+        hold = os.environ.get(HOLD_ENV)
+        if hold:
+            self.sync = _held(Path(hold))
         """The flush; tests replace it to hold a sync back or to simulate a crash before it ends."""
         self.syncs = 0
         """Flushes completed, for tests and benchmarks."""
@@ -130,6 +137,15 @@ class Durability:
                 self._syncing = set()
                 self.syncs += 1
                 self._cond.notify_all()
+
+
+def _held(hold: Path) -> Callable[[Path], None]:
+    def sync(root: Path) -> None:
+        while hold.exists():
+            time.sleep(0.02)
+        syncfs(root)
+
+    return sync
 
 
 def _mark(layer: Path) -> bool:
