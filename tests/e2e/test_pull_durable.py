@@ -68,7 +68,7 @@ def test_a_kill_before_the_sync_forgets_the_pull(held_cloud: Cloud, registry: Re
     try:
         pulled = cloud.cli("image", "pull", ref, timeout=60)
         assert pulled.returncode == 0, pulled.stderr
-        assert len(layer_names(cloud) - before) == 1  # its own layer (busybox's was there)
+        assert layer_names(cloud) - before  # its own layer, and busybox's if no test pulled it yet
         cloud.kill9()
     finally:
         hold.unlink()
