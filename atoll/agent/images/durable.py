@@ -92,9 +92,14 @@ class Durability:
             self._cond.notify_all()
 
     def wait(self, diff_ids: Iterable[str], timeout: float = WAIT_SECONDS) -> None:
-        """Block until every layer is durable. RuntimeFailure if a sync failed or it takes too long;
-        a layer nobody submitted (removed meanwhile) is not waited for: its user fails on its own."""
+        """Block until every layer is durable. RuntimeFailure if a sync failed or it takes too long.
+        A layer not submitted yet is submitted now (an import that has not started its sync yet);
+        one that is not in the store is not waited for: its user fails on its own."""
         wanted = set(diff_ids)
+        with self._cond:
+            pending = self._queued | self._syncing
+            unsubmitted = [d for d in wanted if d not in self._durable and d not in pending]
+        self.submit(d for d in unsubmitted if self._layout.layer(d).is_dir())
         with self._cond:
             done = self._cond.wait_for(lambda: self._settled(wanted), timeout)
             failed = sorted(self._failed[d] for d in wanted if d in self._failed)

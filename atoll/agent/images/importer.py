@@ -86,9 +86,9 @@ class ImportJob:
     def commit(self, images: list[StoredImage]) -> list[StoredImage]:
         """Record ``images``; an image already stored keeps its tags and gains the new ones.
 
-        Returns before the layers are on disk: their sync starts now, in the background, and whatever
-        depends on them waits for it (``durable.py``). A crash before it ends discards these images
-        when the store opens again."""
+        Returns before the layers are on disk: the store starts their sync when the import has
+        cleaned up, and whatever depends on them waits for it (``durable.py``). A crash before it
+        ends discards these images when the store opens again."""
         with self._ledger.lock:
             final = []
             for stored in images:
@@ -113,8 +113,6 @@ class ImportJob:
                 self._ledger.images[stored.record.id] = stored
                 self._ledger.fresh.difference_update(layer_key(d) for d in stored.record.layers)
                 self._ledger.fresh.difference_update(blob_key(d) for d in stored.blobs)
-            # Every layer, also those pinned from another import that hasn't committed yet.
-            self._durability.submit(d for stored in final for d in stored.record.layers)
             self._release()
         return final
 

@@ -90,11 +90,11 @@ class ImageStore:
         except BaseException:
             remove_tree(scratch)
             raise
-        return await asyncio.to_thread(self._import_spooled, scratch, spool)
+        return self._sync_later(await asyncio.to_thread(self._import_spooled, scratch, spool))
 
     async def import_directory(self, path: Path) -> list[ImageRecord]:
         """Import an OCI image-layout directory, or an unpacked ``docker save`` directory."""
-        return await asyncio.to_thread(self._import_directory, path)
+        return self._sync_later(await asyncio.to_thread(self._import_directory, path))
 
     async def build(
         self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig, *, created: str | None = None
@@ -111,7 +111,8 @@ class ImageStore:
         except BaseException:
             remove_tree(scratch)
             raise
-        return await asyncio.to_thread(self._build, scratch, spool, config, created)
+        [record] = self._sync_later([await asyncio.to_thread(self._build, scratch, spool, config, created)])
+        return record
 
     def scratch(self, prefix: str) -> Path:
         """A fresh directory under tmp/ (on the store's file system, emptied at the next start)."""
@@ -127,7 +128,7 @@ class ImageStore:
 
         All or nothing, like an import; ``scratch`` is removed either way."""
         try:
-            return await install_remote(
+            record = await install_remote(
                 self._layout,
                 self._ledger,
                 self._durability,
@@ -140,6 +141,14 @@ class ImageStore:
             )
         finally:
             await asyncio.to_thread(remove_tree, scratch)
+        [record] = self._sync_later([record])
+        return record
+
+    def _sync_later(self, records: builtins.list[ImageRecord]) -> builtins.list[ImageRecord]:
+        """Start the sync of what an import recorded (``durable.py``), once its scratch is gone: the
+        sync commits the file system's journal, which holds up a removal started meanwhile."""
+        self._durability.submit(d for r in records for d in r.layers)
+        return records
 
     def push_source(self, image_id: str) -> PushSource:
         """Config, kept layer blobs and stored manifests of an image, for a push.
