@@ -56,13 +56,9 @@ class Durability:
         self._syncing: set[str] = set()
         self._failed: dict[str, str] = {}
         self._thread: threading.Thread | None = None
-        self.sync: Callable[[Path], None] = syncfs
         hold = os.environ.get(HOLD_ENV)
-        if hold:
-            self.sync = _held(Path(hold))
+        self.sync: Callable[[Path], None] = _held(Path(hold)) if hold else syncfs
         """The flush; tests replace it to hold a sync back or to simulate a crash before it ends."""
-        self.syncs = 0
-        """Flushes completed, for tests and benchmarks."""
 
     def is_durable(self, diff_id: str) -> bool:
         with self._cond:
@@ -120,7 +116,9 @@ class Durability:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: bool(self._queued))
+                if not self._queued:  # idle: the thread ends (a store per test must not keep one each)
+                    self._thread = None
+                    return
                 self._syncing, self._queued = self._queued, set()
             error = ""
             try:
@@ -140,7 +138,6 @@ class Durability:
                     elif d in marked:
                         self._durable.add(d)
                 self._syncing = set()
-                self.syncs += 1
                 self._cond.notify_all()
 
 
