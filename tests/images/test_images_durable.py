@@ -33,10 +33,12 @@ class Gate:
         self.open = threading.Event()
         self.entered = threading.Event()
         self.crashed = False
+        self.calls = 0
         self._real = store.durability.sync
         store.durability.sync = self._sync
 
     def _sync(self, root: Path) -> None:
+        self.calls += 1
         self.entered.set()
         assert self.open.wait(30), "the test never opened the gate"
         if self.crashed:
@@ -112,6 +114,17 @@ def test_save_and_push_wait_for_the_sync(store: ImageStore, gated: Gate) -> None
 
     archive = asyncio.run(scenario())
     assert len(archive) > 1024
+
+
+def test_imports_waiting_for_a_sync_share_the_next_one(store: ImageStore, gated: Gate) -> None:
+    first = load(store, Image([BASE, ONE]))
+    assert gated.entered.wait(10)  # the first sync is under way (held)
+    second = load(store, Image([TWO]))
+    third = load(store, Image([layer(file("three", b"3"))]))
+    gated.release()
+    assert store.durability.settle(10)
+    assert store.is_durable(first.layers + second.layers + third.layers)
+    assert gated.calls == 4, "two rounds of (sync, sync of the marks): the later imports shared one"
 
 
 def test_a_sync_that_fails_fails_the_waiters(store: ImageStore, gated: Gate) -> None:
