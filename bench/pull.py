@@ -9,6 +9,11 @@ nothing; and ``docker pull`` into a private stock dockerd (``tests/docker/stock.
 127.0.0.0/8 registries as insecure by default), which downloads, verifies and unpacks like Atoll, the
 image removed again between runs. Best of three runs each, and the load average. The last line printed
 is one JSON object. Pass a directory to put the stores on another file system (default: /tmp).
+
+Every pull is timed until it returns, as the baselines are. Atoll's pull returns before its layers'
+``syncfs`` has ended (``atoll/agent/images/durable.py``; skopeo and dockerd do not sync at all), so
+each run also reports when its data became durable (``durable`` in the run lines, ``atoll_durable_s``),
+and the next contender starts only after that.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from tests.images import factory
 from tests.registry.server import REGISTRY, running_registry, upload
 
 LAYERS = 8
+Times = tuple[float, float, float, float | None]
+"""One contender's run: wall, CPU, the registry's CPU meanwhile, and (Atoll) when the data was durable."""
 LAYER_BYTES = 25 << 20
 FILES_PER_LAYER = 25
 RUNS = 3
@@ -83,8 +90,11 @@ def atoll_variants() -> dict[str, dict[str, Any]]:
     return variants
 
 
-async def atoll_pull(base: Path, host: str, ref: str, settings: dict[str, Any]) -> tuple[float, float]:
-    """(wall, CPU) seconds of one pull: CPU of this process and of any helper processes it uses."""
+async def atoll_pull(
+    base: Path, host: str, ref: str, settings: dict[str, Any]
+) -> tuple[float, float, float | None]:
+    """(wall, CPU, durable) seconds of one pull: until the pull returned, the CPU of this process and
+    of any helper processes it uses until then, and until its layers were on disk."""
     store = ImageStore(base / "store")
     options = dataclasses.replace(RegistryOptions(insecure=frozenset({host})), **settings)
     regs = Registries(store, options)
@@ -97,13 +107,16 @@ async def atoll_pull(base: Path, host: str, ref: str, settings: dict[str, Any]) 
         async for event in regs.pull(ref, {}):
             if isinstance(event, Pulled):
                 elapsed = time.perf_counter() - start
-        return elapsed, cpu_seconds(pids) - cpu
+                layers = event.record.layers
+        spent = cpu_seconds(pids) - cpu
+        await store.wait_durable(layers)
+        return elapsed, spent, time.perf_counter() - start
     finally:
         await regs.close()
         shutil.rmtree(base / "store")
 
 
-def skopeo_copy(base: Path, ref: str) -> tuple[float, float]:
+def skopeo_copy(base: Path, ref: str) -> tuple[float, float, float | None]:
     dest = base / "oci"
     os.sync()
     cpu = children_cpu()
@@ -115,10 +128,10 @@ def skopeo_copy(base: Path, ref: str) -> tuple[float, float]:
     elapsed = time.perf_counter() - start
     cpu = children_cpu() - cpu
     shutil.rmtree(dest)
-    return elapsed, cpu
+    return elapsed, cpu, None
 
 
-def docker_pull(daemon: StockDockerd, ref: str) -> tuple[float, float]:
+def docker_pull(daemon: StockDockerd, ref: str) -> tuple[float, float, float | None]:
     """(wall, CPU): the CPU of dockerd, containerd and the docker client."""
     os.sync()
     pids = daemon.processes()
@@ -130,7 +143,7 @@ def docker_pull(daemon: StockDockerd, ref: str) -> tuple[float, float]:
     if done.returncode != 0:
         raise RuntimeError(f"docker pull failed: {done.stderr}")
     daemon.docker("rmi", ref, timeout=120)
-    return elapsed, cpu
+    return elapsed, cpu, None
 
 
 def start_dockerd(base: Path) -> StockDockerd | None:
@@ -160,7 +173,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _atoll(base: Path, host: str, ref: str, settings: dict[str, Any]) -> tuple[float, float]:
+def _atoll(base: Path, host: str, ref: str, settings: dict[str, Any]) -> tuple[float, float, float | None]:
     return asyncio.run(atoll_pull(base, host, ref, settings))
 
 
@@ -172,10 +185,10 @@ def one_round(
     daemon: StockDockerd | None,
     turn: int,
     registry: int,
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, Times]:
     """Every contender once; the order rotates from round to round, so none always goes first (after
     the previous one's writeback) or last."""
-    steps: list[tuple[str, Callable[[], tuple[float, float]]]] = [
+    steps: list[tuple[str, Callable[[], tuple[float, float, float | None]]]] = [
         (name, functools.partial(_atoll, base, reg_host, ref, options)) for name, options in variants.items()
     ]
     steps.append(("skopeo", lambda: skopeo_copy(base, ref)))
@@ -185,8 +198,8 @@ def one_round(
     times = {}
     for name, step in steps[turn:] + steps[:turn]:
         served = cpu_seconds([registry])
-        wall, cpu = step()
-        times[name] = (wall, cpu, cpu_seconds([registry]) - served)
+        wall, cpu, durable = step()
+        times[name] = (wall, cpu, cpu_seconds([registry]) - served, durable)
     return {name: times[name] for name, _ in steps}
 
 
@@ -209,7 +222,7 @@ def main() -> None:
                 for hogs in levels:
                     contention = Contention(hogs, procs=args.procs, io=args.io, scratch=base)
                     print(f"-- contention: {contention.describe()}", flush=True)
-                    rounds: list[dict[str, tuple[float, float, float]]] = []
+                    rounds: list[dict[str, Times]] = []
                     loads = []
                     with contention:
                         for turn in range(args.runs):
@@ -220,8 +233,8 @@ def main() -> None:
                             print(
                                 "run:",
                                 ", ".join(
-                                    f"{k} {w:.2f} s (cpu {c:.2f} s, registry {r:.2f})"
-                                    for k, (w, c, r) in times.items()
+                                    f"{k} {w:.2f} s ({_durable(d)}cpu {c:.2f} s, registry {r:.2f})"
+                                    for k, (w, c, r, d) in times.items()
                                 ),
                                 f"(load {loads[-1]:.1f})",
                                 flush=True,
@@ -237,7 +250,7 @@ def main() -> None:
 
 def summarize(
     hogs: int,
-    rounds: list[dict[str, tuple[float, float, float]]],
+    rounds: list[dict[str, Times]],
     loads: list[float],
     size: int,
     variants: dict[str, dict[str, Any]],
@@ -271,6 +284,12 @@ def summarize(
     figures.update({f"{k}_s": round(v, 3) for k, v in best.items()})
     figures.update({f"{k}_median_s": round(v, 3) for k, v in median.items()})
     figures.update({f"{k}_cpu_s": round(min(v), 3) for k, v in cpus.items()})
+    for name in variants:  # when the data was on disk: the pull returned earlier (see the docstring)
+        durable = [r[name][3] or 0.0 for r in rounds]
+        print(f"{name} durable after: " + ", ".join(f"{d:.2f}" for d in durable) + " s")
+        figures[f"{name}_durable_s"] = round(min(durable), 3)
+        figures[f"{name}_durable_median_s"] = round(statistics.median(durable), 3)
+        figures[f"{name}_durable_runs_s"] = [round(d, 3) for d in durable]
     for name in variants:
         for other in ("skopeo", "docker"):
             if other not in best:
@@ -285,6 +304,10 @@ def summarize(
             figures[prefix + key] = round(best[name] / best[other], 3)
             figures[prefix + key + "_paired"] = round(paired, 3)
     return figures
+
+
+def _durable(seconds: float | None) -> str:
+    return "" if seconds is None else f"durable {seconds:.2f} s, "
 
 
 if __name__ == "__main__":

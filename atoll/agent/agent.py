@@ -283,7 +283,7 @@ class Agent:
         return self._registries.push(image_id, reference, credentials)
 
     async def export_image(self, image_id: str) -> AsyncIterator[bytes]:
-        src = self._store.push_source(image_id)
+        src = await asyncio.to_thread(self._store.push_source, image_id)  # waits for its layers' sync
         scratch = self._store.scratch("export")
         try:
             async for chunk in export_layout(src, scratch):
@@ -311,6 +311,7 @@ class Agent:
 
     async def create_instance(self, spec: InstanceSpec) -> None:
         self._store.layer_dirs(spec.layers)  # fails now, with a clear error, if the image is missing
+        await self._store.wait_durable(spec.layers)  # a just-pulled image: its rootfs needs it on disk
         prepare(spec, self._volumes, self.host_id)  # a missing bind source fails now, too
         layout = self._layout(spec.id)
         for path in (layout.upper, layout.work, layout.rootfs, layout.etc):
@@ -350,6 +351,7 @@ class Agent:
     async def _launch(self, spec: InstanceSpec) -> int:
         layout = self._layout(spec.id)
         if not is_mounted(layout.rootfs):
+            await self._store.wait_durable(spec.layers)  # cheap: create_instance waited already
             mount_overlay(
                 self._store.layer_dirs(spec.layers),
                 layout.upper,

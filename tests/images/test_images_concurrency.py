@@ -67,7 +67,7 @@ def test_remove_during_an_import_keeps_the_layers_it_uses(store: ImageStore, tmp
     archive = tmp_path / "new.tar"
     archive.write_bytes(pack(docker_save(new)))
     scratch = store._layout.scratch("test-")
-    job = ImportJob(store._layout, store._ledger, scratch)
+    job = ImportJob(store._layout, store._ledger, store.durability, scratch)
     src = TarArchive(archive, "archive")
     names = [f"{hexof(t + b'v1')}/layer.tar" for t in new.layers]
     sizes = [job.ensure_layer(src, LayerPlan(n, d)) for n, d in zip(names, new.diff_ids, strict=True)]

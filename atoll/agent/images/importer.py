@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from atoll.agent.images.blobs import MEDIA_TYPES, blob_meta, blob_meta_for_file
+from atoll.agent.images.durable import Durability
 from atoll.agent.images.layers import unpack_and_keep, unpack_blob, unpack_rootfs
 from atoll.agent.images.layout import Layout, remove_tree, write_bytes, write_json
 from atoll.agent.images.ledger import Key, Ledger, blob_key, layer_key
@@ -22,17 +23,16 @@ from atoll.agent.images.plan import LayerPlan
 from atoll.agent.images.records import StoredImage
 from atoll.agent.images.sources import BlobSource
 from atoll.agent.images.streams import sha256_digest
-from atoll.agent.images.syncfs import syncfs
 
 
 class ImportJob:
-    def __init__(self, layout: Layout, ledger: Ledger, scratch: Path) -> None:
+    def __init__(self, layout: Layout, ledger: Ledger, durability: Durability, scratch: Path) -> None:
         self._layout = layout
         self._ledger = ledger
+        self._durability = durability
         self._scratch = scratch
         self._pinned: list[Key] = []
         self._released = False
-        self._created = False
         self._work = 0
 
     def add_blob(self, data: bytes) -> str:
@@ -42,7 +42,6 @@ class ImportJob:
             if not path.exists():
                 write_bytes(path, data, self._scratch)  # small (a config or manifest): fine under the lock
                 self._ledger.fresh.add(blob_key(digest))
-                self._created = True
             self._pin(blob_key(digest))
         return digest
 
@@ -85,9 +84,11 @@ class ImportJob:
         return diff_id, self.install(work, diff_id, size, meta)
 
     def commit(self, images: list[StoredImage]) -> list[StoredImage]:
-        """Record ``images``; an image already stored keeps its tags and gains the new ones."""
-        if self._created:
-            syncfs(self._layout.root)  # layer data on disk before any record points at it
+        """Record ``images``; an image already stored keeps its tags and gains the new ones.
+
+        Returns before the layers are on disk: the store starts their sync when the import has
+        cleaned up, and whatever depends on them waits for it (``durable.py``). A crash before it
+        ends discards these images when the store opens again."""
         with self._ledger.lock:
             final = []
             for stored in images:
@@ -100,7 +101,11 @@ class ImportJob:
             staged: list[tuple[Path, Path]] = []
             for stored in final:  # write them all first: a failure here leaves no record behind
                 tmp = self._scratch / f"record-{len(staged)}.json"
-                write_json(tmp, stored.to_json(), self._scratch)
+                # A new record is not fsynced: the layers' sync writes it too, and if the host stops
+                # before, an empty or missing record is as good as the unmarked layers' verdict. One
+                # that replaces a record (new tags on a stored image) must not come back empty.
+                replaces = stored.record.id in self._ledger.images
+                write_json(tmp, stored.to_json(), self._scratch, durable=replaces)
                 staged.append((tmp, self._layout.image(stored.record.id)))
             for tmp, path in staged:
                 os.rename(tmp, path)
@@ -125,14 +130,15 @@ class ImportJob:
                 if kind == "blob":
                     self._layout.blob(digest).unlink(missing_ok=True)
                 else:
+                    self._durability.forget(digest)
                     retired.append(self._layout.retire(self._layout.layer(digest)))
         for path in retired:
             if path is not None:
                 remove_tree(path)
 
     def install(self, work: Path, diff_id: str, size: int, meta: dict[str, Any] | None = None) -> int:
-        # Not synced here (see write_bytes): commit() syncs the store before a record points at the
-        # layer, and a layer directory without a record was never safe to trust after a crash anyway.
+        # Not synced here (see write_bytes): after commit() the layer's sync (durable.py) covers it, and
+        # a layer without its durable mark is discarded when the store opens after a crash.
         doc = {"diff_id": diff_id, "size": size, **(meta or {})}
         write_json(work / "layer.json", doc, self._scratch, durable=False)
         target = self._layout.layer(diff_id)
@@ -143,7 +149,6 @@ class ImportJob:
             os.rename(work, target)
             self._ledger.fresh.add(layer_key(diff_id))
             self._pin(layer_key(diff_id))
-            self._created = True
         return size
 
     def new_work(self) -> Path:

@@ -6,6 +6,7 @@
       blobs/sha256/<hex>        configs and manifests, named by their digest
       layers/<hex>/diff/        an unpacked layer (an overlayfs lower), <hex> = its diff_id
       layers/<hex>/layer.json   {"diff_id", "size"}
+      layers/<hex>/durable      empty; the layer's data is on disk (durable.py)
       images/<hex>.json         one image, <hex> = its id (the config digest)
       tmp/                      work in progress; emptied when a store opens
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from atoll.agent.images.blobs import MEDIA_TYPES, KeptBlob, blob_meta, kept_blob
 from atoll.agent.images.compression import Compression
+from atoll.agent.images.durable import Durability
 from atoll.agent.images.formats import read_plans
 from atoll.agent.images.importer import ImportJob
 from atoll.agent.images.layers import unpack_stream
@@ -99,6 +100,7 @@ class InFlight:
 async def install_remote(
     layout: Layout,
     ledger: Ledger,
+    durability: Durability,
     scratch: Path,
     fetch: Fetch,
     report: Report,
@@ -113,7 +115,7 @@ async def install_remote(
     if len(plans) != 1:
         raise BadImage(f"{source}: expected one image, found {len(plans)}")
     plan = plans[0]
-    job = ImportJob(layout, ledger, scratch)
+    job = ImportJob(layout, ledger, durability, scratch)
     small = (plan.config_blob, *plan.extra_blobs.values())
     # The config and manifests are stored (each fsynced) on a thread while the layers download: on
     # the event loop, under load, the fsyncs held up the start of every layer's download.

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from atoll.agent.images.compression import SNIFF_BYTES, Compression, decompressed, sniff
+from atoll.agent.images.durable import Durability, open_durability
 from atoll.agent.images.exporter import export_images
 from atoll.agent.images.formats import read_plans
 from atoll.agent.images.history import image_history
@@ -70,6 +71,7 @@ class ImageStore:
         self._ledger = Ledger()
         self._inflight = InFlight()
         self._load()
+        self._durability: Durability = open_durability(self._layout, self._ledger)
 
     @property
     def root(self) -> Path:
@@ -88,11 +90,11 @@ class ImageStore:
         except BaseException:
             remove_tree(scratch)
             raise
-        return await asyncio.to_thread(self._import_spooled, scratch, spool)
+        return self._sync_later(await asyncio.to_thread(self._import_spooled, scratch, spool))
 
     async def import_directory(self, path: Path) -> list[ImageRecord]:
         """Import an OCI image-layout directory, or an unpacked ``docker save`` directory."""
-        return await asyncio.to_thread(self._import_directory, path)
+        return self._sync_later(await asyncio.to_thread(self._import_directory, path))
 
     async def build(
         self, rootfs_tar: AsyncIterator[bytes], config: ImageConfig, *, created: str | None = None
@@ -109,7 +111,8 @@ class ImageStore:
         except BaseException:
             remove_tree(scratch)
             raise
-        return await asyncio.to_thread(self._build, scratch, spool, config, created)
+        [record] = self._sync_later([await asyncio.to_thread(self._build, scratch, spool, config, created)])
+        return record
 
     def scratch(self, prefix: str) -> Path:
         """A fresh directory under tmp/ (on the store's file system, emptied at the next start)."""
@@ -125,9 +128,10 @@ class ImageStore:
 
         All or nothing, like an import; ``scratch`` is removed either way."""
         try:
-            return await install_remote(
+            record = await install_remote(
                 self._layout,
                 self._ledger,
+                self._durability,
                 scratch,
                 fetch,
                 report,
@@ -137,17 +141,56 @@ class ImageStore:
             )
         finally:
             await asyncio.to_thread(remove_tree, scratch)
+        [record] = self._sync_later([record])
+        return record
+
+    def _sync_later(self, records: builtins.list[ImageRecord]) -> builtins.list[ImageRecord]:
+        """Start the sync of what an import recorded (``durable.py``), once its scratch is gone: the
+        sync commits the file system's journal, which holds up a removal started meanwhile."""
+        self._durability.submit(d for r in records for d in r.layers)
+        return records
 
     def push_source(self, image_id: str) -> PushSource:
-        """Config, kept layer blobs and stored manifests of an image, for a push."""
+        """Config, kept layer blobs and stored manifests of an image, for a push.
+
+        Blocks until the image's layers are on disk (see ``durable.py``): call it from a thread."""
         key = _digest(image_id)
         if key is None:
             raise NotFound(f"image {image_id!r} is not on this host")
+        record = self.get(key)
+        if record is not None:
+            self._durability.wait(record.layers)
         return push_source(self._layout, self._ledger, key)
 
     def export(self, images: Mapping[str, builtins.list[str]]) -> AsyncIterator[bytes]:
-        """A ``docker save`` stream of ``images`` (image id -> tags to give it); see ``exporter.py``."""
-        return export_images(self._layout, self.get, images)
+        """A ``docker save`` stream of ``images`` (image id -> tags to give it); see ``exporter.py``.
+
+        Unknown images fail here; the stream starts once the images' layers are on disk: a saved
+        archive is a copy kept elsewhere."""
+        stream = export_images(self._layout, self.get, images)
+        layers = [d for r in (self.get(i) for i in images) if r is not None for d in r.layers]
+        return self._after_durable(layers, stream)
+
+    async def _after_durable(
+        self, layers: Sequence[str], stream: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        await self.wait_durable(layers)
+        async for chunk in stream:
+            yield chunk
+
+    def is_durable(self, diff_ids: Sequence[str]) -> bool:
+        """Whether every one of these layers is known to be on disk (``durable.py``)."""
+        return all(self._durability.is_durable(d) for d in diff_ids)
+
+    async def wait_durable(self, diff_ids: Sequence[str]) -> None:
+        """Return once these layers are on disk; RuntimeFailure if their sync failed. Layers that are
+        not in the store are not waited for (their user reports them missing)."""
+        if not self.is_durable(diff_ids):
+            await asyncio.to_thread(self._durability.wait, list(diff_ids))
+
+    @property
+    def durability(self) -> Durability:
+        return self._durability
 
     def history(self, image_id: str) -> builtins.list[HistoryEntry]:
         """The image's history steps, oldest first, with the sizes of the layers they made."""
@@ -184,6 +227,7 @@ class ImageStore:
             keep = self._keep(keep_layers)
             for diff_id in dict.fromkeys(stored.record.layers):
                 if layer_key(diff_id) not in keep:
+                    self._durability.forget(diff_id)
                     retired.append(self._layout.retire(self._layout.layer(diff_id)))
             for digest in stored.blobs:
                 if blob_key(digest) not in keep:
@@ -204,6 +248,7 @@ class ImageStore:
             for path in self._layout.layers.iterdir():
                 diff_id = f"sha256:{path.name}"
                 if layer_key(diff_id) not in keep:
+                    self._durability.forget(diff_id)
                     retired.append(self._layout.retire(path))
                     removed.append(diff_id)
             for path in self._layout.blobs.iterdir():
@@ -262,7 +307,7 @@ class ImageStore:
             for layer in plan.layers:
                 if not self._layout.layer(layer.diff_id).exists() and not src.exists(layer.name):
                     raise BadImage(f"{src.label}: {layer.label}: missing blob {layer.name}")
-        job = ImportJob(self._layout, self._ledger, scratch)
+        job = ImportJob(self._layout, self._ledger, self._durability, scratch)
         records, stored = [], []
         try:
             for plan in plans:
@@ -279,7 +324,7 @@ class ImageStore:
 
     def _build(self, scratch: Path, spool: Path, config: ImageConfig, created: str | None) -> ImageRecord:
         try:
-            job = ImportJob(self._layout, self._ledger, scratch)
+            job = ImportJob(self._layout, self._ledger, self._durability, scratch)
             try:
                 diff_id, size = job.add_rootfs(spool, "root filesystem tar", keep=True)
                 when = created or datetime.now(UTC).isoformat().replace("+00:00", "Z")
