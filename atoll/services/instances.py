@@ -10,7 +10,7 @@ An instance's ports (its NICs, with their addresses) are made in the transaction
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import replace
 
 from sqlalchemy import select
@@ -229,7 +229,7 @@ def instance_batches(
     name: list[str] | None = None,
     status: list[str] | None = None,
     batch: int = LIST_BATCH,
-) -> Iterator[list[Instance]]:
+) -> Generator[list[Instance], None, None]:
     """``list_instances`` in order, ``batch`` rows read at a time (one read transaction throughout): a
     caller that consumes each batch before the next (the REST list writes its JSON) keeps a few hundred
     rows alive instead of all of them, and the garbage collector, which walks every live object, stays
