@@ -124,7 +124,7 @@ class Containers:
         if not req.flag("size"):
             return EncodedJson(await off_loop(lambda: dumps_list(summary(i, names) for i in listed())))
         rows = await off_loop(lambda: list(listed()))
-        out = [summary(i, names) for i in rows]
+        out = await off_loop(lambda: [summary(i, names) for i in rows])
         for row, inst in zip(out, rows, strict=True):
             row.update(await sizes(self.ctl, inst))
         return EncodedJson(await off_loop(dumps_list, out))
