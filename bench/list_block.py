@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import Response
 from sqlalchemy import insert, inspect
 
 from atoll.agent.simulated.fleet import percentiles
@@ -50,7 +51,8 @@ from atoll.api.docker.http import Json, Request
 from atoll.api.docker.router import Route, Router
 from atoll.api.docker.server import DockerServer
 from atoll.api.docker.views import summary
-from atoll.api.offload import off_loop
+from atoll.api.offload import json_list, off_loop
+from atoll.api.routes.instances import INSTANCE_LIST
 from atoll.schemas import Instance
 from atoll.services import instances
 from atoll.services.context import AgentRegistry, Controller
@@ -94,7 +96,7 @@ async def _seed(db: Path, rows: int) -> str:
     return first
 
 
-def serve(db: Path, port: int, docker_sock: Path) -> None:
+def serve(db: Path, port: int, docker_sock: Path, batch: int) -> None:
     """The controller process: the product's app and Docker listener on one loop, plus the routes as
     they were, for the comparison."""
     import uvicorn
@@ -105,6 +107,14 @@ def serve(db: Path, port: int, docker_sock: Path) -> None:
     @app.get("/bench/old-list")
     async def old_list() -> list[Instance]:
         return instances.list_instances(ctl, project="default", all=True)
+
+    @app.get("/bench/list-batch")
+    async def batch_list() -> Response:
+        def answer() -> bytes:
+            batches = instances.instance_batches(ctl, project="default", all=True, batch=batch)
+            return json_list(INSTANCE_LIST, batches)
+
+        return Response(await off_loop(answer), media_type="application/json")
 
     containers = Containers(ctl)
 
@@ -203,10 +213,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--docker", action="store_true", help="also the Docker API's list, old and new")
-    parser.add_argument("--serve", nargs=3, metavar=("DB", "PORT", "SOCK"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--native-batch", type=int, default=0, help="also the native list read this many rows at a time"
+    )
+    parser.add_argument("--serve", nargs=4, metavar=("DB", "PORT", "SOCK", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2]))
+        serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2]), int(args.serve[3]))
         return
     with tempfile.TemporaryDirectory(prefix="atoll-bench-list-") as tmp:
         db = Path(tmp) / "atoll.db"
@@ -216,7 +229,16 @@ def main() -> None:
         port = free_port()
         sock = Path(tmp) / "docker.sock"
         server = subprocess.Popen(
-            [sys.executable, "-m", "bench.list_block", "--serve", str(db), str(port), str(sock)]
+            [
+                sys.executable,
+                "-m",
+                "bench.list_block",
+                "--serve",
+                str(db),
+                str(port),
+                str(sock),
+                str(args.native_batch),
+            ]
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -230,10 +252,17 @@ def main() -> None:
             results = {"old": Samples(), "new": Samples()}
             if args.docker:
                 results.update(docker_old=Samples(), docker_new=Samples())
+            batched = f"new_batch{args.native_batch}"
+            if args.native_batch:
+                results[batched] = Samples()
             for _ in range(args.rounds):  # alternately, so that a change in the machine's load hits all
                 for probing in (False, True):
                     measure(url, server.pid, "/bench/old-list", {}, first, results["old"], probing=probing)
                     measure(url, server.pid, LIST, {"all": "true"}, first, results["new"], probing=probing)
+                    if args.native_batch:
+                        measure(
+                            url, server.pid, "/bench/list-batch", {}, first, results[batched], probing=probing
+                        )
                     if args.docker:
                         for name, path in (
                             ("docker_old", "/bench/old-containers"),

@@ -28,11 +28,6 @@ from atoll.services.lifecycle import WaitCondition
 
 PROJECT = "default"
 LIST_FILTERS = {"label", "name", "status", "id", "ancestor", "exited"}
-LIST_BATCH = 50
-"""Rows read at a time for ``GET /containers/json``. Fewer than the native list's 500: what is alive when
-the collector runs is promoted to its oldest generation, and every so many promotions it walks every
-object of the process (tens of milliseconds, all threads stopped); a 6,000-row list set off one such
-pass with 500, none with 50."""
 DOCKER_STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 
 
@@ -100,12 +95,13 @@ class Containers:
         exited = {_int_filter(v, "exited") for v in filters.get("exited", [])}
 
         def listed() -> Iterator[Instance]:
-            """The rows to show, in order, read a batch at a time (only a batch is alive at once)."""
+            """The rows to show, in order, read a batch at a time (only a batch is alive at once: the
+            collector stays quick, ``instances.LIST_BATCH``)."""
             # Images named by ``ancestor`` are looked up once, not per row (and not inside the read).
             ancestors = {ref: self._image_id(ref) for ref in filters.get("ancestor", [])}
             taken = 0
             batches = instances.instance_batches(
-                self.ctl, project=PROJECT, all=True, label=filters.get("label"), batch=LIST_BATCH
+                self.ctl, project=PROJECT, all=True, label=filters.get("label")
             )
             with contextlib.closing(batches):
                 for batch in batches:
