@@ -9,12 +9,19 @@ other clients would. Two routes are measured in the same run, alternately:
 - ``old``: a route added here for the comparison only, the list as it was before (the service's list
   returned to FastAPI on the loop).
 
+and, with ``--docker``, the Docker API's ``GET /containers/json?all=1`` on a Docker listener served by the
+same process and loop (a unix socket):
+
+- ``docker_new``: the product's (read 50 rows at a time and written as JSON a row at a time, off the loop);
+- ``docker_old``: a route added here, the list as session 5 left it (read and viewed off the loop in
+  one piece, its ``json.dumps`` on the loop).
+
 Printed per route: the controller's CPU per list (lists alone), and, from lists with cheap requests
 sent meanwhile, the list's wall time and the cheap requests' latency while it was under way
 (p50/p99/max). The cheap requests' latency is the figure that
 matters: with the list on the loop it is the list's whole duration.
 
-`.venv/bin/python -m bench.list_block [--rows 50000] [--rounds 3]`
+`.venv/bin/python -m bench.list_block [--rows 50000] [--rounds 3] [--docker]`
 """
 
 from __future__ import annotations
@@ -30,12 +37,22 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+from fastapi import Response
 from sqlalchemy import insert, inspect
 
 from atoll.agent.simulated.fleet import percentiles
 from atoll.api.app import create_app
+from atoll.api.docker.app import map_error
+from atoll.api.docker.containers import Containers
+from atoll.api.docker.http import Json, Request
+from atoll.api.docker.router import Route, Router
+from atoll.api.docker.server import DockerServer
+from atoll.api.docker.views import summary
+from atoll.api.offload import json_list, off_loop
+from atoll.api.routes.instances import INSTANCE_LIST
 from atoll.schemas import Instance
 from atoll.services import instances
 from atoll.services.context import AgentRegistry, Controller
@@ -79,8 +96,9 @@ async def _seed(db: Path, rows: int) -> str:
     return first
 
 
-def serve(db: Path, port: int) -> None:
-    """The controller process: the product's app, plus the route as it was, for the comparison."""
+def serve(db: Path, port: int, docker_sock: Path, batch: int) -> None:
+    """The controller process: the product's app and Docker listener on one loop, plus the routes as
+    they were, for the comparison."""
     import uvicorn
 
     ctl = Controller(sessions=open_database(f"sqlite:///{db}"), agents=AgentRegistry())
@@ -90,7 +108,37 @@ def serve(db: Path, port: int) -> None:
     async def old_list() -> list[Instance]:
         return instances.list_instances(ctl, project="default", all=True)
 
-    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")).run()
+    @app.get("/bench/list-batch")
+    async def batch_list() -> Response:
+        def answer() -> bytes:
+            batches = instances.instance_batches(ctl, project="default", all=True, batch=batch)
+            return json_list(INSTANCE_LIST, batches)
+
+        return Response(await off_loop(answer), media_type="application/json")
+
+    containers = Containers(ctl)
+
+    async def old_docker_list(req: Request) -> Json:
+        def build() -> list[dict[str, Any]]:
+            names = containers.network_names()
+            return [summary(i, names) for i in instances.list_instances(ctl, project="default", all=True)]
+
+        return Json(await off_loop(build))
+
+    docker = DockerServer(
+        Router([*containers.routes(), Route("GET", "/bench/old-containers", old_docker_list)]), map_error
+    )
+
+    async def both() -> None:
+        await docker.listen(f"unix://{docker_sock}")
+        try:
+            await uvicorn.Server(
+                uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+            ).serve()
+        finally:
+            await docker.close()
+
+    asyncio.run(both())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -115,7 +163,15 @@ class Samples:
 
 
 def measure(
-    url: str, pid: int, path: str, params: dict[str, str], first: str, out: Samples, *, probing: bool
+    url: str,
+    pid: int,
+    path: str,
+    params: dict[str, str],
+    first: str,
+    out: Samples,
+    *,
+    probing: bool,
+    docker_sock: Path | None = None,
 ) -> None:
     """One list; with ``probing``, cheap requests sent back to back while it is under way (their own CPU
     then counts in the list's, so the CPU figure is taken from lists without them)."""
@@ -133,7 +189,10 @@ def measure(
     prober = threading.Thread(target=probe)
     prober.start()
     time.sleep(0.3)
-    with httpx.Client(base_url=url, timeout=600) as client:
+    transport = httpx.HTTPTransport(uds=str(docker_sock)) if docker_sock else None
+    with httpx.Client(
+        base_url="http://docker" if docker_sock else url, timeout=600, transport=transport
+    ) as client:
         cpu = cpu_seconds(pid)
         began = time.monotonic()
         listing.set()
@@ -153,10 +212,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--serve", nargs=2, metavar=("DB", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--docker", action="store_true", help="also the Docker API's list, old and new")
+    parser.add_argument(
+        "--native-batch", type=int, default=0, help="also the native list read this many rows at a time"
+    )
+    parser.add_argument("--serve", nargs=4, metavar=("DB", "PORT", "SOCK", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(Path(args.serve[0]), int(args.serve[1]))
+        serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2]), int(args.serve[3]))
         return
     with tempfile.TemporaryDirectory(prefix="atoll-bench-list-") as tmp:
         db = Path(tmp) / "atoll.db"
@@ -164,7 +227,19 @@ def main() -> None:
         first = asyncio.run(_seed(db, args.rows))
         print(f"seeded {args.rows} rows in {time.monotonic() - began:.1f} s", file=sys.stderr)
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "bench.list_block", "--serve", str(db), str(port)])
+        sock = Path(tmp) / "docker.sock"
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.list_block",
+                "--serve",
+                str(db),
+                str(port),
+                str(sock),
+                str(args.native_batch),
+            ]
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -175,10 +250,34 @@ def main() -> None:
                 except httpx.HTTPError:
                     time.sleep(0.1)
             results = {"old": Samples(), "new": Samples()}
-            for _ in range(args.rounds):  # alternately, so that a change in the machine's load hits both
+            if args.docker:
+                results.update(docker_old=Samples(), docker_new=Samples())
+            batched = f"new_batch{args.native_batch}"
+            if args.native_batch:
+                results[batched] = Samples()
+            for _ in range(args.rounds):  # alternately, so that a change in the machine's load hits all
                 for probing in (False, True):
                     measure(url, server.pid, "/bench/old-list", {}, first, results["old"], probing=probing)
                     measure(url, server.pid, LIST, {"all": "true"}, first, results["new"], probing=probing)
+                    if args.native_batch:
+                        measure(
+                            url, server.pid, "/bench/list-batch", {}, first, results[batched], probing=probing
+                        )
+                    if args.docker:
+                        for name, path in (
+                            ("docker_old", "/bench/old-containers"),
+                            ("docker_new", "/v1.41/containers/json"),
+                        ):
+                            measure(
+                                url,
+                                server.pid,
+                                path,
+                                {"all": "1"},
+                                first,
+                                results[name],
+                                probing=probing,
+                                docker_sock=sock,
+                            )
         finally:
             server.terminate()
             server.wait(30)

@@ -11,16 +11,18 @@ The work holds its database session in the thread, for one short read as before;
 held across the answer's sending. Rows are read, viewed and serialised a batch at a time (``json_list``):
 pydantic's serialiser holds the GIL for the whole of one call (about a second for 50,000 instances),
 and so do the collector's full passes, which walk every live object (all 50,000 views, if they were
-all alive at once); the loop's thread would wait that long.
+all alive at once); the loop's thread would wait that long. The Docker API's lists are plain dicts,
+written with ``json.dumps`` (C, one call holds the GIL too): ``dumps_list`` writes them a row at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from pydantic import TypeAdapter
 
@@ -40,3 +42,11 @@ def json_list(adapter: TypeAdapter[list[T]], batches: Iterable[Sequence[T]]) -> 
     batch at a time: each batch's ``[...]`` without its brackets, joined by commas."""
     parts = [adapter.dump_json(list(batch), by_alias=True)[1:-1] for batch in batches if batch]
     return b"[" + b",".join(parts) + b"]"
+
+
+def dumps_list(items: Iterable[Any]) -> bytes:
+    """The bytes of ``json.dumps(list(items))``, made an item at a time: one ``json.dumps`` holds the GIL
+    for the whole call (the loop's thread waits that long), one row takes microseconds. The default
+    separators are ``", "`` between items; ``ensure_ascii`` keeps the text ASCII, so its encoding is
+    UTF-8's."""
+    return ("[" + ", ".join(json.dumps(item) for item in items) + "]").encode()

@@ -205,3 +205,29 @@ def test_across_hosts_over_vxlan_with_big_tcp_on(
     # The last peer gone: the device goes too.
     asyncio.run(oa.converge([OverlayNetwork(net, vni, 1450, [], [])]))
     assert vxlan_name(na.names, net) not in ha.links()
+
+
+def test_an_agent_started_again_fits_the_nics_both_ways(big: HostNetwork) -> None:
+    """NICs sized by an earlier agent for peers that left while no agent ran (or set wrong behind its
+    back) are fitted by the next agent's resync: its sync, then the overlay refresh that tells it the
+    peers (as ``Agent.reconcile`` runs them). Up where the network has no peer, down where it has."""
+    net, other = new_id(), new_id()
+    a, b = instance(port(net, "10.0.0.2")), instance(port(net, "10.0.0.3"))
+    c = instance(port(other, "10.1.0.2"))
+    for spec in (a, b, c):
+        asyncio.run(big.attach(spec))
+    asyncio.run(big.set_overlaid({net}))  # lowered for a peer...
+    at = big.netns_path
+    assert sizes_in(at(a.id), "eth0").gso_ipv4 == bigtcp.LEGACY
+    # ... that leaves while the agent is down; and b's NIC is set down behind the agent's back.
+    netns.run_in(at(b.id), lambda: bigtcp.write(socket.if_nametoindex("eth0"), bigtcp.LEGACY))
+    again = HostNetwork(big.config)
+    asyncio.run(again.sync([a, b, c]))
+    asyncio.run(again.set_overlaid({other}))  # the other network has a peer now
+    for spec, size in ((a, SIZE), (b, SIZE), (c, bigtcp.LEGACY)):
+        sizes = sizes_in(at(spec.id), "eth0")
+        assert (sizes.gso_ipv4, sizes.gro_ipv4, sizes.gso, sizes.gro) == (size,) * 4, spec.ports[0].ip
+    # Known now: a refresh with nothing changed enters no namespace; a change still re-sizes.
+    assert not again._nics.pending(again._attached)
+    asyncio.run(again.set_overlaid(set()))
+    assert sizes_in(at(c.id), "eth0").gso_ipv4 == SIZE

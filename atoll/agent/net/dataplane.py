@@ -29,17 +29,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from pathlib import Path
 
 from atoll.agent.net import bigtcp, dockercompat, netlink, netns, nft, nftdiff, publish, secrules, wiring
 from atoll.agent.net.names import BRIDGE, PUBLISH, VETH, alias_id
+from atoll.agent.net.nicsizes import NicSizes
 from atoll.agent.net.removal import DeferredRemoval
 from atoll.agent.net.routers import RouterPlane
 from atoll.agent.net.wiring import Bridge
 from atoll.agent.net.wiring import NetConfig as NetConfig  # where the agent, tests and tools find it
 from atoll.agent.net.wiring import bridge_mac as bridge_mac
-from atoll.model.errors import RuntimeFailure
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
 from atoll.model.publish import PublishedPort
@@ -78,6 +77,8 @@ class HostNetwork(DeferredRemoval):
         self._hurry = asyncio.Event()
         self._overlaid: set[str] = set()
         """Networks with ports on other hosts (a VXLAN device on their bridge), as ``set_overlaid`` says."""
+        self._nics = NicSizes(self.netns_path)
+        """The NICs whose BIG TCP size is known (an agent started again knows none of its predecessor's)."""
 
     def nic_size(self, network_id: str) -> int:
         """BIG TCP on an instance's NIC only while its bridge's other ports are instance veths: no VXLAN
@@ -95,26 +96,18 @@ class HostNetwork(DeferredRemoval):
         went). Open connections follow: checked on 6.18, a running stream sends no packet above 64 KiB
         half a second after its NIC was lowered."""
         network_ids = set(network_ids)
-        if network_ids == self._overlaid:
+        if network_ids == self._overlaid and not self._nics.pending(self._attached):
             return  # the usual case: nothing changed since the last refresh
         async with self._lock:
             before = {n: self.nic_size(n) for n in self.local_networks()}
             self._overlaid = network_ids
-            await asyncio.to_thread(self._fit_nics, before)
+            # Now that the peers are known, also the NICs this agent did not size (``nicsizes``).
+            await asyncio.to_thread(self._fit_nics, before, unknown=True)
 
-    def _fit_nics(self, before: Mapping[str, int]) -> None:
-        """Re-size the NICs of the networks whose ``nic_size`` changed since ``before``."""
-        if self.config.gso_size <= bigtcp.LEGACY:
-            return
-        for instance_id, ports in self._attached.items():
-            for port in ports:
-                size = self.nic_size(port.network_id)
-                if before.get(port.network_id, size) == size:
-                    continue
-                try:
-                    netns.run_in(self.netns_path(instance_id), partial(wiring.fit_nic, port.device, size))
-                except (OSError, RuntimeFailure):
-                    log.warning("could not set the GSO size of %s of %s", port.device, instance_id[:12])
+    def _fit_nics(self, before: Mapping[str, int], *, unknown: bool = False) -> None:
+        """Re-size the NICs of the networks whose ``nic_size`` changed since ``before`` (with
+        ``unknown``, also those whose size this agent does not know)."""
+        self._nics.fit(dict(self._attached), self.nic_size, before, unknown=unknown)
 
     def router_path(self, router_id: str) -> Path:
         return self._routers.path(router_id)
@@ -295,7 +288,7 @@ class HostNetwork(DeferredRemoval):
             publish.wire(ipr, self.names, instance_id, path, host_end)
             if self.config.ip_forward:
                 publish.enable_ip_forward()
-        wiring.wire_ports(
+        made = wiring.wire_ports(
             ipr,
             self.names,
             instance_id,
@@ -304,6 +297,7 @@ class HostNetwork(DeferredRemoval):
             gso_size=self.config.gso_size,
             nic_size=self.nic_size,
         )
+        self._nics.made(made)
 
     def _unwire(self, instance_id: str, ports: list[PortSpec]) -> None:
         with netlink.netlink() as ipr:

@@ -94,10 +94,11 @@ def wire_ports(
     *,
     gso_size: int,
     nic_size: Callable[[str], int],
-) -> None:
+) -> list[str]:
     """Each port's veth, made if missing (its NIC configured inside, with ``nic_size`` of its
-    network), on its bridge and up."""
+    network), on its bridge and up. Returns the ids of the ports whose veths were made."""
     gateway_port = next((p for p in ports if p.gateway), None)
+    made = []
     for port in ports:
         host = names.veth(port.id)
         bridge = netlink.link(ipr, names.bridge(port.network_id))
@@ -124,8 +125,10 @@ def wire_ports(
                 port, default_route=port is gateway_port, gso_size=nic_size(port.network_id)
             )
             netns.run_in(path, inside)
+            made.append(port.id)
         netlink.attach(ipr, link, bridge, port.mtu)
         pin_mac(ipr, link, bridge, port.mac)  # it may have been learned on the VXLAN port
+    return made
 
 
 def configure_inside(

@@ -10,16 +10,16 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from atoll.api.docker.create import docker_field_names, instance_create
-from atoll.api.docker.http import DockerError, Empty, Json, Request, Stream, bad_request
+from atoll.api.docker.http import DockerError, Empty, EncodedJson, Json, Request, Stream, bad_request
 from atoll.api.docker.networks import DEFAULT_NETWORK, ensure_default_network
 from atoll.api.docker.router import Route, version_tuple
 from atoll.api.docker.sizes import sizes
 from atoll.api.docker.views import inspect, summary, unix_time
-from atoll.api.offload import off_loop
+from atoll.api.offload import dumps_list, off_loop
 from atoll.model.errors import AtollError, Conflict, InvalidInput, NotFound
 from atoll.schemas import Instance
 from atoll.services import images, instances, lifecycle, networks, operate, rename, rootfiles
@@ -82,7 +82,7 @@ class Containers:
             body.update(await sizes(self.ctl, inst))
         return Json(body)
 
-    async def list_(self, req: Request) -> Json:
+    async def list_(self, req: Request) -> EncodedJson:
         filters = req.filters()
         unknown = set(filters) - LIST_FILTERS
         if unknown:
@@ -92,46 +92,61 @@ class Containers:
                 raise bad_request(f"invalid filter 'status={status}'")
         limit = req.int_arg("limit", -1) or -1
         show_all = req.flag("all") or limit > 0 or bool(filters.get("status")) or bool(filters.get("exited"))
+        exited = {_int_filter(v, "exited") for v in filters.get("exited", [])}
 
-        def build() -> tuple[list[Instance], list[dict[str, Any]]]:
-            listed = instances.list_instances(self.ctl, project=PROJECT, all=True, label=filters.get("label"))
-            rows = [
-                i
-                for i in listed
-                if (show_all or i.status in ("running", "restarting")) and self._match(i, filters)
-            ]
-            if limit > 0:
-                rows = rows[:limit]
-            names = self.network_names()
-            return rows, [summary(i, names) for i in rows]
+        def listed() -> Iterator[Instance]:
+            """The rows to show, in order, read a batch at a time (only a batch is alive at once: the
+            collector stays quick, ``instances.LIST_BATCH``)."""
+            # Images named by ``ancestor`` are looked up once, not per row (and not inside the read).
+            ancestors = {ref: self._image_id(ref) for ref in filters.get("ancestor", [])}
+            taken = 0
+            batches = instances.instance_batches(
+                self.ctl, project=PROJECT, all=True, label=filters.get("label")
+            )
+            with contextlib.closing(batches):
+                for batch in batches:
+                    for inst in batch:
+                        if limit > 0 and taken >= limit:
+                            return
+                        if not show_all and inst.status not in ("running", "restarting"):
+                            continue
+                        if self._match(inst, filters, exited, ancestors):
+                            taken += 1
+                            yield inst
 
-        # Thousands of rows take seconds: built off the event loop (atoll/api/offload.py).
-        rows, out = await off_loop(build)
-        if req.flag("size"):
-            for row, inst in zip(out, rows, strict=True):
-                row.update(await sizes(self.ctl, inst))
-        return Json(out)
+        # Thousands of rows take seconds to read, view and write as JSON: all of it off the event loop
+        # (atoll/api/offload.py), the JSON a row at a time, the same bytes as ``Json`` would send.
+        names = await off_loop(self.network_names)
+        if not req.flag("size"):
+            return EncodedJson(await off_loop(lambda: dumps_list(summary(i, names) for i in listed())))
+        rows = await off_loop(lambda: list(listed()))
+        out = await off_loop(lambda: [summary(i, names) for i in rows])
+        for row, inst in zip(out, rows, strict=True):
+            row.update(await sizes(self.ctl, inst))
+        return EncodedJson(await off_loop(dumps_list, out))
 
-    def _match(self, inst: Instance, filters: dict[str, list[str]]) -> bool:
+    def _match(
+        self,
+        inst: Instance,
+        filters: dict[str, list[str]],
+        exited: set[int],
+        ancestors: dict[str, str | None],
+    ) -> bool:
         if "status" in filters and inst.status not in filters["status"]:
             return False
         if "id" in filters and not any(inst.id.startswith(v) for v in filters["id"]):
             return False
         if "name" in filters and not any(_name_match(v, inst.name) for v in filters["name"]):
             return False
-        if "exited" in filters:
-            codes = {_int_filter(v, "exited") for v in filters["exited"]}
-            if inst.status != "exited" or inst.exit_code not in codes:
-                return False
-        return not ("ancestor" in filters and not any(self._ancestor(inst, v) for v in filters["ancestor"]))
-
-    def _ancestor(self, inst: Instance, ref: str) -> bool:
-        if inst.image == ref or inst.image_id == ref or inst.image_id.removeprefix("sha256:").startswith(ref):
-            return True
-        try:
-            return images.get_image(self.ctl, project=PROJECT, ref=ref).id == inst.image_id
-        except NotFound:
+        if exited and (inst.status != "exited" or inst.exit_code not in exited):
             return False
+        return not ancestors or any(_ancestor(inst, ref, image) for ref, image in ancestors.items())
+
+    def _image_id(self, ref: str) -> str | None:
+        try:
+            return images.get_image(self.ctl, project=PROJECT, ref=ref).id
+        except NotFound:
+            return None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -283,6 +298,14 @@ class Containers:
             Route("POST", "/containers/{id}/rename", self.rename),
             Route("DELETE", "/containers/{id}", self.remove),
         ]
+
+
+def _ancestor(inst: Instance, ref: str, image_id: str | None) -> bool:
+    """``ancestor=ref``: the image the container was made from, by name or id (or a prefix of it), or
+    the image ``ref`` names now (``image_id``)."""
+    if inst.image == ref or inst.image_id == ref or inst.image_id.removeprefix("sha256:").startswith(ref):
+        return True
+    return image_id is not None and image_id == inst.image_id
 
 
 def _name_match(pattern: str, name: str) -> bool:

@@ -141,6 +141,16 @@ class Json:
 
 
 @dataclass
+class EncodedJson:
+    """A ``Json`` answer whose body was serialised already (a big list, off the event loop:
+    atoll/api/offload.py); the same bytes on the wire."""
+
+    payload: bytes
+    status: int = 200
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass
 class Empty:
     """No body: 204, or 200/201 with ``Content-Length: 0`` (HEAD /_ping, for one)."""
 
@@ -212,7 +222,7 @@ class Hijack:
     content_type: str = "application/vnd.docker.raw-stream"
 
 
-Answer = Json | Empty | Stream | Hijack
+Answer = Json | EncodedJson | Empty | Stream | Hijack
 Handler = Callable[[Request], Awaitable[Answer]]
 
 

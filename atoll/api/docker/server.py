@@ -33,6 +33,7 @@ from atoll.api.docker.http import (
     Answer,
     DockerError,
     Empty,
+    EncodedJson,
     Headers,
     Hijack,
     Json,
@@ -264,8 +265,9 @@ class Connection:
     async def _respond(self, request: Request, answer: Answer) -> None:
         headers = common_headers()
         head = request.method == "HEAD"
-        if isinstance(answer, Json):
-            payload = json.dumps(answer.body).encode() + b"\n"
+        if isinstance(answer, Json | EncodedJson):
+            body = answer.payload if isinstance(answer, EncodedJson) else json.dumps(answer.body).encode()
+            payload = body + b"\n"
             headers += [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
             await self._send(
                 h11.Response(
