@@ -9,6 +9,10 @@ containers mount them read-only as overlayfs lowers (``layer_dirs()`` and ``over
 :class:`BadImage` (or :class:`RuntimeFailure` for host trouble) leaving the store as it was: no partial
 layer, no record, no temp file, no orphan blob. See ``importer.py``.
 
+**Durable later.** An import returns once its records are written; the disk catches up in the
+background, and containers, pushes and exports wait for it (``wait_durable``). Opening a store after
+a crash discards what never reached the disk. See ``durable.py``.
+
 **Images are untrusted.** Every blob is verified against the digest that names it, every layer against
 its config's diff_id, and extraction can't write outside its layer (``extract.py``).
 
