@@ -23,7 +23,7 @@ from atoll.api.docker.tls import TlsConfigError, TlsFiles, server_context
 from atoll.heap import keep_heap_small, limit_malloc_arenas, settle_after_startup
 from atoll.model.errors import NotFound
 from atoll.model.image import ImageConfig
-from atoll.services import image_gc, images
+from atoll.services import image_gc, imagehosts, images
 from atoll.services.addrpools import parse_pools
 from atoll.services.context import AgentRegistry, Controller
 from atoll.services.control import LocalControlPlane
@@ -142,6 +142,7 @@ async def _serve(settings: Settings, stop: StopSignals) -> None:
         ctl, agent, name=settings.host_name, runtime=agent.runtime_name, cgroup_version=agent.cgroup_version
     )
     await agent.start()
+    await imagehosts.forget_lost(ctl, agent)  # a pull the host lost in a crash before its sync
     await ensure_starter_image(ctl, agent)
     server = QuietServer.serving(create_app(ctl), settings.api_host, settings.api_port, GRACE)
     stop.on_stop(lambda: setattr(server, "should_exit", True))

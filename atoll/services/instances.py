@@ -24,6 +24,7 @@ from atoll.schemas import Instance, InstanceCreate
 from atoll.services import (
     dnsrecords,
     imagecopy,
+    imagehosts,
     images,
     netports,
     overlay,
@@ -101,9 +102,14 @@ async def create(ctl: Controller, *, project: str, request: InstanceCreate) -> I
         if ctl.cluster is not None:
             await imagecopy.ensure_image(ctl, host_id=agent.host_id, image_id=spec.image_id)
         await agent.create_instance(spec)
-    except BaseException:
+    except BaseException as e:
         delete_instance_row(ctl, spec.id, None)
         await volume_svc.forget(ctl, made)  # volumes made for it alone: nothing half-made stays
+        if isinstance(e, NotFound) and await imagehosts.forget_lost(ctl, agent, [spec.image_id]):
+            raise NotFound(
+                f"image {request.image}: host {agent.host_id[:12]} lost it (a crash before its pull was "
+                "on disk); pull it again"
+            ) from e
         raise
     if spec.ports:
         await overlay.notify_hosts(ctl, except_host=agent.host_id)
