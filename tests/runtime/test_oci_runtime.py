@@ -182,3 +182,32 @@ asyncio.run(main())
     assert (bundle / "exit").read_text() == "9 0\n"
     assert b"late" in (bundle / "container.log").read_bytes()
     assert pid > 0
+
+
+FAKE_RUNTIME = """#!/bin/sh
+# A runtime whose init has just exited: kill finds no process, state still says running (a zombie).
+for arg; do case "$arg" in
+  kill) echo "$KILL_ERROR" >&2; exit 1;;
+  state) echo '{"status": "running"}'; exit 0;;
+esac; done
+exit 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("error", "raises"), [("kill container: No such process", False), ("kill: Operation not permitted", True)]
+)
+def test_a_kill_that_finds_no_process_has_done_its_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: str, raises: bool
+) -> None:
+    binary = tmp_path / "fake-runtime"
+    binary.write_text(FAKE_RUNTIME)
+    binary.chmod(0o755)
+    (tmp_path / "root" / "c1").mkdir(parents=True)  # the runtime knows the container
+    monkeypatch.setenv("KILL_ERROR", error)
+    runtime = OciRuntime("crun", str(binary), tmp_path / "root")
+    if raises:
+        with pytest.raises(RuntimeFailure, match="Operation not permitted"):
+            asyncio.run(runtime.kill("c1", "SIGTERM"))
+    else:
+        asyncio.run(runtime.kill("c1", "SIGTERM"))  # `rm -f` racing an exit must not fail

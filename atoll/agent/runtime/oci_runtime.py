@@ -287,7 +287,10 @@ class OciRuntime:
             all_processes = False  # and the init through the runtime, as ever
         args = ["kill", *(["--all"] if all_processes else []), container_id, signal]
         code, _, err = await self._call(*args)
-        if code != 0 and not await self._absent_or_stopped(container_id):
+        # ESRCH: the init exited between our look and the signal. Its state can still say "running"
+        # until the exit is reaped (a zombie), but there is nothing left to signal.
+        gone = "no such process" in err.lower()
+        if code != 0 and not gone and not await self._absent_or_stopped(container_id):
             raise RuntimeFailure(f"{self.name} kill {container_id} {signal}: {err or f'exit status {code}'}")
 
     async def delete(self, container_id: str, *, force: bool = False) -> None:
