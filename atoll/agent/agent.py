@@ -85,6 +85,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOST_EXIT_CODE = 255  # as Docker reports containers that vanished with their host
+IMAGE_SYNC_GRACE = 30.0
+"""Seconds an orderly stop waits for the image store's last layer sync (images/durable.py)."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,8 @@ class Agent:
         self._net.hurry()  # idle bridges go now, not after their linger
         with contextlib.suppress(TimeoutError):  # what is left, the next start-up sync removes
             await asyncio.wait_for(self.settle(), 10)
+        if not await self._store.settle(IMAGE_SYNC_GRACE):
+            log.warning("image layers not on disk after %s s: the next start discards them", IMAGE_SYNC_GRACE)
         for task in list(self._tasks):
             task.cancel()
         await self._registries.close()

@@ -190,3 +190,13 @@ def test_a_store_from_before_the_marks_is_adopted(store: ImageStore) -> None:
     assert [r.id for r in reopened.list()] == [record.id]
     assert reopened.is_durable(record.layers)
     assert json.loads((store.root / "images" / f"{record.id.removeprefix('sha256:')}.json").read_bytes())
+
+
+def test_an_orderly_stop_waits_for_the_last_sync(store: ImageStore, gated: Gate) -> None:
+    """The agent's close() settles the store: a pull just before a restart is not discarded by it."""
+    record = load(store, Image([BASE, ONE]))
+    assert gated.entered.wait(10)
+    assert asyncio.run(store.settle(0.2)) is False  # the sync is still held: the stop would wait
+    threading.Timer(0.2, gated.release).start()
+    assert asyncio.run(store.settle(10)) is True
+    assert all(marked(store, d) for d in record.layers)

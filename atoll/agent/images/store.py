@@ -192,6 +192,11 @@ class ImageStore:
         if not self.is_durable(diff_ids):
             await asyncio.to_thread(self._durability.wait, list(diff_ids))
 
+    async def settle(self, timeout: float) -> bool:
+        """Wait (at most ``timeout``) until no layer sync is queued or running: an agent that stops
+        in order lets its last pulls reach the disk, or the next start would discard them."""
+        return await asyncio.to_thread(self._durability.settle, timeout)
+
     @property
     def durability(self) -> Durability:
         return self._durability
