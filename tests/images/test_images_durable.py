@@ -200,3 +200,15 @@ def test_an_orderly_stop_waits_for_the_last_sync(store: ImageStore, gated: Gate)
     threading.Timer(0.2, gated.release).start()
     assert asyncio.run(store.settle(10)) is True
     assert all(marked(store, d) for d in record.layers)
+
+
+def test_a_new_record_on_durable_layers_is_synced_too(store: ImageStore, gated: Gate) -> None:
+    """A second image made only of layers already on disk (a new tag of a pulled base, say) brings no
+    layer to mark, but its record must reach the disk as well: a sync runs for it."""
+    gated.release()
+    load(store, Image([BASE]))
+    assert store.durability.settle(10)
+    before = gated.calls
+    load(store, Image([BASE], cmd=["other"]))  # another config, the same layer
+    assert store.durability.settle(10)
+    assert gated.calls == before + 1, "one sync for the record, none for marks"

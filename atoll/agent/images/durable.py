@@ -55,6 +55,10 @@ class Durability:
         self._queued: set[str] = set()
         self._syncing: set[str] = set()
         self._failed: dict[str, str] = {}
+        self._records = False
+        """Records were written since the last sync began (see ``submit``)."""
+        self._busy = False
+        """A sync is under way (possibly for records alone, with no layer in ``_syncing``)."""
         self._thread: threading.Thread | None = None
         hold = os.environ.get(HOLD_ENV)
         self.sync: Callable[[Path], None] = _held(Path(hold)) if hold else syncfs
@@ -64,13 +68,17 @@ class Durability:
         with self._cond:
             return diff_id in self._durable
 
-    def submit(self, diff_ids: Iterable[str]) -> None:
-        """Have these layers (complete, in layers/) made durable soon; returns at once."""
+    def submit(self, diff_ids: Iterable[str], *, records: bool = False) -> None:
+        """Have these layers (complete, in layers/) made durable soon; returns at once. ``records``:
+        image records were written too, which a sync must cover even if every layer was durable
+        already (a pull of a new tag of layers held here), or a crash in the next half minute of
+        writeback could lose them."""
         with self._cond:
             new = {d for d in diff_ids if d not in self._durable and d not in self._syncing}
-            if not new:
+            if not new and not records:
                 return
             self._queued |= new
+            self._records = self._records or records
             for d in new:
                 self._failed.pop(d, None)
             self._cond.notify_all()
@@ -107,7 +115,7 @@ class Durability:
     def settle(self, timeout: float = WAIT_SECONDS) -> bool:
         """Wait until no sync is queued or running; False on timeout. For tests and benchmarks."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._queued and not self._syncing, timeout)
+            return self._cond.wait_for(lambda: not (self._queued or self._records or self._busy), timeout)
 
     def _settled(self, wanted: set[str]) -> bool:
         pending = self._queued | self._syncing
@@ -116,10 +124,11 @@ class Durability:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._queued:  # idle: the thread ends (a store per test must not keep one each)
-                    self._thread = None
+                if not self._queued and not self._records:  # idle: the thread ends (a store per test
+                    self._thread = None  # must not keep one each)
                     return
-                self._syncing, self._queued = self._queued, set()
+                self._syncing, self._queued, self._records = self._queued, set(), False
+                self._busy = True
             error = ""
             try:
                 self.sync(self._layout.root)  # every layer in _syncing was complete before this began
@@ -137,7 +146,7 @@ class Durability:
                         self._failed[d] = error
                     elif d in marked:
                         self._durable.add(d)
-                self._syncing = set()
+                self._syncing, self._busy = set(), False
                 self._cond.notify_all()
 
 

@@ -151,7 +151,7 @@ class ImageStore:
     def _sync_later(self, records: builtins.list[ImageRecord]) -> builtins.list[ImageRecord]:
         """Start the sync of what an import recorded (``durable.py``), once its scratch is gone: the
         sync commits the file system's journal, which holds up a removal started meanwhile."""
-        self._durability.submit(d for r in records for d in r.layers)
+        self._durability.submit((d for r in records for d in r.layers), records=True)
         return records
 
     def push_source(self, image_id: str) -> PushSource:
