@@ -119,9 +119,9 @@ class Containers:
         names = await off_loop(self.network_names)
         if not req.flag("size"):
             return EncodedJson(await off_loop(lambda: dumps_list(summary(i, names) for i in listed())))
-        rows = await off_loop(lambda: list(listed()))
-        out = await off_loop(lambda: [summary(i, names) for i in rows])
-        for row, inst in zip(out, rows, strict=True):
+        rows = await off_loop(lambda: [(summary(i, names), i) for i in listed()])
+        out = [row for row, _ in rows]
+        for row, inst in rows:
             row.update(await sizes(self.ctl, inst))
         return EncodedJson(await off_loop(dumps_list, out))
 
