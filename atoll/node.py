@@ -135,6 +135,7 @@ async def _serve(settings: Settings, stop: StopSignals) -> None:
             publish_pool=settings.publish_cidr,
             ip_forward=settings.ip_forward,
             big_tcp=settings.big_tcp,
+            fast_path=settings.fast_path,
         ),
         LocalControlPlane(ctl),
     )

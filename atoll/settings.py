@@ -82,6 +82,9 @@ class Settings:
     """GSO/GRO size of tenant bridges and veths (BIG TCP, docs/networking.md): ``auto`` (192 KiB when
     the kernel has it, Linux 6.3+), ``off``, or a size in bytes."""
 
+    fast_path: bool = field(default_factory=lambda: _env("FAST_PATH", "1") not in ("0", "false", "no", "off"))
+    """Established TCP flows between instances skip the bridges (eBPF; docs/networking.md). ``off``: not."""
+
     bind_mounts: str = field(default_factory=lambda: _env("BIND_MOUNTS", "allow"))
     """``allow``, ``deny``, or host directories (comma-separated) that bind sources must lie under.
     ``allow`` suits a single-node cloud whose users own the host; see docs/volumes.md for tenants."""

@@ -224,7 +224,12 @@ def set_gso(namespace: str, ifname: str, size: int) -> None:
 
 
 def one_host(
-    tmp: Path, seconds: int, rounds: int, security: bool = False, gso_size: int = bigtcp.LEGACY
+    tmp: Path,
+    seconds: int,
+    rounds: int,
+    security: bool = False,
+    gso_size: int = bigtcp.LEGACY,
+    fast_path: bool = True,
 ) -> dict[str, float]:
     """The baseline is a bare veth pair between two namespaces; with BIG TCP, the like-for-like one a
     second bare pair with the same GSO sizes."""
@@ -233,7 +238,13 @@ def one_host(
         veth_between(v3, v4, "10.201.0.1", "10.201.0.2")
         for ns in (v3, v4):
             set_gso(ns, "link0", gso_size)
-        config = NetConfig(names=NAMES, netns_dir=tmp / "one", host_netns=netns_path(host), gso_size=gso_size)
+        config = NetConfig(
+            names=NAMES,
+            netns_dir=tmp / "one",
+            host_netns=netns_path(host),
+            gso_size=gso_size,
+            fast_path=fast_path,
+        )
         net = HostNetwork(config)
         network = secrets.token_hex(32)
         a, b = spec(port(network, "10.202.0.2", 1500)), spec(port(network, "10.202.0.3", 1500))
@@ -245,18 +256,24 @@ def one_host(
             def like() -> Run:
                 return iperf(netns_path(v4), netns_path(v3), "10.201.0.2", seconds)
 
-            return paired(
+            out = paired(
                 rounds,
                 lambda: iperf(netns_path(v2), netns_path(v1), "10.201.0.2", seconds),
                 lambda: iperf(net.netns_path(b.id), net.netns_path(a.id), "10.202.0.3", seconds),
                 like if gso_size > bigtcp.LEGACY else None,
             )
+            return out | {"fast_packets": net.fast.forwarded()}
         finally:
             asyncio.run(HostNetwork(net.config).sync([]))
 
 
 def across_hosts(
-    tmp: Path, seconds: int, rounds: int, security: bool = False, gso_size: int = bigtcp.LEGACY
+    tmp: Path,
+    seconds: int,
+    rounds: int,
+    security: bool = False,
+    gso_size: int = bigtcp.LEGACY,
+    fast_path: bool = True,
 ) -> dict[str, float]:
     """The baseline is the two host namespaces talking over their underlay veth. With BIG TCP on, the
     instances' NICs are at 64 KiB all the same (their network has a VXLAN device, which takes no more:
@@ -269,10 +286,16 @@ def across_hosts(
         hosts = []
         for name, address in zip((ha, hb), underlay, strict=True):
             config = NetConfig(
-                names=NAMES, netns_dir=tmp / name, host_netns=netns_path(name), gso_size=gso_size
+                names=NAMES,
+                netns_dir=tmp / name,
+                host_netns=netns_path(name),
+                gso_size=gso_size,
+                fast_path=fast_path,
             )
             net = HostNetwork(config)
-            overlay = OverlayPlane(OverlayConfig(NAMES, underlay_ip=address, host_netns=netns_path(name)))
+            overlay = OverlayPlane(
+                OverlayConfig(NAMES, underlay_ip=address, host_netns=netns_path(name)), net.fast
+            )
             hosts.append((net, overlay, address))
         a, b = spec(port(network, "10.204.0.2", mtu)), spec(port(network, "10.204.0.3", mtu))
         try:
@@ -284,13 +307,14 @@ def across_hosts(
                 remote = RemotePort(p.id, p.mac, p.ip, "peer", peer)
                 asyncio.run(net.set_overlaid({network}))  # as the agent does before the device is made
                 asyncio.run(overlay.converge([OverlayNetwork(network, vni, mtu, [peer], [remote])]))
-            return paired(
+            out = paired(
                 rounds,
                 lambda: iperf(netns_path(hb), netns_path(ha), underlay[1], seconds),
                 lambda: iperf(
                     hosts[1][0].netns_path(b.id), hosts[0][0].netns_path(a.id), "10.204.0.3", seconds
                 ),
             )
+            return out | {"fast_packets": sum(net.fast.forwarded() for net, _, _ in hosts)}
         finally:
             for net, overlay, _ in hosts:
                 asyncio.run(HostNetwork(net.config).sync([]))
@@ -305,7 +329,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--security", action="store_true", help="enforce a default security group")
     parser.add_argument("--big-tcp", default="auto", help="the agent's ATOLL_BIG_TCP: auto, off or a size")
+    parser.add_argument(
+        "--no-fast-path",
+        action="store_true",
+        help="every packet over the bridges (the agent's ATOLL_FAST_PATH=off)",
+    )
     args = parser.parse_args()
+    fast_path = not args.no_fast_path
     gso_size = bigtcp.resolve(args.big_tcp)
     if shutil.which("iperf3") is None:
         sys.exit("iperf3 is missing: apt-get install iperf3 (scripts/setup-system installs it)")
@@ -314,10 +344,13 @@ def main() -> None:
         "rounds": args.rounds,
         "security": args.security,
         "gso_size": gso_size,
+        "fast_path": fast_path,
         "loadavg": loadavg_text(),
     }
     with tempfile.TemporaryDirectory(prefix=f"{RUN}-") as tmp:
-        one = results["one_host"] = one_host(Path(tmp), args.seconds, args.rounds, args.security, gso_size)
+        one = results["one_host"] = one_host(
+            Path(tmp), args.seconds, args.rounds, args.security, gso_size, fast_path
+        )
         print(
             f"(a) one host: instance to instance {one['atoll_gbps']} Gbit/s, bare veth pair "
             f"{one['baseline_gbps']} Gbit/s: ratio {one['ratio']} ({one['ratio_min']}-{one['ratio_max']}; "
@@ -333,7 +366,7 @@ def main() -> None:
                 flush=True,
             )
         across = results["across_hosts"] = across_hosts(
-            Path(tmp), args.seconds, args.rounds, args.security, gso_size
+            Path(tmp), args.seconds, args.rounds, args.security, gso_size, fast_path
         )
         print(
             f"(b) across hosts: over VXLAN {across['atoll_gbps']} Gbit/s, underlay "

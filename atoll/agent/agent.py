@@ -116,6 +116,8 @@ class AgentConfig:
     """Turn on ``net.ipv4.ip_forward`` for published ports, as Docker does."""
     big_tcp: str = "auto"
     """BIG TCP on tenant networks: ``auto``, ``off`` or a size in bytes (``bigtcp.resolve``)."""
+    fast_path: bool = True
+    """Established TCP flows between instances past the bridges (``fastpath``)."""
 
 
 _NOT_PREPARED = ("process", "resources", "auto_remove", "stop_signal", "stop_timeout", "readonly_rootfs")
@@ -178,6 +180,7 @@ class Agent:
                 publish_pool=IPv4Network(config.publish_pool),
                 ip_forward=config.ip_forward,
                 gso_size=bigtcp.resolve(config.big_tcp),
+                fast_path=config.fast_path,
             )
         )
         self._overlay = OverlaySync(
@@ -188,6 +191,7 @@ class Agent:
             port=config.vxlan_port,
             host_netns=config.host_netns,
             on_overlaid=self._net.set_overlaid,
+            fast=self._net.fast,
         )
         self._volumes = LocalVolumes(config.data_dir / "volumes")
         self._trash = Trash(config.data_dir / "trash")

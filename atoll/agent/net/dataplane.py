@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from atoll.agent.net import bigtcp, dockercompat, netlink, netns, nft, nftdiff, publish, secrules, wiring
+from atoll.agent.net.fastpath import FastPath, LocalPort
 from atoll.agent.net.names import BRIDGE, PUBLISH, VETH, alias_id
 from atoll.agent.net.nicsizes import NicSizes
 from atoll.agent.net.removal import DeferredRemoval
@@ -79,6 +80,8 @@ class HostNetwork(DeferredRemoval):
         """Networks with ports on other hosts (a VXLAN device on their bridge), as ``set_overlaid`` says."""
         self._nics = NicSizes(self.netns_path)
         """The NICs whose BIG TCP size is known (an agent started again knows none of its predecessor's)."""
+        self.fast = FastPath(config.fast_path)
+        """Established flows past the bridges (``fastpath``); ``OverlayPlane`` adds the VXLAN side."""
 
     def nic_size(self, network_id: str) -> int:
         """BIG TCP on an instance's NIC only while its bridge's other ports are instance veths: no VXLAN
@@ -275,6 +278,7 @@ class HostNetwork(DeferredRemoval):
                     if not each_apart:
                         raise
                     log.exception("could not wire the network of instance %s", instance_id)
+            self._sync_fast(every)
 
     def _wire_instance(self, ipr: netlink.Netlink, instance_id: str, ports: list[PortSpec]) -> None:
         path = self.netns_path(instance_id)
@@ -345,6 +349,12 @@ class HostNetwork(DeferredRemoval):
                 nft.apply(nft.render_delete(self.names))  # left by an earlier run of the agent
                 dockercompat.remove(self.names)
 
+    def _sync_fast(self, desired: Mapping[str, list[PortSpec]]) -> None:
+        ports = [
+            LocalPort(p.network_id, p.mac, p.ip, self.names.veth(p.id)) for ps in desired.values() for p in ps
+        ]
+        self.fast.set_local(ports)
+
     def _tables_present(self, *, any_of: bool = False) -> bool:
         present = nft.tables()
         families = ["inet", "arp"]
@@ -356,6 +366,7 @@ class HostNetwork(DeferredRemoval):
     def _apply_rules(self, bridges: Mapping[str, Bridge], desired: Mapping[str, list[PortSpec]]) -> None:
         """Our tables for exactly these bridges, the ports of ``desired`` and the published ports of its
         instances; none at all without bridges and published ports."""
+        self._sync_fast(desired)
         targets = self._pub.targets({i: self._published.get(i, []) for i in desired})
         if not bridges and not targets:
             if self._rules is not None:

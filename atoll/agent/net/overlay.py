@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atoll.agent.net import netlink, netns, nft, overlayfw, vxlan
+from atoll.agent.net.fastpath import FastPath
 from atoll.agent.net.names import Names, alias_id, bridge_alias
 from atoll.model.errors import RuntimeFailure
 from atoll.model.overlay import DEFAULT_VXLAN_PORT, OverlayNetwork
@@ -70,8 +71,10 @@ def wanted_entries(network: OverlayNetwork) -> set[vxlan.Entry]:
 
 
 class OverlayPlane:
-    def __init__(self, config: OverlayConfig) -> None:
+    def __init__(self, config: OverlayConfig, fast: FastPath | None = None) -> None:
         self.config = config
+        self.fast = fast
+        """The host's fast path (``HostNetwork.fast``), told about the VXLAN devices and remote ports."""
         self.names = config.names
         self._lock = asyncio.Lock()
         self._rules: str | None = None
@@ -89,6 +92,7 @@ class OverlayPlane:
         with netlink.netlink() as ipr:
             links = netlink.links(ipr)
             kept: set[str] = set()
+            devices: dict[str, int] = {}
             for network_id, network in sorted(desired.items()):
                 bridge = links.get(self.names.bridge(network_id))
                 if bridge is None or bridge.alias != bridge_alias(network_id):
@@ -97,13 +101,16 @@ class OverlayPlane:
                     continue  # no other host: a device would carry nothing (made when a peer comes)
                 kept.add(vxlan_name(self.names, network_id))  # even if this attempt fails: keep what works
                 try:
-                    self._ensure(ipr, links, bridge, network)
+                    devices[network_id] = self._ensure(ipr, links, bridge, network)
                 except RuntimeFailure:
                     log.exception("could not set up the overlay of network %s", network_id[:12])
             for name in sorted(links):
                 if is_vxlan_name(self.names, name) and name not in kept:
                     log.info("removing %s: its network has no port on this host", name)
                     netlink.delete(ipr, name)
+        if self.fast is not None:
+            remote = {n: [p.mac for p in desired[n].remote_ports] for n in devices}
+            self.fast.set_overlay(devices, remote)
         peers = {
             peer
             for network_id, n in desired.items()
@@ -133,7 +140,8 @@ class OverlayPlane:
         links: dict[str, netlink.Link],
         bridge: netlink.Link,
         network: OverlayNetwork,
-    ) -> None:
+    ) -> int:
+        """Make the network's device and entries as described; its ifindex."""
         name = vxlan_name(self.names, network.network_id)
         link = links.get(name)
         if link is not None:
@@ -167,6 +175,7 @@ class OverlayPlane:
             vxlan.delete_entry(ipr, link.index, entry)
         for entry in sorted(want_entries - have_entries):
             vxlan.add_entry(ipr, link.index, entry)
+        return link.index
 
     def _matches(self, have: vxlan.VxlanInfo, vni: int) -> bool:
         local_ok = not self.config.underlay_ip or have.local == self.config.underlay_ip

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from atoll.agent.net import hostscan, netns
+from atoll.agent.net.fastpath import FastPath
 from atoll.agent.net.names import Names
 from atoll.agent.net.overlay import OverlayConfig, OverlayPlane
 from atoll.model.overlay import DEFAULT_VXLAN_PORT, HostNetworkReport
@@ -34,6 +35,7 @@ class OverlaySync:
         port: int = DEFAULT_VXLAN_PORT,
         host_netns: Path | None = None,
         on_overlaid: Callable[[set[str]], Awaitable[None]] | None = None,
+        fast: FastPath | None = None,
     ) -> None:
         self.host_id = host_id
         self._control = control
@@ -44,6 +46,7 @@ class OverlaySync:
         self._plane: OverlayPlane | None = None
         self._reported: HostNetworkReport | None = None
         self._on_overlaid = on_overlaid
+        self._fast = fast
         """Told, before the devices are made, which networks have peers (``HostNetwork.set_overlaid``)."""
 
     async def report(self) -> HostNetworkReport:
@@ -82,6 +85,7 @@ class OverlaySync:
             self._plane = OverlayPlane(
                 OverlayConfig(
                     names=self._names, underlay_ip=local, port=self._port, host_netns=self._host_netns
-                )
+                ),
+                self._fast,
             )
         return self._plane

@@ -45,6 +45,8 @@ class NetConfig:
     """Turn on ``net.ipv4.ip_forward`` when ports are published (see ``publish``)."""
     gso_size: int = bigtcp.LEGACY
     """BIG TCP: the GSO/GRO size of the veths made (see above); 65536 leaves the kernel's."""
+    fast_path: bool = True
+    """Established TCP flows past the bridges, with eBPF (``fastpath``); off: all take the bridges."""
 
 
 @dataclass(frozen=True)

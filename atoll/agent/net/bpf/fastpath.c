@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Atoll's tenant fast path: established TCP flows skip the bridge and br_netfilter.
+ *
+ * The first packets of a flow take the slow path (veth -> bridge -> br_netfilter with the security
+ * groups -> bridge -> VXLAN or veth), where the nftables rules decide and conntrack records the
+ * decision. Once conntrack in this host's namespace holds the flow as established, both directions
+ * skip that path: from an instance's host-side veth straight to the peer's veth (same host,
+ * bpf_redirect_peer) or to the network's VXLAN device (other host, bpf_redirect); and from a VXLAN
+ * device straight into the instance. Security groups keep their meaning because the rule set accepts
+ * every packet of an established flow anyway ("ct state established,related accept" comes first):
+ * this only skips re-asking. Everything else (ARP, UDP, ICMP, SYN, fragments, IP options, a frame
+ * whose source is not its port's own MAC and address, a destination no map names) takes the slow
+ * path unchanged.
+ *
+ * conntrack does not see the packets that skip it, so the program keeps the entry's timeout the way
+ * conntrack would: a packet with payload renews the established timeout, a FIN or RST shortens it to
+ * the closing one (the last ACK renews nothing), and the FIN and RST themselves go the fast way too:
+ * conntrack's window tracking, behind by the whole stream, would call them invalid.
+ *
+ * Maps (filled by the agent, atoll/agent/net/fastpath.py):
+ *   ports:  host-side veth ifindex -> the port's network, MAC and IPv4 address
+ *   vxlans: VXLAN device ifindex   -> its network
+ *   macs:   (network, MAC)         -> where a frame to that MAC goes: a local port's host-side veth,
+ *                                     or the network's VXLAN device (a port on another host)
+ *   config: the two timeouts, in ms
+ *   stats:  packets sent the fast way, per CPU
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#define IPS_CONFIRMED (1 << 3)
+#define IPS_SEEN_REPLY (1 << 1)
+#define TCP_CONNTRACK_ESTABLISHED 3
+#define CT_OPTS_SIZE 16 /* with the zone fields (kernel 6.5 and later) */
+#define FRAG_MASK 0x3fff /* MF and the offset */
+
+/* Only the fields read here; CO-RE finds them in the running kernel's layout. */
+struct ip_ct_tcp {
+	__u8 state;
+} __attribute__((preserve_access_index));
+
+union nf_conntrack_proto {
+	struct ip_ct_tcp tcp;
+} __attribute__((preserve_access_index));
+
+struct nf_conn {
+	unsigned long status;
+	union nf_conntrack_proto proto;
+} __attribute__((preserve_access_index));
+
+struct bpf_ct_opts {
+	__s32 netns_id;
+	__s32 error;
+	__u8 l4proto;
+	__u8 dir;
+	__u16 ct_zone_id;
+	__u8 ct_zone_dir;
+	__u8 reserved[3];
+};
+
+extern struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *skb, struct bpf_sock_tuple *tuple, __u32 tuple__sz,
+					 struct bpf_ct_opts *opts, __u32 opts__sz) __ksym;
+extern void bpf_ct_release(struct nf_conn *ct) __ksym;
+extern int bpf_ct_change_timeout(struct nf_conn *ct, __u32 timeout) __ksym;
+
+struct port {
+	__u32 network;
+	__u32 ip; /* network order */
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+struct mac_key {
+	__u32 network;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+struct dest {
+	__u32 ifindex;
+	__u32 local; /* 1: a local port's host-side veth (redirect into its peer); 0: a VXLAN device */
+};
+
+enum config_index { ESTABLISHED_MS, CLOSING_MS, CONFIG_SIZE };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory for the entries there are, not for the maximum */
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct port);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory for the entries there are, not for the maximum */
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} vxlans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory for the entries there are, not for the maximum */
+	__uint(max_entries, 262144);
+	__type(key, struct mac_key);
+	__type(value, struct dest);
+} macs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CONFIG_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+#define HEADERS (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
+
+static __always_inline int same_mac(const __u8 *a, const __u8 *b)
+{
+	return *(const __u32 *)a == *(const __u32 *)b && *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
+}
+
+static __always_inline __u32 config_value(__u32 index)
+{
+	__u32 *value = bpf_map_lookup_elem(&config, &index);
+	return value ? *value : 0;
+}
+
+/* Whether conntrack holds this packet's flow as established; keeps the entry's timeout as conntrack
+ * would (see above). */
+static __always_inline int established(struct __sk_buff *skb, struct iphdr *ip, struct tcphdr *tcp)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_ct_opts opts = {.netns_id = -1 /* the device's */, .l4proto = IPPROTO_TCP};
+	struct nf_conn *ct;
+	int ok;
+
+	tuple.ipv4.saddr = ip->saddr;
+	tuple.ipv4.daddr = ip->daddr;
+	tuple.ipv4.sport = tcp->source;
+	tuple.ipv4.dport = tcp->dest;
+	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts, CT_OPTS_SIZE);
+	if (!ct)
+		return 0;
+	ok = (ct->status & (IPS_CONFIRMED | IPS_SEEN_REPLY)) == (IPS_CONFIRMED | IPS_SEEN_REPLY) &&
+	     ct->proto.tcp.state == TCP_CONNTRACK_ESTABLISHED;
+	if (ok) {
+		__u32 payload = bpf_ntohs(ip->tot_len) - ip->ihl * 4 - tcp->doff * 4;
+		if (tcp->fin || tcp->rst)
+			bpf_ct_change_timeout(ct, config_value(CLOSING_MS));
+		else if (ip->tot_len == 0 /* BIG TCP */ || payload > 0)
+			bpf_ct_change_timeout(ct, config_value(ESTABLISHED_MS));
+	}
+	bpf_ct_release(ct);
+	return ok;
+}
+
+/* The IPv4 TCP headers of a frame that may take the fast path, or NULL. */
+static __always_inline struct ethhdr *parse(struct __sk_buff *skb, struct iphdr **ip, struct tcphdr **tcp)
+{
+	void *data, *end;
+	struct ethhdr *eth;
+
+	if (skb->data + HEADERS > skb->data_end && bpf_skb_pull_data(skb, HEADERS))
+		return NULL;
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	eth = data;
+	if (data + HEADERS > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return NULL;
+	*ip = data + sizeof(*eth);
+	if ((*ip)->ihl != 5 || (*ip)->protocol != IPPROTO_TCP || ((*ip)->frag_off & bpf_htons(FRAG_MASK)))
+		return NULL;
+	*tcp = data + sizeof(*eth) + sizeof(**ip);
+	if ((*tcp)->syn)
+		return NULL;
+	return eth;
+}
+
+static __always_inline int forward(struct __sk_buff *skb, struct dest *dest)
+{
+	__u32 zero = 0;
+	__u64 *count = bpf_map_lookup_elem(&stats, &zero);
+
+	if (count)
+		*count += 1;
+	if (dest->local)
+		return bpf_redirect_peer(dest->ifindex, 0);
+	return bpf_redirect(dest->ifindex, 0);
+}
+
+/* On an instance's host-side veth, ingress: frames the instance sent. */
+SEC("tc")
+int from_port(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct mac_key key = {};
+	struct tcphdr *tcp;
+	struct iphdr *ip;
+	struct ethhdr *eth;
+	struct port *port;
+	struct dest *dest;
+
+	port = bpf_map_lookup_elem(&ports, &ifindex);
+	if (!port)
+		return TC_ACT_OK;
+	eth = parse(skb, &ip, &tcp);
+	if (!eth || !same_mac(eth->h_source, port->mac) || ip->saddr != port->ip)
+		return TC_ACT_OK; /* not ours to judge: the anti-spoofing table drops a forged frame */
+	key.network = port->network;
+	__builtin_memcpy(key.mac, eth->h_dest, 6);
+	dest = bpf_map_lookup_elem(&macs, &key);
+	if (!dest || dest->ifindex == ifindex || !established(skb, ip, tcp))
+		return TC_ACT_OK;
+	return forward(skb, dest);
+}
+
+/* On a VXLAN device, ingress: frames from other hosts, after decapsulation. */
+SEC("tc")
+int from_overlay(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct mac_key key = {};
+	struct tcphdr *tcp;
+	struct iphdr *ip;
+	struct ethhdr *eth;
+	struct dest *dest;
+	__u32 *network;
+
+	network = bpf_map_lookup_elem(&vxlans, &ifindex);
+	if (!network)
+		return TC_ACT_OK;
+	eth = parse(skb, &ip, &tcp);
+	if (!eth)
+		return TC_ACT_OK;
+	key.network = *network;
+	__builtin_memcpy(key.mac, eth->h_dest, 6);
+	dest = bpf_map_lookup_elem(&macs, &key);
+	if (!dest || !dest->local || !established(skb, ip, tcp))
+		return TC_ACT_OK;
+	return forward(skb, dest);
+}
+
+char LICENSE[] SEC("license") = "GPL";

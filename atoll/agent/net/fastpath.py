@@ -1,0 +1,302 @@
+"""The tenant fast path: established TCP flows skip the bridges and ``br_netfilter`` (eBPF, tc ingress).
+
+Why: across hosts, a packet between two instances crosses a veth, a bridge with ``br_netfilter``'s IP
+hooks (conntrack, the security groups' rules), the VXLAN device, the underlay, the far VXLAN device, a
+second bridge with its hooks and a second veth, and every ACK does the same back. No single hop is
+expensive; their number is (docs/benchmarks.md, session 6: 0.57-0.65 of the underlay's throughput).
+Once conntrack holds a flow as established, the rules have nothing left to decide about it (replies
+and later packets of an accepted flow are accepted first thing), so the program in ``bpf/fastpath.c``
+sends such packets straight from an instance's host-side veth to the network's VXLAN device (or to the
+other instance's veth on this host), and from a VXLAN device straight into the instance. The first
+packets of every flow, and everything that is not TCP over IPv4, take the bridge path as before, where
+the rules decide and conntrack records the decision. The program checks that a frame's source MAC and
+address are its port's before it skips the anti-spoofing table.
+
+This module builds the program (clang, once per source: ``build``), loads it (``libbpf``), attaches it
+to the ingress of every instance's host-side veth and every VXLAN device of ours, and keeps its maps
+equal to the desired state that ``HostNetwork`` (local ports) and ``OverlayPlane`` (VXLAN devices and
+the ports behind them) describe. The maps are rebuilt from that state by each agent: an agent started
+again loads a fresh program, fills its maps and replaces the old program on each device, which kept
+forwarding meanwhile (filters outlive the agent, and so do running flows).
+
+Without clang, libbpf or a kernel with conntrack's kfuncs (6.5 and later for the lookup's options
+used here), the fast path is off, said once in the log, and everything takes the bridge path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import ipaddress
+import logging
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from atoll.agent.net import libbpf
+from atoll.model.errors import RuntimeFailure
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("bpf") / "fastpath.c"
+CACHE_DIR = Path(os.environ.get("ATOLL_BPF_CACHE", "/var/cache/atoll/bpf"))
+"""Where the built object is kept, by the hash of its source (it is the same for every kernel: CO-RE)."""
+DEFAULT_ESTABLISHED_S = 432000
+DEFAULT_CLOSING_S = 120
+_SYSCTL = Path("/proc/sys/net/netfilter")
+
+
+class _Port(ctypes.Structure):
+    _fields_ = [
+        ("network", ctypes.c_uint32),
+        ("ip", ctypes.c_uint8 * 4),
+        ("mac", ctypes.c_uint8 * 6),
+        ("pad", ctypes.c_uint8 * 2),
+    ]
+
+
+class _MacKey(ctypes.Structure):
+    _fields_ = [("network", ctypes.c_uint32), ("mac", ctypes.c_uint8 * 6), ("pad", ctypes.c_uint8 * 2)]
+
+
+class _Dest(ctypes.Structure):
+    _fields_ = [("ifindex", ctypes.c_uint32), ("local", ctypes.c_uint32)]
+
+
+@dataclass(frozen=True)
+class LocalPort:
+    """An instance's port on this host, as the fast path needs it."""
+
+    network_id: str
+    mac: str
+    ip: str
+    veth: str
+    """Its host-side veth."""
+
+
+def _mac(text: str) -> bytes:
+    return bytes(int(part, 16) for part in text.split(":"))
+
+
+def _compiler() -> str:
+    found = shutil.which("clang") or next(
+        (path for v in range(30, 10, -1) if (path := shutil.which(f"clang-{v}"))), None
+    )
+    if found is None:
+        raise RuntimeFailure("clang is not installed (Debian: clang, libbpf-dev)")
+    return found
+
+
+def build() -> Path:
+    """The program's object file, compiled once per source text (a new source, a new file)."""
+    source = SOURCE.read_bytes()
+    target = CACHE_DIR / f"fastpath-{hashlib.sha256(source).hexdigest()[:16]}.o"
+    if target.exists():
+        return target
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    multiarch = Path(f"/usr/include/{platform.machine()}-linux-gnu")  # asm/types.h on Debian
+    partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    command = [_compiler(), "-O2", "-g", "-target", "bpf", "-Wall", "-Werror"]
+    command += [f"-I{multiarch}"] if multiarch.is_dir() else []
+    result = subprocess.run(
+        [*command, "-c", str(SOURCE), "-o", str(partial)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise RuntimeFailure(f"could not build {SOURCE.name}: {result.stderr.strip()[-2000:]}")
+    partial.replace(target)  # atomic: a concurrent build of the same source writes the same bytes
+    return target
+
+
+def _timeout_ms(name: str, default_s: int) -> int:
+    try:
+        return int((_SYSCTL / name).read_text()) * 1000
+    except (OSError, ValueError):
+        return default_s * 1000
+
+
+class _Loaded:
+    """The program loaded for one host, its maps, and what was last written to them."""
+
+    def __init__(self) -> None:
+        self.obj = libbpf.BpfObject(build())
+        weakref.finalize(self, self.obj.close)
+        self.from_port = self.obj.program_fd("from_port")
+        self.from_overlay = self.obj.program_fd("from_overlay")
+        self.ports = self.obj.map("ports")
+        self.vxlans = self.obj.map("vxlans")
+        self.macs = self.obj.map("macs")
+        self.stats = self.obj.map("stats")
+        config = self.obj.map("config")
+        timeouts = (
+            _timeout_ms("nf_conntrack_tcp_timeout_established", DEFAULT_ESTABLISHED_S),
+            _timeout_ms("nf_conntrack_tcp_timeout_time_wait", DEFAULT_CLOSING_S),
+        )
+        for index, value in enumerate(timeouts):
+            config.update(ctypes.c_uint32(index), ctypes.c_uint32(value))
+        self.written: dict[str, dict[bytes, bytes]] = {"ports": {}, "vxlans": {}, "macs": {}}
+        self.attached: set[int] = set()
+        """The ifindexes of the devices our program is attached to."""
+
+
+class FastPath:
+    """One host's fast path (the namespace that plays the host). Its calls run in worker threads in
+    that namespace; they never raise: a failure to load turns the fast path off, a failure to attach
+    leaves that device on the bridge path, and both are logged."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+        self.off_reason: str | None = None if enabled else "turned off"
+        self._networks: dict[str, int] = {}
+        """A small number per network, for the maps (ours to choose: the maps are this agent's)."""
+        self._local: dict[int, LocalPort] = {}
+        self._devices: dict[int, str] = {}
+        """VXLAN device ifindex -> network."""
+        self._remote: dict[str, dict[str, int]] = {}
+        """network -> MAC of a port on another host -> the VXLAN device that reaches it."""
+
+    @property
+    def active(self) -> bool:
+        return self._loaded is not None
+
+    def set_local(self, ports: Iterable[LocalPort]) -> None:
+        """The instance ports on this host, exactly (in the host's namespace)."""
+        ports = list(ports)
+        with self._lock:
+            if not ports and self._loaded is None:
+                return  # nothing to do: not worth loading the program for
+            if not self._load():
+                return
+            local = {}
+            for port in ports:
+                try:
+                    ifindex = socket.if_nametoindex(port.veth)
+                except OSError:
+                    continue  # not made (yet): the next call finds it
+                if self._attach(ifindex, port.veth, from_port=True):
+                    local[ifindex] = port
+            self._local = local
+            self._write()
+
+    def set_overlay(self, devices: Mapping[str, int], remote: Mapping[str, Iterable[str]]) -> None:
+        """The VXLAN devices of this host (network -> ifindex), exactly, and for each network the MACs
+        of its ports on other hosts (in the host's namespace)."""
+        with self._lock:
+            if not devices and self._loaded is None:
+                return
+            if not self._load():
+                return
+            self._devices = {
+                ifindex: network
+                for network, ifindex in devices.items()
+                if self._attach(ifindex, f"the VXLAN device of {network[:12]}", from_port=False)
+            }
+            attached = {network: ifindex for ifindex, network in self._devices.items()}
+            self._remote = {
+                network: {mac: attached[network] for mac in macs}
+                for network, macs in remote.items()
+                if network in attached
+            }
+            self._write()
+
+    def forwarded(self) -> int:
+        """Packets the program has sent the fast way, on every CPU, since it was loaded."""
+        with self._lock:
+            if self._loaded is None:
+                return 0
+            cpus = os.cpu_count() or 1
+            possible = _possible_cpus() or cpus
+            values = (ctypes.c_uint64 * possible)()
+            self._loaded.stats.lookup(ctypes.c_uint32(0), values)
+            return sum(values)
+
+    # -- with the lock held ----------------------------------------------------------------------------
+
+    def _load(self) -> bool:
+        if self._loaded is not None:
+            return True
+        if self.off_reason is not None:
+            return False
+        try:
+            self._loaded = _Loaded()
+        except RuntimeFailure as e:
+            self.off_reason = str(e)
+            log.warning("tenant fast path off (established flows take the bridge path): %s", e)
+            return False
+        return True
+
+    def _attach(self, ifindex: int, what: str, *, from_port: bool) -> bool:
+        loaded = self._loaded
+        assert loaded is not None
+        if ifindex in loaded.attached:
+            return True
+        try:
+            libbpf.attach_ingress(ifindex, loaded.from_port if from_port else loaded.from_overlay)
+        except RuntimeFailure as e:
+            log.warning("%s stays on the bridge path: %s", what, e)
+            return False
+        loaded.attached.add(ifindex)
+        return True
+
+    def _network(self, network_id: str) -> int:
+        return self._networks.setdefault(network_id, len(self._networks) + 1)
+
+    def _write(self) -> None:
+        loaded = self._loaded
+        assert loaded is not None
+        wanted: dict[str, dict[bytes, bytes]] = {"ports": {}, "vxlans": {}, "macs": {}}
+        for network_id, macs in self._remote.items():
+            for mac_text, ifindex in macs.items():
+                key = _MacKey(self._network(network_id), (ctypes.c_uint8 * 6)(*_mac(mac_text)))
+                wanted["macs"][bytes(key)] = bytes(_Dest(ifindex, 0))
+        for ifindex, port in self._local.items():
+            network = self._network(port.network_id)
+            mac = (ctypes.c_uint8 * 6)(*_mac(port.mac))
+            ip = (ctypes.c_uint8 * 4)(*ipaddress.IPv4Address(port.ip).packed)
+            wanted["ports"][bytes(ctypes.c_uint32(ifindex))] = bytes(_Port(network, ip, mac))
+            wanted["macs"][bytes(_MacKey(network, mac))] = bytes(_Dest(ifindex, 1))  # here wins
+        for ifindex, network_id in self._devices.items():
+            wanted["vxlans"][bytes(ctypes.c_uint32(ifindex))] = bytes(
+                ctypes.c_uint32(self._network(network_id))
+            )
+        loaded.attached &= set(self._local) | set(self._devices)
+        try:
+            _converge(loaded, wanted)
+        except RuntimeFailure as e:
+            log.warning("the fast path's maps are not up to date (the next change tries again): %s", e)
+
+
+def _converge(loaded: _Loaded, wanted: Mapping[str, Mapping[bytes, bytes]]) -> None:
+    """Write and delete what differs from what was written last (the maps are only written here)."""
+    for name, entries in wanted.items():
+        bpf_map = getattr(loaded, name)
+        have = loaded.written[name]
+        for key in have.keys() - entries.keys():
+            bpf_map.delete(_raw(key))
+            del have[key]
+        for key, value in entries.items():
+            if have.get(key) != value:
+                bpf_map.update(_raw(key), _raw(value))
+                have[key] = value
+
+
+def _raw(data: bytes) -> ctypes.Array[ctypes.c_char]:
+    return ctypes.create_string_buffer(data, len(data))
+
+
+def _possible_cpus() -> int:
+    """The kernel sizes per-CPU values by the possible CPUs (``0-N``), not the online ones."""
+    try:
+        text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    except OSError:
+        return 0
+    return max(int(part.split("-")[-1]) for part in text.split(",")) + 1
