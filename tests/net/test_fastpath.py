@@ -296,3 +296,29 @@ def test_turned_off(hosts: tuple[Host, Host], tmp_path: Path) -> None:
     assert not pair.a.net.fast.active and pair.a.net.fast.forwarded() == 0
     veth = pair.a.net.names.veth(pair.x.ports[0].id)
     assert "bpf" not in pair.a.host.run("tc", "filter", "show", "dev", veth, "ingress").stdout
+
+
+def test_a_released_instance_gets_nothing_more(hosts: tuple[Host, Host], tmp_path: Path) -> None:
+    """A deferred release cuts the instance off at once (its namespace lives on a moment): the fast
+    path forgets it before that, so an established flow does not go on into it."""
+    node = start(hosts[0], UNDERLAY[0], tmp_path / hosts[0].name)
+    network_id = new_id()
+    x, y = instance(port(network_id, "10.0.0.2")), instance(port(network_id, "10.0.0.3"))
+    security = policy(x, y, group=new_id())
+    for spec in (x, y):
+        asyncio.run(node.net.attach(spec, security=security))
+    stream = Stream(node.net.netns_path(x.id), node.net.netns_path(y.id), "10.0.0.3")
+    stream.server.settimeout(2)
+
+    async def release_then_send() -> bool:
+        await node.net.release(y.id, y.ports, defer=True)
+        try:
+            return await asyncio.to_thread(stream.send, 1 << 16)
+        finally:
+            await node.net.settle()
+
+    try:
+        assert stream.send() and node.net.fast.forwarded() > 0
+        assert not asyncio.run(release_then_send())
+    finally:
+        stream.close()

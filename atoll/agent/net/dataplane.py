@@ -168,6 +168,7 @@ class HostNetwork(DeferredRemoval):
             await asyncio.to_thread(self._in_host, lambda: self._replug(spec.id, list(spec.ports), gone))
 
     def _replug(self, instance_id: str, ports: list[PortSpec], gone: list[PortSpec]) -> None:
+        self._sync_fast(self._attached)  # the fast path forgets the gone ports before their veths go
         with netlink.netlink() as ipr:
             for port in gone:
                 netlink.delete(ipr, self.names.veth(port.id), owner=port.id)
@@ -304,6 +305,7 @@ class HostNetwork(DeferredRemoval):
         self._nics.made(made)
 
     def _unwire(self, instance_id: str, ports: list[PortSpec]) -> None:
+        self._sync_fast(self._attached)  # the fast path forgets the ports before their veths go
         with netlink.netlink() as ipr:
             for port in ports:
                 netlink.delete(ipr, self.names.veth(port.id), owner=port.id)
@@ -350,6 +352,7 @@ class HostNetwork(DeferredRemoval):
                 dockercompat.remove(self.names)
 
     def _sync_fast(self, desired: Mapping[str, list[PortSpec]]) -> None:
+        """The fast path's ports: exactly those of ``desired`` whose veths exist."""
         ports = [
             LocalPort(p.network_id, p.mac, p.ip, self.names.veth(p.id)) for ps in desired.values() for p in ps
         ]

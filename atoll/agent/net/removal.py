@@ -52,6 +52,9 @@ class DeferredRemoval:
     def _apply_rules(self, bridges: Mapping[str, Bridge], desired: Mapping[str, list[PortSpec]]) -> None:
         raise NotImplementedError
 
+    def _sync_fast(self, desired: Mapping[str, list[PortSpec]]) -> None:
+        raise NotImplementedError
+
     async def release(self, instance_id: str, ports: Iterable[PortSpec] = (), *, defer: bool = False) -> None:
         """Remove an instance's veths and namespace, and bridges no other port needs. Idempotent.
 
@@ -73,16 +76,19 @@ class DeferredRemoval:
             self._released.add(instance_id)
             gone = list(known if known is not None else ports)
             if defer and not published:
-                await asyncio.to_thread(self._in_host, lambda: self._isolate(gone))
+                attached = dict(self._attached)
+                await asyncio.to_thread(self._in_host, lambda: self._isolate(gone, attached))
                 task = asyncio.create_task(self._teardown(instance_id, gone))
                 self._teardowns[instance_id] = task
                 task.add_done_callback(lambda done: self._forget_teardown(instance_id, done))
                 return
             await asyncio.to_thread(self._in_host, lambda: self._unwire(instance_id, gone))
 
-    def _isolate(self, ports: list[PortSpec]) -> None:
+    def _isolate(self, ports: list[PortSpec], attached: Mapping[str, list[PortSpec]]) -> None:
         """Until its deletion, a released port's veth forwards nothing: its namespace, though without
-        processes, still answers ARP and ping for an address that may now be another instance's."""
+        processes, still answers ARP and ping for an address that may now be another instance's. The
+        fast path forgets it first, or established flows would go on past the bridge."""
+        self._sync_fast(attached)
         with netlink.netlink() as ipr:
             for port in ports:
                 netlink.disable_port(ipr, self.names.veth(port.id))
