@@ -191,7 +191,9 @@ def measure(
 def one_host(tmp: Path, seconds: int, rounds: int, variants: Sequence[str]) -> dict[str, Any]:
     with namespaces("v1", "v2", "host") as (v1, v2, host):
         veth_between(v1, v2, "10.201.0.1", "10.201.0.2")
-        net = HostNetwork(NetConfig(names=NAMES, netns_dir=tmp / "one", host_netns=netns_path(host)))
+        net = HostNetwork(
+            NetConfig(names=NAMES, netns_dir=tmp / "one", host_netns=netns_path(host), fast_path=False)
+        )
         network = secrets.token_hex(32)
         a, b = spec(port(network, "10.202.0.2", 1500)), spec(port(network, "10.202.0.3", 1500))
         members = "10.202.0.2, 10.202.0.3"
@@ -225,7 +227,9 @@ def across_hosts(tmp: Path, seconds: int, rounds: int, variants: Sequence[str]) 
         members = ["10.204.0.2", "10.204.0.3"]
         hosts = []
         for name, address in zip((ha, hb), underlay, strict=True):
-            net = HostNetwork(NetConfig(names=NAMES, netns_dir=tmp / name, host_netns=netns_path(name)))
+            net = HostNetwork(
+                NetConfig(names=NAMES, netns_dir=tmp / name, host_netns=netns_path(name), fast_path=False)
+            )
             overlay = OverlayPlane(OverlayConfig(NAMES, underlay_ip=address, host_netns=netns_path(name)))
             hosts.append((net, overlay, address))
         try:

@@ -93,6 +93,8 @@ def test_two_instances_on_one_network_talk(cloud: Cloud, api: AtollAPI) -> None:
     assert api.inspect_network("front").mtu == uplink_mtu() - 50  # found by the agent, minus VXLAN's header
     ports = ok(cloud.cli("port", "ls", "--network", "front"))
     assert ip_a in ports and ip_b in ports
+    assert sends_tcp(cloud, "front-a", "front-b", ip_b)  # on the fast path (tests/net/test_fastpath.py)
+    assert all(fast_path_on(veth) for veth in made if veth.startswith(f"{cloud.net_prefix}v-"))
     for name in ("front-a", "front-b"):
         ok(cloud.cli("rm", "-f", name))
     ok(cloud.cli("network", "rm", "front"))
@@ -246,6 +248,28 @@ def test_an_agent_restart_keeps_traffic_and_removes_leftovers(fresh_cloud: Cloud
     wait_for(lambda: stray not in links(cloud), what="the stray link to be removed")
     assert links(cloud) == kept
     assert pings(cloud, "stay-a", ip_b)
+    assert sends_tcp(cloud, "stay-a", "stay-b", ip_b)
+    # The agent started again put its own fast path on every veth, in place of its predecessor's.
+    for veth in (n for n in links(cloud) if n.startswith(f"{cloud.net_prefix}v-")):
+        assert fast_path_on(veth), veth
+
+
+def sends_tcp(cloud: Cloud, client: str, server: str, address: str, size_kb: int = 4096) -> bool:
+    """``size_kb`` KiB over one TCP connection (busybox httpd and wget), counted on arrival."""
+    page = f"dd if=/dev/zero of=/tmp/www/big bs=1024 count={size_kb}"
+    serve = f"mkdir -p /tmp/www && {page} && httpd -p 8080 -h /tmp/www"
+    ok(cloud.cli("exec", server, "sh", "-c", serve))
+    try:
+        got = cloud.cli("exec", client, "sh", "-c", f"wget -q -O - http://{address}:8080/big | wc -c")
+    finally:
+        ok(cloud.cli("exec", server, "killall", "httpd"))
+    return got.returncode == 0 and got.stdout.decode().strip() == str(size_kb * 1024)
+
+
+def fast_path_on(veth: str) -> bool:
+    """Whether the agent's eBPF fast path is attached to this host-side veth (tc ingress)."""
+    shown = subprocess.run(["tc", "filter", "show", "dev", veth, "ingress"], capture_output=True, text=True)
+    return "from_port" in shown.stdout and "direct-action" in shown.stdout
 
 
 def uplink_network() -> tuple[str, str] | None:

@@ -46,8 +46,7 @@ from atoll.model.errors import RuntimeFailure
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("bpf") / "fastpath.c"
-CACHE_DIR = Path(os.environ.get("ATOLL_BPF_CACHE", "/var/cache/atoll/bpf"))
-"""Where the built object is kept, by the hash of its source (it is the same for every kernel: CO-RE)."""
+DEFAULT_CACHE = "/var/cache/atoll/bpf"
 DEFAULT_ESTABLISHED_S = 432000
 DEFAULT_CLOSING_S = 120
 _SYSCTL = Path("/proc/sys/net/netfilter")
@@ -95,12 +94,14 @@ def _compiler() -> str:
 
 
 def build() -> Path:
-    """The program's object file, compiled once per source text (a new source, a new file)."""
+    """The program's object file, compiled once per source text (a new source, a new file) into
+    ``ATOLL_BPF_CACHE``. The object is the same for every kernel (CO-RE: libbpf fits it at load)."""
     source = SOURCE.read_bytes()
-    target = CACHE_DIR / f"fastpath-{hashlib.sha256(source).hexdigest()[:16]}.o"
+    cache = Path(os.environ.get("ATOLL_BPF_CACHE") or DEFAULT_CACHE)
+    target = cache / f"fastpath-{hashlib.sha256(source).hexdigest()[:16]}.o"
     if target.exists():
         return target
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     multiarch = Path(f"/usr/include/{platform.machine()}-linux-gnu")  # asm/types.h on Debian
     partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     command = [_compiler(), "-O2", "-g", "-target", "bpf", "-Wall", "-Werror"]
@@ -232,6 +233,7 @@ class FastPath:
             self.off_reason = str(e)
             log.warning("tenant fast path off (established flows take the bridge path): %s", e)
             return False
+        log.info("tenant fast path on: established TCP flows between instances skip the bridges")
         return True
 
     def _attach(self, ifindex: int, what: str, *, from_port: bool) -> bool:
