@@ -6,9 +6,10 @@ and for every process of the pull (the agent's process and its layer workers) it
 
 - from ``/proc/PID/task/*/schedstat``: time on a CPU, time runnable but waiting for one (the run
   queue), and the number of times each was switched in (wakeups: each may wait a scheduler slice);
-- from a sampler (a process in a session of its own, so it takes nothing from the pull's share of the
-  CPU under autogroup) reading each thread's state and ``wchan`` every few milliseconds: what its
-  sleeping time was spent in (``do_epoll_wait``, ``futex``, ``balance_dirty_pages``, ...);
+- from a sampler (``bench/thread_sampler.py``: a process in a session of its own, so it takes nothing
+  from the pull's share of the CPU under autogroup) reading each thread's state and ``wchan`` every
+  few milliseconds: what its sleeping time was spent in (``do_epoll_wait``, ``futex``,
+  ``balance_dirty_pages``, ...);
 - the time ``ImportJob.commit`` takes (the records: it no longer waits for a ``syncfs``), and when
   the layers were durable (the background sync of ``durable.py``), from the pull's start.
 
@@ -36,63 +37,26 @@ from atoll.agent.registry import layerpool
 from atoll.agent.registry.options import RegistryOptions
 from atoll.agent.registry.service import Registries
 from atoll.model.registry import Pulled
+from bench import thread_sampler
 from bench.contend import Contention
 from bench.pull import build_image
 from tests.registry.server import running_registry, upload
 
 SAMPLE_EVERY = 0.004
+SAMPLER = [sys.executable, "-S", "-P", thread_sampler.__file__]
+"""The sampler's command: no site-packages to load, and not the script's folder on ``sys.path``."""
 
 
 def task_stats(pids: list[int]) -> dict[tuple[int, int], tuple[int, int, int]]:
     """(pid, tid) -> (ns on CPU, ns waiting on a run queue, times switched in)."""
     out = {}
-    for pid in pids:
+    for pid, tid in thread_sampler.threads(pids):
         try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
+            run, wait, slices = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+        except (OSError, ValueError):
             continue
-        for tid in tids:
-            try:
-                run, wait, slices = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
-            except (OSError, ValueError):
-                continue
-            out[(pid, int(tid))] = (int(run), int(wait), int(slices))
+        out[(pid, tid)] = (int(run), int(wait), int(slices))
     return out
-
-
-SAMPLER = """
-import collections, json, os, signal, sys, time
-out, every, pids = sys.argv[1], float(sys.argv[2]), [int(p) for p in sys.argv[3:]]
-counts = collections.Counter()
-stop = []
-signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-print("ready", flush=True)
-rounds = 0
-while not stop:
-    rounds += 1
-    for pid in pids:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                    stat = f.read()
-                with open(f"/proc/{pid}/task/{tid}/wchan") as f:
-                    wchan = f.read() or "-"
-            except OSError:
-                continue
-            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-            state = stat[stat.rindex(")") + 2]
-            role = "agent" if pid == pids[0] else "worker"
-            counts[f"{role}/{comm} {state} {wchan if state in 'SD' else '-'}"] += 1
-    time.sleep(every)
-with open(out, "w") as f:
-    json.dump({"rounds": rounds, "counts": counts}, f)
-"""
-"""The sampler (run as ``python -S -c``, in a session of its own): the state and wchan of every thread
-of ``pids``, counted every ``every`` seconds until SIGTERM, then written to ``out`` as JSON."""
 
 
 async def probed_pull(
@@ -138,7 +102,7 @@ async def probed_pull(
         pids = [os.getpid(), *regs.pull_worker_pids()]
         before = task_stats(pids)
         sampler = subprocess.Popen(
-            [sys.executable, "-S", "-c", SAMPLER, str(samples), str(SAMPLE_EVERY), *map(str, pids)],
+            [*SAMPLER, str(samples), str(SAMPLE_EVERY), *map(str, pids)],
             start_new_session=True,
             stdout=subprocess.PIPE,
         )

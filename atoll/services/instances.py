@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Generator
 from dataclasses import replace
+from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +45,9 @@ from atoll.services.projects import require_project
 from atoll.services.secgroup_notify import security_changed
 from atoll.services.views import image_config, instance_view, spec_json
 from atoll.store.models import InstanceRow
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 NAME_ATTEMPTS = 16
 ALLOCATION_ATTEMPTS = 5
@@ -207,18 +211,20 @@ def _label_match(labels: dict[str, str], wanted: list[str]) -> bool:
     return True
 
 
-def list_instances(
-    ctl: Controller,
-    *,
-    project: str,
-    all: bool = False,
-    label: list[str] | None = None,
-    name: list[str] | None = None,
-    status: list[str] | None = None,
-) -> list[Instance]:
-    """Like ``docker ps``: running ones unless ``all``; a status filter implies ``all``. Label filters
-    (``key`` or ``key=value``) must all match; name filters match substrings, any of them."""
-    batches = instance_batches(ctl, project=project, all=all, label=label, name=name, status=status)
+class ListFilters(TypedDict, total=False):
+    """Which instances ``list_instances`` and ``instance_batches`` give, like ``docker ps``: running ones
+    unless ``all``; a status filter implies ``all``. Label filters (``key`` or ``key=value``) must all
+    match; name filters match substrings, any of them. Left out, a filter selects everything."""
+
+    all: bool
+    label: list[str] | None
+    name: list[str] | None
+    status: list[str] | None
+
+
+def list_instances(ctl: Controller, *, project: str, **filters: Unpack[ListFilters]) -> list[Instance]:
+    """The instances ``filters`` selects, in order, in one list (``instance_batches`` joined)."""
+    batches = instance_batches(ctl, project=project, **filters)
     return [inst for batch in batches for inst in batch]
 
 
@@ -231,20 +237,14 @@ took 6.1 s of CPU, 50 at a time 4.1 s, and the worst stall of other requests fel
 
 
 def instance_batches(
-    ctl: Controller,
-    *,
-    project: str,
-    all: bool = False,
-    label: list[str] | None = None,
-    name: list[str] | None = None,
-    status: list[str] | None = None,
-    batch: int = LIST_BATCH,
+    ctl: Controller, *, project: str, batch: int = LIST_BATCH, **filters: Unpack[ListFilters]
 ) -> Generator[list[Instance], None, None]:
     """``list_instances`` in order, ``batch`` rows read at a time (one read transaction throughout): a
     caller that consumes each batch before the next (the REST list writes its JSON) keeps a few hundred
     rows alive instead of all of them, and the garbage collector, which walks every live object, stays
-    quick."""
-    statuses = set(status or [])
+    quick. The one place the filters are applied."""
+    name, label = filters.get("name"), filters.get("label")
+    statuses = set(filters.get("status") or [])
     unknown = statuses - {s.value for s in InstanceStatus}
     if unknown:
         raise InvalidInput(f"status: unknown status {sorted(unknown)[0]!r}")
@@ -253,7 +253,7 @@ def instance_batches(
         query = select(InstanceRow).where(InstanceRow.project == project)
         if statuses:
             query = query.where(InstanceRow.status.in_(statuses))
-        elif not all:
+        elif not filters.get("all", False):
             query = query.where(InstanceRow.status.in_([str(a) for a in ACTIVE]))
         query = query.order_by(InstanceRow.created_at.desc(), InstanceRow.id).execution_options(
             yield_per=batch

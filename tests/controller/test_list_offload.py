@@ -5,10 +5,13 @@ is being built is answered first, and the list's answer is byte for byte what Fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import gc
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,51 @@ async def many_instances(client: httpx.AsyncClient, ctl: Controller, count: int)
             copies.append(copy)
         s.execute(insert(InstanceRow), copies)
     return first
+
+
+@contextlib.asynccontextmanager
+async def docker_client(ctl: Controller, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the Docker API served by ``ctl`` on a socket in ``tmp_path``, on this loop."""
+    server = create_docker_server(ctl)
+    sock = tmp_path / "docker.sock"
+    await server.listen(f"unix://{sock}")
+    try:
+        transport = httpx.AsyncHTTPTransport(uds=str(sock))
+        async with httpx.AsyncClient(transport=transport, base_url="http://docker") as docker:
+            yield docker
+    finally:
+        await server.close()
+
+
+@dataclasses.dataclass
+class Ticker:
+    """The loop's turns as a task that sleeps ``every`` seconds sees them: how many, and the most CPU the
+    loop's thread spent between two (``time.thread_time``)."""
+
+    every: float
+    ticks: int = 0
+    worst: float = 0.0
+
+    async def run(self) -> None:
+        last = time.thread_time()
+        while True:
+            await asyncio.sleep(self.every)
+            now = time.thread_time()
+            self.ticks += 1
+            self.worst, last = max(self.worst, now - last), now
+
+
+@contextlib.asynccontextmanager
+async def ticking(every: float) -> AsyncIterator[Ticker]:
+    """A ``Ticker`` running on this loop for the length of the block."""
+    ticker = Ticker(every)
+    task = asyncio.create_task(ticker.run())
+    try:
+        yield ticker
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_a_cheap_request_is_answered_while_a_big_list_is_built(
@@ -113,26 +161,13 @@ async def test_docker_ps_is_built_off_the_loop_too(
     """Here the client shares the server's loop, and a multi-megabyte answer takes it many turns to read:
     so what is counted is the loop's turns (a ticker's) between the request and its answer's head."""
     await many_instances(client, ctl, ROWS)
-    server = create_docker_server(ctl)
-    sock = tmp_path / "docker.sock"
-    await server.listen(f"unix://{sock}")
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticking = asyncio.create_task(ticker())
-    docker = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(sock)), base_url="http://docker")
-    try:
-        async with docker, docker.stream("GET", "/v1.41/containers/json", params={"all": "1"}) as resp:
-            during = ticks  # from the request's sending to its answer's head: the time it was built in
-            body = await resp.aread()
-    finally:
-        ticking.cancel()
-        await server.close()
+    async with (
+        docker_client(ctl, tmp_path) as docker,
+        ticking(0.01) as ticker,
+        docker.stream("GET", "/v1.41/containers/json", params={"all": "1"}) as resp,
+    ):
+        during = ticker.ticks  # from the request's sending to its answer's head: the time it was built in
+        body = await resp.aread()
     assert resp.status_code == 200 and len(json.loads(body)) == ROWS + 1
     assert during >= 10, f"the loop turned {during} times while the list was built"
 
@@ -167,34 +202,16 @@ async def test_docker_ps_does_not_stall_the_loop(
         on_loop = min(on_loop, time.thread_time() - began)
     del rows
     gc.collect()  # the garbage of the setup above, not the list's
-    server = create_docker_server(ctl)
-    sock = tmp_path / "docker.sock"
-    await server.listen(f"unix://{sock}")
-    worst = 0.0
-
-    async def ticker() -> None:
-        nonlocal worst
-        last = time.thread_time()
-        while True:
-            await asyncio.sleep(0.001)
-            now = time.thread_time()
-            worst, last = max(worst, now - last), now
-
-    docker = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(sock)), base_url="http://docker")
-    try:
-        async with docker:
-            await docker.get("/_ping")  # connected before the ticker starts
-            ticking = asyncio.create_task(ticker())
+    async with docker_client(ctl, tmp_path) as docker:
+        await docker.get("/_ping")  # connected before the ticker starts
+        async with ticking(0.001) as ticker:
             gc.disable()
             try:
                 resp = await docker.get("/v1.41/containers/json", params={"all": "1"})
                 await asyncio.sleep(0.01)  # a last turn of the ticker's
-                stall = worst
+                stall = ticker.worst
             finally:
                 gc.enable()
-                ticking.cancel()
-    finally:
-        await server.close()
     assert resp.status_code == 200 and resp.content == whole
     print(f"json.dumps on the loop: {on_loop * 1000:.1f} ms CPU; the loop at once: {stall * 1000:.1f} ms")
     assert stall < on_loop / 4, (
