@@ -20,7 +20,7 @@ from pyroute2 import Conntrack
 
 from atoll.agent.net import netns
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
-from atoll.agent.net.fastpath import DEFAULT_CLOSING_S, FastPath, build
+from atoll.agent.net.fastpath import DEFAULT_CLOSING_S, UNDERLAY_PRIORITY, FastPath, build
 from atoll.agent.net.names import Names
 from atoll.agent.net.overlay import OverlayConfig, OverlayPlane
 from atoll.model.instance import InstanceSpec
@@ -195,9 +195,55 @@ def test_established_flows_skip_the_bridges_across_hosts(hosts: tuple[Host, Host
         assert stream.send() and stream.send(reverse=True)
     finally:
         stream.close()
-    # Data and ACKs, both ways, on both hosts.
+    # Data and ACKs, both ways, on both hosts: decapsulated as they arrive by the underlay.
     assert pair.a.net.fast.forwarded() > 100 and pair.b.net.fast.forwarded() > 100
+    for host in hosts:
+        assert "from_underlay" in underlay_filters(host)
     assert ping(pair.px, "10.0.0.3")  # not TCP: the bridge path, as before
+    # With no overlay left, the filter leaves the host's device (the clsact qdisc stays).
+    for node in (pair.a, pair.b):
+        asyncio.run(node.overlay.converge([]))
+        assert "from_underlay" not in underlay_filters(node.host)
+
+
+def underlay_filters(host: Host) -> str:
+    return host.run("tc", "filter", "show", "dev", "underlay", "ingress").stdout
+
+
+def test_without_the_underlay_filter_the_vxlan_device_takes_over(
+    hosts: tuple[Host, Host], tmp_path: Path
+) -> None:
+    """Packets arriving by a device without ``from_underlay`` (another filter first, say) are
+    decapsulated by the kernel's VXLAN device, whose own filter sends them on the fast way."""
+    pair = make_pair(hosts, tmp_path)
+    for host in hosts:
+        host.run("tc", "filter", "del", "dev", "underlay", "ingress", "prio", str(UNDERLAY_PRIORITY))
+        assert "from_underlay" not in underlay_filters(host)
+    stream = Stream(pair.px, pair.py, "10.0.0.3")
+    try:
+        assert stream.send() and stream.send(reverse=True)
+    finally:
+        stream.close()
+    assert pair.a.net.fast.forwarded() > 100 and pair.b.net.fast.forwarded() > 100
+
+
+def test_vxlan_from_a_host_that_is_no_peer_is_refused(hosts: tuple[Host, Host], tmp_path: Path) -> None:
+    """The decapsulation skips the host's input hook, so it checks the peers itself: once host a is
+    no longer b's peer, a's packets of an established flow reach nobody (the overlay's nftables
+    table drops them on the VXLAN device's path)."""
+    pair = make_pair(hosts, tmp_path)
+    stream = Stream(pair.px, pair.py, "10.0.0.3")
+    try:
+        assert stream.send()
+        (p,) = pair.x.ports
+        elsewhere = "192.168.77.9"
+        moved = RemotePort(p.id, p.mac, p.ip, "elsewhere", elsewhere)
+        network = OverlayNetwork(pair.network.network_id, pair.network.vni, MTU, [elsewhere], [moved])
+        asyncio.run(pair.b.overlay.converge([network]))
+        stream.server.settimeout(2)
+        assert not stream.send(1 << 16)
+    finally:
+        stream.close()
 
 
 def test_the_rules_still_decide_every_new_flow(hosts: tuple[Host, Host], tmp_path: Path) -> None:

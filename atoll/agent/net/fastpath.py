@@ -37,16 +37,20 @@ import subprocess
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from atoll.agent.net import libbpf
 from atoll.model.errors import RuntimeFailure
+from atoll.model.overlay import DEFAULT_VXLAN_PORT
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("bpf") / "fastpath.c"
 DEFAULT_CACHE = "/var/cache/atoll/bpf"
+UNDERLAY_HANDLE = 0xA7011
+UNDERLAY_PRIORITY = 0xA701
+"""Our filter on a device of the host's (it may carry others' filters): ours to replace and remove."""
 DEFAULT_ESTABLISHED_S = 432000
 DEFAULT_CLOSING_S = 120
 _SYSCTL = Path("/proc/sys/net/netfilter")
@@ -66,7 +70,7 @@ class _MacKey(ctypes.Structure):
 
 
 class _Dest(ctypes.Structure):
-    _fields_ = [("ifindex", ctypes.c_uint32), ("local", ctypes.c_uint32)]
+    _fields_ = [("ifindex", ctypes.c_uint32), ("local", ctypes.c_uint32), ("ip", ctypes.c_uint8 * 4)]
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,25 @@ class LocalPort:
     ip: str
     veth: str
     """Its host-side veth."""
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """What the overlay plane has on this host, as the fast path needs it."""
+
+    devices: Mapping[str, int] = field(default_factory=dict)
+    """network -> ifindex of its VXLAN device."""
+    vnis: Mapping[str, int] = field(default_factory=dict)
+    """network -> its VNI."""
+    remote: Mapping[str, Iterable[str]] = field(default_factory=dict)
+    """network -> MACs of its ports on other hosts."""
+    peers: Iterable[str] = ()
+    """Underlay addresses of the peer hosts: only their VXLAN packets are decapsulated here."""
+    underlays: Iterable[int] = ()
+    """ifindexes of the devices the peers' VXLAN packets arrive by (the host's, shared)."""
+    port: int = DEFAULT_VXLAN_PORT
+    local_ip: str = ""
+    """This host's underlay address ("": the packets' destination is not checked)."""
 
 
 def _mac(text: str) -> bytes:
@@ -116,6 +139,10 @@ def build() -> Path:
     return target
 
 
+MAPS = ("ports", "vxlans", "vnis", "peers", "macs")
+"""The maps rebuilt from the desired state on every change."""
+
+
 def _timeout_ms(name: str, default_s: int) -> int:
     try:
         return int((_SYSCTL / name).read_text()) * 1000
@@ -131,20 +158,22 @@ class _Loaded:
         weakref.finalize(self, self.obj.close)
         self.from_port = self.obj.program_fd("from_port")
         self.from_overlay = self.obj.program_fd("from_overlay")
+        self.from_underlay = self.obj.program_fd("from_underlay")
         self.ports = self.obj.map("ports")
         self.vxlans = self.obj.map("vxlans")
+        self.vnis = self.obj.map("vnis")
+        self.peers = self.obj.map("peers")
         self.macs = self.obj.map("macs")
+        self.config = self.obj.map("config")
         self.stats = self.obj.map("stats")
-        config = self.obj.map("config")
-        timeouts = (
-            _timeout_ms("nf_conntrack_tcp_timeout_established", DEFAULT_ESTABLISHED_S),
-            _timeout_ms("nf_conntrack_tcp_timeout_time_wait", DEFAULT_CLOSING_S),
-        )
-        for index, value in enumerate(timeouts):
-            config.update(ctypes.c_uint32(index), ctypes.c_uint32(value))
-        self.written: dict[str, dict[bytes, bytes]] = {"ports": {}, "vxlans": {}, "macs": {}}
+        self.written: dict[str, dict[bytes, bytes]] = {name: {} for name in MAPS}
+        self.written["config"] = {}
         self.attached: set[int] = set()
-        """The ifindexes of the devices our program is attached to."""
+        """The ifindexes of our devices (veths, VXLAN devices) the program is attached to."""
+        self.underlays: set[int] = set()
+        """The ifindexes of the host's devices ``from_underlay`` is attached to."""
+        self.swept = False
+        """Whether a filter an earlier agent left on a device of the host's was looked for (once)."""
 
 
 class FastPath:
@@ -164,6 +193,7 @@ class FastPath:
         """VXLAN device ifindex -> network."""
         self._remote: dict[str, dict[str, int]] = {}
         """network -> MAC of a port on another host -> the VXLAN device that reaches it."""
+        self._overlay = Overlay()
 
     @property
     def active(self) -> bool:
@@ -188,25 +218,26 @@ class FastPath:
             self._local = local
             self._write()
 
-    def set_overlay(self, devices: Mapping[str, int], remote: Mapping[str, Iterable[str]]) -> None:
-        """The VXLAN devices of this host (network -> ifindex), exactly, and for each network the MACs
-        of its ports on other hosts (in the host's namespace)."""
+    def set_overlay(self, overlay: Overlay) -> None:
+        """The overlay of this host, exactly (in the host's namespace)."""
         with self._lock:
-            if not devices and self._loaded is None:
+            if not overlay.devices and self._loaded is None:
                 return
             if not self._load():
                 return
             self._devices = {
                 ifindex: network
-                for network, ifindex in devices.items()
+                for network, ifindex in overlay.devices.items()
                 if self._attach(ifindex, f"the VXLAN device of {network[:12]}", from_port=False)
             }
             attached = {network: ifindex for ifindex, network in self._devices.items()}
             self._remote = {
                 network: {mac: attached[network] for mac in macs}
-                for network, macs in remote.items()
+                for network, macs in overlay.remote.items()
                 if network in attached
             }
+            self._overlay = overlay if attached else Overlay()
+            self._attach_underlays(set(self._overlay.underlays))
             self._write()
 
     def forwarded(self) -> int:
@@ -249,27 +280,70 @@ class FastPath:
         loaded.attached.add(ifindex)
         return True
 
+    def _attach_underlays(self, wanted: set[int]) -> None:
+        """``from_underlay`` on exactly these devices of the host's; on the first call, also off any
+        other device, where an earlier agent may have left it (peers gone while it was down)."""
+        loaded = self._loaded
+        assert loaded is not None
+        stale = loaded.underlays - wanted
+        if not loaded.swept:
+            stale |= {index for index, _ in socket.if_nameindex()} - wanted
+            loaded.swept = True
+        for ifindex in stale:
+            try:
+                libbpf.detach_ingress(ifindex, handle=UNDERLAY_HANDLE, priority=UNDERLAY_PRIORITY)
+            except RuntimeFailure as e:
+                log.warning("could not take the fast path off link %d: %s", ifindex, e)
+        loaded.underlays -= stale
+        for ifindex in wanted - loaded.underlays:
+            try:
+                libbpf.attach_ingress(
+                    ifindex, loaded.from_underlay, handle=UNDERLAY_HANDLE, priority=UNDERLAY_PRIORITY
+                )
+            except RuntimeFailure as e:
+                log.warning("VXLAN packets arriving by link %d take the VXLAN device: %s", ifindex, e)
+                continue
+            loaded.underlays.add(ifindex)
+
     def _network(self, network_id: str) -> int:
         return self._networks.setdefault(network_id, len(self._networks) + 1)
 
     def _write(self) -> None:
         loaded = self._loaded
         assert loaded is not None
-        wanted: dict[str, dict[bytes, bytes]] = {"ports": {}, "vxlans": {}, "macs": {}}
+        wanted: dict[str, dict[bytes, bytes]] = {name: {} for name in MAPS}
         for network_id, macs in self._remote.items():
             for mac_text, ifindex in macs.items():
                 key = _MacKey(self._network(network_id), (ctypes.c_uint8 * 6)(*_mac(mac_text)))
-                wanted["macs"][bytes(key)] = bytes(_Dest(ifindex, 0))
+                wanted["macs"][bytes(key)] = bytes(_Dest(ifindex, 0, _NO_IP))
         for ifindex, port in self._local.items():
             network = self._network(port.network_id)
             mac = (ctypes.c_uint8 * 6)(*_mac(port.mac))
             ip = (ctypes.c_uint8 * 4)(*ipaddress.IPv4Address(port.ip).packed)
             wanted["ports"][bytes(ctypes.c_uint32(ifindex))] = bytes(_Port(network, ip, mac))
-            wanted["macs"][bytes(_MacKey(network, mac))] = bytes(_Dest(ifindex, 1))  # here wins
+            wanted["macs"][bytes(_MacKey(network, mac))] = bytes(_Dest(ifindex, 1, ip))  # here wins
         for ifindex, network_id in self._devices.items():
             wanted["vxlans"][bytes(ctypes.c_uint32(ifindex))] = bytes(
                 ctypes.c_uint32(self._network(network_id))
             )
+        attached = set(self._devices.values())
+        for network_id, vni in self._overlay.vnis.items():
+            if network_id in attached:
+                wanted["vnis"][_u32(vni)] = _u32(self._network(network_id))
+        for peer in self._overlay.peers:
+            wanted["peers"][ipaddress.IPv4Address(peer).packed] = _u32(1)
+        local_ip = self._overlay.local_ip
+        wanted["config"] = {
+            _u32(index): _u32(value)
+            for index, value in enumerate(
+                (
+                    _timeout_ms("nf_conntrack_tcp_timeout_established", DEFAULT_ESTABLISHED_S),
+                    _timeout_ms("nf_conntrack_tcp_timeout_time_wait", DEFAULT_CLOSING_S),
+                    self._overlay.port,
+                )
+            )
+        }
+        wanted["config"][_u32(len(wanted["config"]))] = ipaddress.IPv4Address(local_ip or 0).packed
         loaded.attached &= set(self._local) | set(self._devices)
         try:
             _converge(loaded, wanted)
@@ -282,13 +356,20 @@ def _converge(loaded: _Loaded, wanted: Mapping[str, Mapping[bytes, bytes]]) -> N
     for name, entries in wanted.items():
         bpf_map = getattr(loaded, name)
         have = loaded.written[name]
-        for key in have.keys() - entries.keys():
+        for key in have.keys() - entries.keys():  # (never the config: an array, always whole)
             bpf_map.delete(_raw(key))
             del have[key]
         for key, value in entries.items():
             if have.get(key) != value:
                 bpf_map.update(_raw(key), _raw(value))
                 have[key] = value
+
+
+_NO_IP = (ctypes.c_uint8 * 4)()
+
+
+def _u32(value: int) -> bytes:
+    return bytes(ctypes.c_uint32(value))
 
 
 def _raw(data: bytes) -> ctypes.Array[ctypes.c_char]:

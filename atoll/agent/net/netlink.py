@@ -230,3 +230,16 @@ def disable_port(ipr: Netlink, name: str) -> None:
     except NetlinkError as exc:
         if exc.code not in (errno.ENODEV, errno.EINVAL, errno.EOPNOTSUPP):
             raise RuntimeFailure(f"disable bridge port {name}: {os.strerror(exc.code)}") from exc
+
+
+def route_device(ipr: Netlink, destination: str) -> int | None:
+    """The ifindex of the device the host's routes send ``destination`` by, or None (no route)."""
+    try:
+        answer = ipr.route("get", dst=destination)
+    except NetlinkError:
+        return None
+    for msg in answer:
+        oif = msg.get_attr("RTA_OIF")
+        if oif:
+            return int(oif)
+    return None

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atoll.agent.net import netlink, netns, nft, overlayfw, vxlan
-from atoll.agent.net.fastpath import FastPath
+from atoll.agent.net.fastpath import FastPath, Overlay
 from atoll.agent.net.names import Names, alias_id, bridge_alias
 from atoll.model.errors import RuntimeFailure
 from atoll.model.overlay import DEFAULT_VXLAN_PORT, OverlayNetwork
@@ -108,9 +108,8 @@ class OverlayPlane:
                 if is_vxlan_name(self.names, name) and name not in kept:
                     log.info("removing %s: its network has no port on this host", name)
                     netlink.delete(ipr, name)
-        if self.fast is not None:
-            remote = {n: [p.mac for p in desired[n].remote_ports] for n in devices}
-            self.fast.set_overlay(devices, remote)
+            if self.fast is not None:
+                self.fast.set_overlay(self._fast_view(ipr, desired, devices))
         peers = {
             peer
             for network_id, n in desired.items()
@@ -118,6 +117,23 @@ class OverlayPlane:
             for peer in n.peers
         }
         self._apply_firewall(bool(kept), peers)
+
+    def _fast_view(
+        self, ipr: netlink.Netlink, desired: dict[str, OverlayNetwork], devices: dict[str, int]
+    ) -> Overlay:
+        """The overlay as the fast path needs it; the peers' packets are taken to arrive by the device
+        the host's routes send to them by."""
+        peers = {peer for n in devices for peer in desired[n].peers}
+        underlays = {found for peer in peers if (found := netlink.route_device(ipr, peer)) is not None}
+        return Overlay(
+            devices=devices,
+            vnis={n: desired[n].vni for n in devices},
+            remote={n: [p.mac for p in desired[n].remote_ports] for n in devices},
+            peers=peers,
+            underlays=underlays,
+            port=self.config.port,
+            local_ip=self.config.underlay_ip,
+        )
 
     def _apply_firewall(self, active: bool, peers: set[str]) -> None:
         """Our VXLAN port open to exactly ``peers`` while there are devices; no table without them."""

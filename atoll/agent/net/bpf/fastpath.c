@@ -5,8 +5,9 @@
  * groups -> bridge -> VXLAN or veth), where the nftables rules decide and conntrack records the
  * decision. Once conntrack in this host's namespace holds the flow as established, both directions
  * skip that path: from an instance's host-side veth straight to the peer's veth (same host,
- * bpf_redirect_peer) or to the network's VXLAN device (other host, bpf_redirect); and from a VXLAN
- * device straight into the instance. Security groups keep their meaning because the rule set accepts
+ * bpf_redirect_peer) or to the network's VXLAN device (other host, bpf_redirect); and, arriving from
+ * another host, from the underlay device (decapsulated here) or from the VXLAN device straight into
+ * the instance. Security groups keep their meaning because the rule set accepts
  * every packet of an established flow anyway ("ct state established,related accept" comes first):
  * this only skips re-asking. Everything else (ARP, UDP, ICMP, SYN, fragments, IP options, a frame
  * whose source is not its port's own MAC and address, a destination no map names) takes the slow
@@ -17,12 +18,21 @@
  * the closing one (the last ACK renews nothing), and the FIN and RST themselves go the fast way too:
  * conntrack's window tracking, behind by the whole stream, would call them invalid.
  *
+ * Decapsulation (from_underlay, on the device the peers' VXLAN packets arrive by): only a packet
+ * from a peer host (what the overlay's nftables table lets in), to this host's underlay address and
+ * VXLAN port, of a known VNI, carrying an established TCP flow to the address of an instance port on
+ * this host. Everything else on that device (it is the host's, shared) goes on untouched to the next
+ * filter and the stack, where the VXLAN device takes it as before.
+ *
  * Maps (filled by the agent, atoll/agent/net/fastpath.py):
  *   ports:  host-side veth ifindex -> the port's network, MAC and IPv4 address
  *   vxlans: VXLAN device ifindex   -> its network
- *   macs:   (network, MAC)         -> where a frame to that MAC goes: a local port's host-side veth,
- *                                     or the network's VXLAN device (a port on another host)
- *   config: the two timeouts, in ms
+ *   vnis:   VNI                    -> its network
+ *   peers:  underlay address of a peer host
+ *   macs:   (network, MAC)         -> where a frame to that MAC goes: a local port's host-side veth
+ *                                     (with the port's address), or the network's VXLAN device (a
+ *                                     port on another host)
+ *   config: the two timeouts in ms, the VXLAN port, this host's underlay address (0: any)
  *   stats:  packets sent the fast way, per CPU
  */
 #include <linux/bpf.h>
@@ -31,6 +41,7 @@
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
 #include <linux/tcp.h>
+#include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -39,6 +50,8 @@
 #define TCP_CONNTRACK_ESTABLISHED 3
 #define CT_OPTS_SIZE 16 /* with the zone fields (kernel 6.5 and later) */
 #define FRAG_MASK 0x3fff /* MF and the offset */
+#define PASS TC_ACT_UNSPEC /* not for the fast path: the next filter, if any, and then the stack */
+#define VXLAN_FLAG_VNI 0x08 /* the I flag: the VNI is valid */
 
 /* Only the fields read here; CO-RE finds them in the running kernel's layout. */
 struct ip_ct_tcp {
@@ -85,9 +98,16 @@ struct mac_key {
 struct dest {
 	__u32 ifindex;
 	__u32 local; /* 1: a local port's host-side veth (redirect into its peer); 0: a VXLAN device */
+	__u32 ip;    /* a local port's address (network order) */
 };
 
-enum config_index { ESTABLISHED_MS, CLOSING_MS, CONFIG_SIZE };
+struct vxlanhdr {
+	__u8 flags;
+	__u8 reserved[3];
+	__be32 vni; /* the VNI in the high 24 bits */
+};
+
+enum config_index { ESTABLISHED_MS, CLOSING_MS, VXLAN_PORT, UNDERLAY_IP, CONFIG_SIZE };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -104,6 +124,22 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } vxlans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} vnis SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} peers SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -128,6 +164,8 @@ struct {
 } stats SEC(".maps");
 
 #define HEADERS (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr))
+#define OUTER (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct vxlanhdr))
+#define ENCAPSULATED (OUTER + HEADERS)
 
 static __always_inline int same_mac(const __u8 *a, const __u8 *b)
 {
@@ -169,23 +207,29 @@ static __always_inline int established(struct __sk_buff *skb, struct iphdr *ip, 
 	return ok;
 }
 
-/* The IPv4 TCP headers of a frame that may take the fast path, or NULL. */
-static __always_inline struct ethhdr *parse(struct __sk_buff *skb, struct iphdr **ip, struct tcphdr **tcp)
+/* The Ethernet, IPv4 and TCP headers at ``offset`` of a frame that may take the fast path, or NULL;
+ * the first ``need`` bytes are made linear (readable) first. */
+static __always_inline struct ethhdr *parse(struct __sk_buff *skb, __u32 offset, __u32 need, struct iphdr **ip,
+					    struct tcphdr **tcp)
 {
-	void *data, *end;
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth;
 
-	if (skb->data + HEADERS > skb->data_end && bpf_skb_pull_data(skb, HEADERS))
+	if (data + need > end) {
+		if (bpf_skb_pull_data(skb, need))
+			return NULL;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
+	if (data + offset + HEADERS > end)
 		return NULL;
-	data = (void *)(long)skb->data;
-	end = (void *)(long)skb->data_end;
-	eth = data;
-	if (data + HEADERS > end || eth->h_proto != bpf_htons(ETH_P_IP))
+	eth = data + offset;
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return NULL;
-	*ip = data + sizeof(*eth);
+	*ip = (void *)(eth + 1);
 	if ((*ip)->ihl != 5 || (*ip)->protocol != IPPROTO_TCP || ((*ip)->frag_off & bpf_htons(FRAG_MASK)))
 		return NULL;
-	*tcp = data + sizeof(*eth) + sizeof(**ip);
+	*tcp = (void *)(*ip + 1);
 	if ((*tcp)->syn)
 		return NULL;
 	return eth;
@@ -217,15 +261,15 @@ int from_port(struct __sk_buff *skb)
 
 	port = bpf_map_lookup_elem(&ports, &ifindex);
 	if (!port)
-		return TC_ACT_OK;
-	eth = parse(skb, &ip, &tcp);
+		return PASS;
+	eth = parse(skb, 0, HEADERS, &ip, &tcp);
 	if (!eth || !same_mac(eth->h_source, port->mac) || ip->saddr != port->ip)
-		return TC_ACT_OK; /* not ours to judge: the anti-spoofing table drops a forged frame */
+		return PASS; /* not ours to judge: the anti-spoofing table drops a forged frame */
 	key.network = port->network;
 	__builtin_memcpy(key.mac, eth->h_dest, 6);
 	dest = bpf_map_lookup_elem(&macs, &key);
 	if (!dest || dest->ifindex == ifindex || !established(skb, ip, tcp))
-		return TC_ACT_OK;
+		return PASS;
 	return forward(skb, dest);
 }
 
@@ -243,15 +287,81 @@ int from_overlay(struct __sk_buff *skb)
 
 	network = bpf_map_lookup_elem(&vxlans, &ifindex);
 	if (!network)
-		return TC_ACT_OK;
-	eth = parse(skb, &ip, &tcp);
+		return PASS;
+	eth = parse(skb, 0, HEADERS, &ip, &tcp);
 	if (!eth)
-		return TC_ACT_OK;
+		return PASS;
 	key.network = *network;
 	__builtin_memcpy(key.mac, eth->h_dest, 6);
 	dest = bpf_map_lookup_elem(&macs, &key);
 	if (!dest || !dest->local || !established(skb, ip, tcp))
-		return TC_ACT_OK;
+		return PASS;
+	return forward(skb, dest);
+}
+
+/* The VNI's network, if this frame is VXLAN from a peer host to this one, or 0. */
+static __always_inline __u32 tunnelled(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip + 1);
+	struct vxlanhdr *vxlan = (void *)(udp + 1);
+	__u32 vni, local, *network;
+
+	if ((void *)(vxlan + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 ||
+	    ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(FRAG_MASK)) ||
+	    udp->dest != bpf_htons(config_value(VXLAN_PORT)) || !(vxlan->flags & VXLAN_FLAG_VNI))
+		return 0;
+	local = config_value(UNDERLAY_IP);
+	if ((local && ip->daddr != local) || !bpf_map_lookup_elem(&peers, &ip->saddr))
+		return 0;
+	vni = bpf_ntohl(vxlan->vni) >> 8;
+	network = bpf_map_lookup_elem(&vnis, &vni);
+	return network ? *network : 0;
+}
+
+/* On the device the peers' VXLAN packets arrive by, ingress: decapsulate what goes straight into an
+ * instance of this host. */
+SEC("tc")
+int from_underlay(struct __sk_buff *skb)
+{
+	struct mac_key key = {};
+	struct ethhdr inner;
+	struct tcphdr *tcp;
+	struct iphdr *ip;
+	struct ethhdr *eth;
+	struct dest *dest;
+	void *data;
+
+	/* The outer headers first: most of what this device receives is not ours. */
+	data = (void *)(long)skb->data;
+	if (data + OUTER > (void *)(long)skb->data_end && bpf_skb_pull_data(skb, OUTER))
+		return PASS;
+	key.network = tunnelled(skb);
+	if (!key.network)
+		return PASS;
+	eth = parse(skb, OUTER, ENCAPSULATED, &ip, &tcp);
+	if (!eth)
+		return PASS;
+	__builtin_memcpy(key.mac, eth->h_dest, 6);
+	dest = bpf_map_lookup_elem(&macs, &key);
+	/* To the port's own address only: the decapsulated packet keeps its tunnel GSO flags, which the
+	 * instance's stack ignores when it delivers locally but would trip over if it forwarded it. */
+	if (!dest || !dest->local || ip->daddr != dest->ip || !established(skb, ip, tcp))
+		return PASS;
+	inner = *eth;
+	/* Remove OUTER bytes after the outer Ethernet header (the outer IP, UDP and VXLAN headers, and
+	 * the inner Ethernet header), then put the inner Ethernet header where the outer one was. The
+	 * segment size stays the inner flow's. */
+	if (bpf_skb_adjust_room(skb, -(__s32)OUTER, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+		return PASS;
+	data = (void *)(long)skb->data;
+	if (data + sizeof(inner) > (void *)(long)skb->data_end)
+		return TC_ACT_SHOT; /* cannot happen: the inner headers were there */
+	__builtin_memcpy(data, &inner, sizeof(inner));
+	/* A checksum the NIC verified was the outer one. */
+	bpf_csum_level(skb, BPF_CSUM_LEVEL_DEC);
 	return forward(skb, dest);
 }
 
