@@ -22,7 +22,7 @@ from atoll.agent.net import netns
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.fastpath import DEFAULT_CLOSING_S, UNDERLAY_PRIORITY, FastPath, build
 from atoll.agent.net.names import Names
-from atoll.agent.net.overlay import OverlayConfig, OverlayPlane
+from atoll.agent.net.overlay import OverlayConfig, OverlayPlane, vxlan_name
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
 from atoll.model.overlay import OverlayNetwork, RemotePort
@@ -191,10 +191,15 @@ def test_established_flows_skip_the_bridges_across_hosts(hosts: tuple[Host, Host
     pair = make_pair(hosts, tmp_path)
     assert pair.a.net.fast.active and pair.b.net.fast.active, pair.a.net.fast.off_reason
     stream = Stream(pair.px, pair.py, "10.0.0.3")
+    before = vxlan_packets(pair)
     try:
         assert stream.send() and stream.send(reverse=True)
     finally:
         stream.close()
+    # 2 x 4 MiB is at least 128 packets of 64 KiB: the VXLAN devices carried none of them (tunnelled
+    # and untunnelled by the program), only the handshake and the close.
+    after = vxlan_packets(pair)
+    assert all(after[i] - before[i] < 20 for i in range(4)), (before, after)
     # Data and ACKs, both ways, on both hosts: decapsulated as they arrive by the underlay.
     assert pair.a.net.fast.forwarded() > 100 and pair.b.net.fast.forwarded() > 100
     for host in hosts:
@@ -204,6 +209,16 @@ def test_established_flows_skip_the_bridges_across_hosts(hosts: tuple[Host, Host
     for node in (pair.a, pair.b):
         asyncio.run(node.overlay.converge([]))
         assert "from_underlay" not in underlay_filters(node.host)
+
+
+def vxlan_packets(pair: Pair) -> list[int]:
+    """Packets sent and received by the network's VXLAN device on each host."""
+    device = vxlan_name(pair.a.net.names, pair.network.network_id)
+    return [
+        int(node.host.run("cat", f"/sys/class/net/{device}/statistics/{counter}").stdout)
+        for node in (pair.a, pair.b)
+        for counter in ("tx_packets", "rx_packets")
+    ]
 
 
 def underlay_filters(host: Host) -> str:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atoll.agent.net import libbpf
+from atoll.agent.net.netlink import Route
 from atoll.model.errors import RuntimeFailure
 from atoll.model.overlay import DEFAULT_VXLAN_PORT
 
@@ -70,7 +71,16 @@ class _MacKey(ctypes.Structure):
 
 
 class _Dest(ctypes.Structure):
-    _fields_ = [("ifindex", ctypes.c_uint32), ("local", ctypes.c_uint32), ("ip", ctypes.c_uint8 * 4)]
+    _fields_ = [
+        ("ifindex", ctypes.c_uint32),
+        ("local", ctypes.c_uint32),
+        ("ip", ctypes.c_uint8 * 4),
+        ("vni", ctypes.c_uint32),
+    ]
+
+
+class _Route(ctypes.Structure):
+    _fields_ = [("ifindex", ctypes.c_uint32), ("nexthop", ctypes.c_uint8 * 4)]
 
 
 @dataclass(frozen=True)
@@ -92,15 +102,17 @@ class Overlay:
     """network -> ifindex of its VXLAN device."""
     vnis: Mapping[str, int] = field(default_factory=dict)
     """network -> its VNI."""
-    remote: Mapping[str, Iterable[str]] = field(default_factory=dict)
-    """network -> MACs of its ports on other hosts."""
+    remote: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """network -> MAC of a port on another host -> that host's underlay address."""
     peers: Iterable[str] = ()
     """Underlay addresses of the peer hosts: only their VXLAN packets are decapsulated here."""
-    underlays: Iterable[int] = ()
-    """ifindexes of the devices the peers' VXLAN packets arrive by (the host's, shared)."""
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    """peer -> the host's route to it: the device packets to it leave by (and, taken to be the same,
+    arrive by: the host's, shared) and its nexthop."""
     port: int = DEFAULT_VXLAN_PORT
     local_ip: str = ""
-    """This host's underlay address ("": the packets' destination is not checked)."""
+    """This host's underlay address ("": not known; then the VXLAN devices tunnel, and the packets'
+    destination is not checked on arrival)."""
 
 
 def _mac(text: str) -> bytes:
@@ -139,7 +151,7 @@ def build() -> Path:
     return target
 
 
-MAPS = ("ports", "vxlans", "vnis", "peers", "macs")
+MAPS = ("ports", "vxlans", "vnis", "peers", "routes", "macs")
 """The maps rebuilt from the desired state on every change."""
 
 
@@ -163,6 +175,7 @@ class _Loaded:
         self.vxlans = self.obj.map("vxlans")
         self.vnis = self.obj.map("vnis")
         self.peers = self.obj.map("peers")
+        self.routes = self.obj.map("routes")
         self.macs = self.obj.map("macs")
         self.config = self.obj.map("config")
         self.stats = self.obj.map("stats")
@@ -191,8 +204,8 @@ class FastPath:
         self._local: dict[int, LocalPort] = {}
         self._devices: dict[int, str] = {}
         """VXLAN device ifindex -> network."""
-        self._remote: dict[str, dict[str, int]] = {}
-        """network -> MAC of a port on another host -> the VXLAN device that reaches it."""
+        self._remote: dict[str, dict[str, tuple[int, str]]] = {}
+        """network -> MAC of a port on another host -> the VXLAN device and the host's address."""
         self._overlay = Overlay()
 
     @property
@@ -232,12 +245,12 @@ class FastPath:
             }
             attached = {network: ifindex for ifindex, network in self._devices.items()}
             self._remote = {
-                network: {mac: attached[network] for mac in macs}
+                network: {mac: (attached[network], host) for mac, host in macs.items()}
                 for network, macs in overlay.remote.items()
                 if network in attached
             }
             self._overlay = overlay if attached else Overlay()
-            self._attach_underlays(set(self._overlay.underlays))
+            self._attach_underlays({route.ifindex for route in self._overlay.routes.values()})
             self._write()
 
     def forwarded(self) -> int:
@@ -312,16 +325,17 @@ class FastPath:
         loaded = self._loaded
         assert loaded is not None
         wanted: dict[str, dict[bytes, bytes]] = {name: {} for name in MAPS}
+        vnis = self._overlay.vnis
         for network_id, macs in self._remote.items():
-            for mac_text, ifindex in macs.items():
+            for mac_text, (ifindex, host) in macs.items():
                 key = _MacKey(self._network(network_id), (ctypes.c_uint8 * 6)(*_mac(mac_text)))
-                wanted["macs"][bytes(key)] = bytes(_Dest(ifindex, 0, _NO_IP))
+                wanted["macs"][bytes(key)] = bytes(_Dest(ifindex, 0, _ip(host), vnis.get(network_id, 0)))
         for ifindex, port in self._local.items():
             network = self._network(port.network_id)
             mac = (ctypes.c_uint8 * 6)(*_mac(port.mac))
             ip = (ctypes.c_uint8 * 4)(*ipaddress.IPv4Address(port.ip).packed)
             wanted["ports"][bytes(ctypes.c_uint32(ifindex))] = bytes(_Port(network, ip, mac))
-            wanted["macs"][bytes(_MacKey(network, mac))] = bytes(_Dest(ifindex, 1, ip))  # here wins
+            wanted["macs"][bytes(_MacKey(network, mac))] = bytes(_Dest(ifindex, 1, ip, 0))  # here wins
         for ifindex, network_id in self._devices.items():
             wanted["vxlans"][bytes(ctypes.c_uint32(ifindex))] = bytes(
                 ctypes.c_uint32(self._network(network_id))
@@ -332,6 +346,10 @@ class FastPath:
                 wanted["vnis"][_u32(vni)] = _u32(self._network(network_id))
         for peer in self._overlay.peers:
             wanted["peers"][ipaddress.IPv4Address(peer).packed] = _u32(1)
+        for peer, route in self._overlay.routes.items():
+            wanted["routes"][ipaddress.IPv4Address(peer).packed] = bytes(
+                _Route(route.ifindex, _ip(route.nexthop))
+            )
         local_ip = self._overlay.local_ip
         wanted["config"] = {
             _u32(index): _u32(value)
@@ -365,7 +383,8 @@ def _converge(loaded: _Loaded, wanted: Mapping[str, Mapping[bytes, bytes]]) -> N
                 have[key] = value
 
 
-_NO_IP = (ctypes.c_uint8 * 4)()
+def _ip(text: str) -> ctypes.Array[ctypes.c_uint8]:
+    return (ctypes.c_uint8 * 4)(*ipaddress.IPv4Address(text).packed)
 
 
 def _u32(value: int) -> bytes:

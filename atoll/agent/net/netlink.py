@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -232,8 +233,19 @@ def disable_port(ipr: Netlink, name: str) -> None:
             raise RuntimeFailure(f"disable bridge port {name}: {os.strerror(exc.code)}") from exc
 
 
-def route_device(ipr: Netlink, destination: str) -> int | None:
-    """The ifindex of the device the host's routes send ``destination`` by, or None (no route)."""
+@dataclass(frozen=True)
+class Route:
+    """How the host's routes reach an address: by which device, via which nexthop, from which source."""
+
+    ifindex: int
+    nexthop: str
+    """The gateway, or the address itself when it is on the link."""
+    source: str
+    """The source address the kernel would pick ("" if it names none)."""
+
+
+def route_to(ipr: Netlink, destination: str) -> Route | None:
+    """The route the host would use to ``destination``, or None (no route)."""
     try:
         answer = ipr.route("get", dst=destination)
     except NetlinkError:
@@ -241,5 +253,6 @@ def route_device(ipr: Netlink, destination: str) -> int | None:
     for msg in answer:
         oif = msg.get_attr("RTA_OIF")
         if oif:
-            return int(oif)
+            gateway = msg.get_attr("RTA_GATEWAY") or destination
+            return Route(int(oif), str(gateway), str(msg.get_attr("RTA_PREFSRC") or ""))
     return None

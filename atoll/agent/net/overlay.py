@@ -121,18 +121,19 @@ class OverlayPlane:
     def _fast_view(
         self, ipr: netlink.Netlink, desired: dict[str, OverlayNetwork], devices: dict[str, int]
     ) -> Overlay:
-        """The overlay as the fast path needs it; the peers' packets are taken to arrive by the device
-        the host's routes send to them by."""
+        """The overlay as the fast path needs it, with the host's routes to the peers: their packets
+        leave by those devices and are taken to arrive by them."""
         peers = {peer for n in devices for peer in desired[n].peers}
-        underlays = {found for peer in peers if (found := netlink.route_device(ipr, peer)) is not None}
+        routes = {peer: found for peer in peers if (found := netlink.route_to(ipr, peer)) is not None}
+        sources = sorted({r.source for r in routes.values() if r.source})
         return Overlay(
             devices=devices,
             vnis={n: desired[n].vni for n in devices},
-            remote={n: [p.mac for p in desired[n].remote_ports] for n in devices},
+            remote={n: {p.mac: p.underlay for p in desired[n].remote_ports} for n in devices},
             peers=peers,
-            underlays=underlays,
+            routes=routes,
             port=self.config.port,
-            local_ip=self.config.underlay_ip,
+            local_ip=self.config.underlay_ip or (sources[0] if len(sources) == 1 else ""),
         )
 
     def _apply_firewall(self, active: bool, peers: set[str]) -> None:

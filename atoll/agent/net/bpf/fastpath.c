@@ -52,6 +52,8 @@
 #define FRAG_MASK 0x3fff /* MF and the offset */
 #define PASS TC_ACT_UNSPEC /* not for the fast path: the next filter, if any, and then the stack */
 #define VXLAN_FLAG_VNI 0x08 /* the I flag: the VNI is valid */
+#define SPORT_MIN 32768 /* the kernel's default range of local ports, which its VXLAN device uses */
+#define SPORT_MAX 60999
 
 /* Only the fields read here; CO-RE finds them in the running kernel's layout. */
 struct ip_ct_tcp {
@@ -98,7 +100,13 @@ struct mac_key {
 struct dest {
 	__u32 ifindex;
 	__u32 local; /* 1: a local port's host-side veth (redirect into its peer); 0: a VXLAN device */
-	__u32 ip;    /* a local port's address (network order) */
+	__u32 ip;    /* a local port's address, or the underlay address of a remote port's host (network order) */
+	__u32 vni;   /* a remote port's network's VNI */
+};
+
+struct route {
+	__u32 ifindex; /* the device the host's routes send to a peer by */
+	__u32 nexthop; /* the peer itself, or the gateway to it (network order) */
 };
 
 struct vxlanhdr {
@@ -140,6 +148,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct route);
+} routes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -235,16 +251,77 @@ static __always_inline struct ethhdr *parse(struct __sk_buff *skb, __u32 offset,
 	return eth;
 }
 
-static __always_inline int forward(struct __sk_buff *skb, struct dest *dest)
+/* The Internet checksum of a header whose partial sum is ``sum``. */
+static __always_inline __u16 fold(__s64 sum)
+{
+	__u64 folded = (__u64)sum;
+
+	folded = (folded & 0xffff) + (folded >> 16);
+	folded = (folded & 0xffff) + (folded >> 16);
+	folded = (folded & 0xffff) + (folded >> 16);
+	return (__u16)~folded;
+}
+
+/* Tunnel the frame to the remote port's host ourselves, as the network's VXLAN device would (same
+ * headers: the far host's device or from_underlay takes it alike), and hand it to the underlay device
+ * with the nexthop's MAC from the neighbour table. Without a route to that host, or this host's
+ * underlay address, the VXLAN device does it. */
+static __always_inline int encapsulate(struct __sk_buff *skb, struct dest *dest, struct iphdr *inner_ip)
+{
+	struct {
+		struct iphdr ip;
+		struct udphdr udp;
+		struct vxlanhdr vxlan;
+	} outer = {}; /* 36 bytes: no padding between them (checked below) */
+	struct bpf_redir_neigh nexthop = {.nh_family = 2 /* AF_INET */};
+	__u32 source = config_value(UNDERLAY_IP);
+	struct route *route = bpf_map_lookup_elem(&routes, &dest->ip);
+	__u32 hash, length = skb->len + OUTER - sizeof(struct ethhdr);
+	struct ethhdr inner;
+
+	_Static_assert(sizeof(outer) == OUTER - sizeof(struct ethhdr), "outer headers");
+	if (!source || !route || length > 0xffff)
+		return bpf_redirect(dest->ifindex, 0);
+	outer.ip.version = 4;
+	outer.ip.ihl = 5;
+	outer.ip.tos = inner_ip->tos & 0x3; /* ECN, as the kernel's tunnels copy it */
+	outer.ip.ttl = 64;
+	outer.ip.protocol = IPPROTO_UDP;
+	outer.ip.id = (__u16)bpf_get_prandom_u32();
+	outer.ip.saddr = source;
+	outer.ip.daddr = dest->ip;
+	outer.ip.tot_len = bpf_htons(length);
+	outer.ip.check = fold(bpf_csum_diff(0, 0, (__be32 *)&outer.ip, sizeof(outer.ip), 0));
+	/* The source port spreads flows over the underlay's paths, like the kernel's VXLAN device. */
+	hash = bpf_get_hash_recalc(skb);
+	outer.udp.source = bpf_htons(SPORT_MIN + (__u16)(((__u64)hash * (SPORT_MAX - SPORT_MIN)) >> 32));
+	outer.udp.dest = bpf_htons(config_value(VXLAN_PORT));
+	outer.udp.len = bpf_htons(length - sizeof(struct iphdr));
+	outer.vxlan.flags = VXLAN_FLAG_VNI;
+	outer.vxlan.vni = bpf_htonl(dest->vni << 8);
+	if (bpf_skb_load_bytes(skb, 0, &inner, sizeof(inner)))
+		return bpf_redirect(dest->ifindex, 0);
+	/* Room after the Ethernet header for the outer IP, UDP and VXLAN headers and the inner Ethernet
+	 * header; marked as a UDP tunnel, so GSO segments the inner TCP and repeats the outer headers.
+	 * The segment size stays the inner flow's (its MTU leaves room for the tunnel). */
+	if (bpf_skb_adjust_room(skb, OUTER, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+					BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(sizeof(struct ethhdr))))
+		return bpf_redirect(dest->ifindex, 0);
+	if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &outer, sizeof(outer), 0) ||
+	    bpf_skb_store_bytes(skb, sizeof(struct ethhdr) + sizeof(outer), &inner, sizeof(inner), 0))
+		return TC_ACT_SHOT; /* half made: cannot be sent either way */
+	nexthop.ipv4_nh = route->nexthop;
+	return bpf_redirect_neigh(route->ifindex, &nexthop, sizeof(nexthop), 0);
+}
+
+static __always_inline void count(void)
 {
 	__u32 zero = 0;
-	__u64 *count = bpf_map_lookup_elem(&stats, &zero);
+	__u64 *packets = bpf_map_lookup_elem(&stats, &zero);
 
-	if (count)
-		*count += 1;
-	if (dest->local)
-		return bpf_redirect_peer(dest->ifindex, 0);
-	return bpf_redirect(dest->ifindex, 0);
+	if (packets)
+		*packets += 1;
 }
 
 /* On an instance's host-side veth, ingress: frames the instance sent. */
@@ -270,7 +347,10 @@ int from_port(struct __sk_buff *skb)
 	dest = bpf_map_lookup_elem(&macs, &key);
 	if (!dest || dest->ifindex == ifindex || !established(skb, ip, tcp))
 		return PASS;
-	return forward(skb, dest);
+	count();
+	if (dest->local)
+		return bpf_redirect_peer(dest->ifindex, 0);
+	return encapsulate(skb, dest, ip);
 }
 
 /* On a VXLAN device, ingress: frames from other hosts, after decapsulation. */
@@ -296,7 +376,8 @@ int from_overlay(struct __sk_buff *skb)
 	dest = bpf_map_lookup_elem(&macs, &key);
 	if (!dest || !dest->local || !established(skb, ip, tcp))
 		return PASS;
-	return forward(skb, dest);
+	count();
+	return bpf_redirect_peer(dest->ifindex, 0);
 }
 
 /* The VNI's network, if this frame is VXLAN from a peer host to this one, or 0. */
@@ -362,7 +443,8 @@ int from_underlay(struct __sk_buff *skb)
 	__builtin_memcpy(data, &inner, sizeof(inner));
 	/* A checksum the NIC verified was the outer one. */
 	bpf_csum_level(skb, BPF_CSUM_LEVEL_DEC);
-	return forward(skb, dest);
+	count();
+	return bpf_redirect_peer(dest->ifindex, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";
