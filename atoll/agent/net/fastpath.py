@@ -195,7 +195,6 @@ class FastPath:
     leaves that device on the bridge path, and both are logged."""
 
     def __init__(self, enabled: bool = True) -> None:
-        self._enabled = enabled
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
         self.off_reason: str | None = None if enabled else "turned off"
@@ -258,9 +257,7 @@ class FastPath:
         with self._lock:
             if self._loaded is None:
                 return 0
-            cpus = os.cpu_count() or 1
-            possible = _possible_cpus() or cpus
-            values = (ctypes.c_uint64 * possible)()
+            values = (ctypes.c_uint64 * (_possible_cpus() or os.cpu_count() or 1))()
             self._loaded.stats.lookup(ctypes.c_uint32(0), values)
             return sum(values)
 

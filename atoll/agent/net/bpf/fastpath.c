@@ -4,14 +4,18 @@
  * The first packets of a flow take the slow path (veth -> bridge -> br_netfilter with the security
  * groups -> bridge -> VXLAN or veth), where the nftables rules decide and conntrack records the
  * decision. Once conntrack in this host's namespace holds the flow as established, both directions
- * skip that path: from an instance's host-side veth straight to the peer's veth (same host,
- * bpf_redirect_peer) or to the network's VXLAN device (other host, bpf_redirect); and, arriving from
- * another host, from the underlay device (decapsulated here) or from the VXLAN device straight into
- * the instance. Security groups keep their meaning because the rule set accepts
- * every packet of an established flow anyway ("ct state established,related accept" comes first):
- * this only skips re-asking. Everything else (ARP, UDP, ICMP, SYN, fragments, IP options, a frame
- * whose source is not its port's own MAC and address, a destination no map names) takes the slow
- * path unchanged.
+ * skip that path:
+ *   from_port      an instance's host-side veth, ingress: to the other instance's NIC on this host
+ *                  (bpf_redirect_peer), or tunnelled here to the port's host and out by the underlay
+ *                  device (bpf_redirect_neigh);
+ *   from_underlay  the device the peers' VXLAN packets arrive by, ingress: untunnelled here and into
+ *                  the instance's NIC;
+ *   from_overlay   a VXLAN device, ingress (packets that arrived by another device, and were
+ *                  untunnelled by the kernel): into the instance's NIC.
+ * Security groups keep their meaning because the rule set accepts every packet of an established
+ * flow anyway ("ct state established,related accept" comes first): this only skips re-asking.
+ * Everything else (ARP, UDP, ICMP, SYN, fragments, IP options, a frame whose source is not its
+ * port's own MAC and address, a destination no map names) takes the slow path unchanged.
  *
  * conntrack does not see the packets that skip it, so the program keeps the entry's timeout the way
  * conntrack would: a packet with payload renews the established timeout, a FIN or RST shortens it to
@@ -29,9 +33,10 @@
  *   vxlans: VXLAN device ifindex   -> its network
  *   vnis:   VNI                    -> its network
  *   peers:  underlay address of a peer host
+ *   routes: peer -> the device and nexthop the host's routes reach it by
  *   macs:   (network, MAC)         -> where a frame to that MAC goes: a local port's host-side veth
- *                                     (with the port's address), or the network's VXLAN device (a
- *                                     port on another host)
+ *                                     (with the port's address), or a port on another host (the
+ *                                     network's VXLAN device, that host's address, the VNI)
  *   config: the two timeouts in ms, the VXLAN port, this host's underlay address (0: any)
  *   stats:  packets sent the fast way, per CPU
  */
@@ -48,7 +53,7 @@
 #define IPS_CONFIRMED (1 << 3)
 #define IPS_SEEN_REPLY (1 << 1)
 #define TCP_CONNTRACK_ESTABLISHED 3
-#define CT_OPTS_SIZE 16 /* with the zone fields (kernel 6.5 and later) */
+#define CT_OPTS_SIZE 12 /* without the zone fields (6.5+): the default zone, and kernels from 6.1 */
 #define FRAG_MASK 0x3fff /* MF and the offset */
 #define PASS TC_ACT_UNSPEC /* not for the fast path: the next filter, if any, and then the stack */
 #define VXLAN_FLAG_VNI 0x08 /* the I flag: the VNI is valid */
@@ -69,6 +74,7 @@ struct nf_conn {
 	union nf_conntrack_proto proto;
 } __attribute__((preserve_access_index));
 
+/* The lookup's options; only the first CT_OPTS_SIZE bytes are passed. */
 struct bpf_ct_opts {
 	__s32 netns_id;
 	__s32 error;
