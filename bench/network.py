@@ -223,58 +223,54 @@ def set_gso(namespace: str, ifname: str, size: int) -> None:
     netns.run_in(netns_path(namespace), lambda: bigtcp.apply(socket.if_nametoindex(ifname), size))
 
 
-def one_host(
-    tmp: Path,
-    seconds: int,
-    rounds: int,
-    security: bool = False,
-    gso_size: int = bigtcp.LEGACY,
-    fast_path: bool = True,
-) -> dict[str, float]:
+@dataclass(frozen=True)
+class Options:
+    seconds: int = 3
+    rounds: int = 8
+    security: bool = False
+    """Enforce a default security group."""
+    gso_size: int = bigtcp.LEGACY
+    fast_path: bool = True
+
+
+def one_host(tmp: Path, options: Options) -> dict[str, float]:
     """The baseline is a bare veth pair between two namespaces; with BIG TCP, the like-for-like one a
     second bare pair with the same GSO sizes."""
     with namespaces("v1", "v2", "v3", "v4", "host") as (v1, v2, v3, v4, host):
         veth_between(v1, v2, "10.201.0.1", "10.201.0.2")
         veth_between(v3, v4, "10.201.0.1", "10.201.0.2")
         for ns in (v3, v4):
-            set_gso(ns, "link0", gso_size)
+            set_gso(ns, "link0", options.gso_size)
         config = NetConfig(
             names=NAMES,
             netns_dir=tmp / "one",
             host_netns=netns_path(host),
-            gso_size=gso_size,
-            fast_path=fast_path,
+            gso_size=options.gso_size,
+            fast_path=options.fast_path,
         )
         net = HostNetwork(config)
         network = secrets.token_hex(32)
         a, b = spec(port(network, "10.202.0.2", 1500)), spec(port(network, "10.202.0.3", 1500))
-        policy = default_policy([a, b], ["10.202.0.2", "10.202.0.3"]) if security else None
+        policy = default_policy([a, b], ["10.202.0.2", "10.202.0.3"]) if options.security else None
         try:
             for s in (a, b):
                 asyncio.run(net.attach(s, security=policy))
 
             def like() -> Run:
-                return iperf(netns_path(v4), netns_path(v3), "10.201.0.2", seconds)
+                return iperf(netns_path(v4), netns_path(v3), "10.201.0.2", options.seconds)
 
             out = paired(
-                rounds,
-                lambda: iperf(netns_path(v2), netns_path(v1), "10.201.0.2", seconds),
-                lambda: iperf(net.netns_path(b.id), net.netns_path(a.id), "10.202.0.3", seconds),
-                like if gso_size > bigtcp.LEGACY else None,
+                options.rounds,
+                lambda: iperf(netns_path(v2), netns_path(v1), "10.201.0.2", options.seconds),
+                lambda: iperf(net.netns_path(b.id), net.netns_path(a.id), "10.202.0.3", options.seconds),
+                like if options.gso_size > bigtcp.LEGACY else None,
             )
             return out | {"fast_packets": net.fast.forwarded()}
         finally:
             asyncio.run(HostNetwork(net.config).sync([]))
 
 
-def across_hosts(
-    tmp: Path,
-    seconds: int,
-    rounds: int,
-    security: bool = False,
-    gso_size: int = bigtcp.LEGACY,
-    fast_path: bool = True,
-) -> dict[str, float]:
+def across_hosts(tmp: Path, options: Options) -> dict[str, float]:
     """The baseline is the two host namespaces talking over their underlay veth. With BIG TCP on, the
     instances' NICs are at 64 KiB all the same (their network has a VXLAN device, which takes no more:
     see ``wiring``), so the like-for-like baseline is the default one."""
@@ -289,8 +285,8 @@ def across_hosts(
                 names=NAMES,
                 netns_dir=tmp / name,
                 host_netns=netns_path(name),
-                gso_size=gso_size,
-                fast_path=fast_path,
+                gso_size=options.gso_size,
+                fast_path=options.fast_path,
             )
             net = HostNetwork(config)
             overlay = OverlayPlane(
@@ -300,7 +296,7 @@ def across_hosts(
         a, b = spec(port(network, "10.204.0.2", mtu)), spec(port(network, "10.204.0.3", mtu))
         try:
             for (net, _, _), s in zip(hosts, (a, b), strict=True):
-                policy = default_policy([s], ["10.204.0.2", "10.204.0.3"]) if security else None
+                policy = default_policy([s], ["10.204.0.2", "10.204.0.3"]) if options.security else None
                 asyncio.run(net.attach(s, security=policy))
             for (net, overlay, _), (_, _, peer), other in zip(hosts, reversed(hosts), (b, a), strict=True):
                 p = other.ports[0]
@@ -308,10 +304,10 @@ def across_hosts(
                 asyncio.run(net.set_overlaid({network}))  # as the agent does before the device is made
                 asyncio.run(overlay.converge([OverlayNetwork(network, vni, mtu, [peer], [remote])]))
             out = paired(
-                rounds,
-                lambda: iperf(netns_path(hb), netns_path(ha), underlay[1], seconds),
+                options.rounds,
+                lambda: iperf(netns_path(hb), netns_path(ha), underlay[1], options.seconds),
                 lambda: iperf(
-                    hosts[1][0].netns_path(b.id), hosts[0][0].netns_path(a.id), "10.204.0.3", seconds
+                    hosts[1][0].netns_path(b.id), hosts[0][0].netns_path(a.id), "10.204.0.3", options.seconds
                 ),
             )
             return out | {"fast_packets": sum(net.fast.forwarded() for net, _, _ in hosts)}
@@ -335,8 +331,9 @@ def main() -> None:
         help="every packet over the bridges (the agent's ATOLL_FAST_PATH=off)",
     )
     args = parser.parse_args()
-    fast_path = not args.no_fast_path
     gso_size = bigtcp.resolve(args.big_tcp)
+    fast_path = not args.no_fast_path
+    options = Options(args.seconds, args.rounds, args.security, gso_size, fast_path)
     if shutil.which("iperf3") is None:
         sys.exit("iperf3 is missing: apt-get install iperf3 (scripts/setup-system installs it)")
     results: dict[str, Any] = {
@@ -348,9 +345,7 @@ def main() -> None:
         "loadavg": loadavg_text(),
     }
     with tempfile.TemporaryDirectory(prefix=f"{RUN}-") as tmp:
-        one = results["one_host"] = one_host(
-            Path(tmp), args.seconds, args.rounds, args.security, gso_size, fast_path
-        )
+        one = results["one_host"] = one_host(Path(tmp), options)
         print(
             f"(a) one host: instance to instance {one['atoll_gbps']} Gbit/s, bare veth pair "
             f"{one['baseline_gbps']} Gbit/s: ratio {one['ratio']} ({one['ratio_min']}-{one['ratio_max']}; "
@@ -365,9 +360,7 @@ def main() -> None:
                 f"CPU per KiB {one['like_baseline_cpu_ns_per_kb']} ns: cost ratio {one['like_cost_ratio']}",
                 flush=True,
             )
-        across = results["across_hosts"] = across_hosts(
-            Path(tmp), args.seconds, args.rounds, args.security, gso_size, fast_path
-        )
+        across = results["across_hosts"] = across_hosts(Path(tmp), options)
         print(
             f"(b) across hosts: over VXLAN {across['atoll_gbps']} Gbit/s, underlay "
             f"{across['baseline_gbps']} Gbit/s: ratio {across['ratio']} ({across['ratio_min']}-"

@@ -331,14 +331,20 @@ def test_flows_survive_a_new_agent(hosts: tuple[Host, Host], tmp_path: Path) -> 
         stream.close()
 
 
-def test_one_host_too(hosts: tuple[Host, Host], tmp_path: Path) -> None:
-    """Two instances on one host: straight from one veth into the other instance."""
-    node = start(hosts[0], UNDERLAY[0], tmp_path / hosts[0].name)
+def one_host(host: Host, tmp_path: Path) -> tuple[Node, InstanceSpec, InstanceSpec]:
+    """Two instances in one group on one network, both on ``host``."""
+    node = start(host, UNDERLAY[0], tmp_path / host.name)
     network_id = new_id()
     x, y = instance(port(network_id, "10.0.0.2")), instance(port(network_id, "10.0.0.3"))
     security = policy(x, y, group=new_id())
     for spec in (x, y):
         asyncio.run(node.net.attach(spec, security=security))
+    return node, x, y
+
+
+def test_one_host_too(hosts: tuple[Host, Host], tmp_path: Path) -> None:
+    """Two instances on one host: straight from one veth into the other instance."""
+    node, x, y = one_host(hosts[0], tmp_path)
     stream = Stream(node.net.netns_path(x.id), node.net.netns_path(y.id), "10.0.0.3")
     try:
         assert stream.send() and stream.send(reverse=True)
@@ -362,12 +368,7 @@ def test_turned_off(hosts: tuple[Host, Host], tmp_path: Path) -> None:
 def test_a_released_instance_gets_nothing_more(hosts: tuple[Host, Host], tmp_path: Path) -> None:
     """A deferred release cuts the instance off at once (its namespace lives on a moment): the fast
     path forgets it before that, so an established flow does not go on into it."""
-    node = start(hosts[0], UNDERLAY[0], tmp_path / hosts[0].name)
-    network_id = new_id()
-    x, y = instance(port(network_id, "10.0.0.2")), instance(port(network_id, "10.0.0.3"))
-    security = policy(x, y, group=new_id())
-    for spec in (x, y):
-        asyncio.run(node.net.attach(spec, security=security))
+    node, x, y = one_host(hosts[0], tmp_path)
     stream = Stream(node.net.netns_path(x.id), node.net.netns_path(y.id), "10.0.0.3")
     stream.server.settimeout(2)
 

@@ -330,12 +330,20 @@ static __always_inline void count(void)
 		*packets += 1;
 }
 
+/* Where frames to this MAC on this network go, or NULL. */
+static __always_inline struct dest *destination(__u32 network, const __u8 *mac)
+{
+	struct mac_key key = {.network = network};
+
+	__builtin_memcpy(key.mac, mac, 6);
+	return bpf_map_lookup_elem(&macs, &key);
+}
+
 /* On an instance's host-side veth, ingress: frames the instance sent. */
 SEC("tc")
 int from_port(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
-	struct mac_key key = {};
 	struct tcphdr *tcp;
 	struct iphdr *ip;
 	struct ethhdr *eth;
@@ -348,9 +356,7 @@ int from_port(struct __sk_buff *skb)
 	eth = parse(skb, 0, HEADERS, &ip, &tcp);
 	if (!eth || !same_mac(eth->h_source, port->mac) || ip->saddr != port->ip)
 		return PASS; /* not ours to judge: the anti-spoofing table drops a forged frame */
-	key.network = port->network;
-	__builtin_memcpy(key.mac, eth->h_dest, 6);
-	dest = bpf_map_lookup_elem(&macs, &key);
+	dest = destination(port->network, eth->h_dest);
 	if (!dest || dest->ifindex == ifindex || !established(skb, ip, tcp))
 		return PASS;
 	count();
@@ -364,7 +370,6 @@ SEC("tc")
 int from_overlay(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
-	struct mac_key key = {};
 	struct tcphdr *tcp;
 	struct iphdr *ip;
 	struct ethhdr *eth;
@@ -377,9 +382,7 @@ int from_overlay(struct __sk_buff *skb)
 	eth = parse(skb, 0, HEADERS, &ip, &tcp);
 	if (!eth)
 		return PASS;
-	key.network = *network;
-	__builtin_memcpy(key.mac, eth->h_dest, 6);
-	dest = bpf_map_lookup_elem(&macs, &key);
+	dest = destination(*network, eth->h_dest);
 	if (!dest || !dest->local || !established(skb, ip, tcp))
 		return PASS;
 	count();
@@ -413,26 +416,25 @@ static __always_inline __u32 tunnelled(struct __sk_buff *skb)
 SEC("tc")
 int from_underlay(struct __sk_buff *skb)
 {
-	struct mac_key key = {};
 	struct ethhdr inner;
 	struct tcphdr *tcp;
 	struct iphdr *ip;
 	struct ethhdr *eth;
 	struct dest *dest;
+	__u32 network;
 	void *data;
 
 	/* The outer headers first: most of what this device receives is not ours. */
 	data = (void *)(long)skb->data;
 	if (data + OUTER > (void *)(long)skb->data_end && bpf_skb_pull_data(skb, OUTER))
 		return PASS;
-	key.network = tunnelled(skb);
-	if (!key.network)
+	network = tunnelled(skb);
+	if (!network)
 		return PASS;
 	eth = parse(skb, OUTER, ENCAPSULATED, &ip, &tcp);
 	if (!eth)
 		return PASS;
-	__builtin_memcpy(key.mac, eth->h_dest, 6);
-	dest = bpf_map_lookup_elem(&macs, &key);
+	dest = destination(network, eth->h_dest);
 	/* To the port's own address only: the decapsulated packet keeps its tunnel GSO flags, which the
 	 * instance's stack ignores when it delivers locally but would trip over if it forwarded it. */
 	if (!dest || !dest->local || ip->daddr != dest->ip || !established(skb, ip, tcp))
