@@ -19,8 +19,9 @@ import pytest
 from pyroute2 import Conntrack
 
 from atoll.agent.net import netns
+from atoll.agent.net.bpfbuild import build
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
-from atoll.agent.net.fastpath import DEFAULT_CLOSING_S, UNDERLAY_PRIORITY, FastPath, build
+from atoll.agent.net.fastpath import DEFAULT_CLOSING_S, UNDERLAY_PRIORITY, FastPath
 from atoll.agent.net.names import Names
 from atoll.agent.net.overlay import OverlayConfig, OverlayPlane, vxlan_name
 from atoll.model.instance import InstanceSpec

@@ -12,7 +12,7 @@ packets of every flow, and everything that is not TCP over IPv4, take the bridge
 the rules decide and conntrack records the decision. The program checks that a frame's source MAC and
 address are its port's before it skips the anti-spoofing table.
 
-This module builds the program (clang, once per source: ``build``), loads it (``libbpf``), attaches it
+This module loads the program (built by ``bpfbuild``, through ``libbpf``), attaches it
 to the ingress of every instance's host-side veth and every VXLAN device of ours, and keeps its maps
 equal to the desired state that ``HostNetwork`` (local ports) and ``OverlayPlane`` (VXLAN devices and
 the ports behind them) describe. The maps are rebuilt from that state by each agent: an agent started
@@ -26,29 +26,23 @@ used here), the fast path is off, said once in the log, and everything takes the
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import ipaddress
 import logging
 import os
-import platform
-import shutil
 import socket
-import subprocess
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atoll.agent.net import libbpf
+from atoll.agent.net import bpfbuild, libbpf
 from atoll.agent.net.netlink import Route
 from atoll.model.errors import RuntimeFailure
 from atoll.model.overlay import DEFAULT_VXLAN_PORT
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("bpf") / "fastpath.c"
-DEFAULT_CACHE = "/var/cache/atoll/bpf"
 UNDERLAY_HANDLE = 0xA7011
 UNDERLAY_PRIORITY = 0xA701
 """Our filter on a device of the host's (it may carry others' filters): ours to replace and remove."""
@@ -119,38 +113,6 @@ def _mac(text: str) -> bytes:
     return bytes(int(part, 16) for part in text.split(":"))
 
 
-def _compiler() -> str:
-    found = shutil.which("clang") or next(
-        (path for v in range(30, 10, -1) if (path := shutil.which(f"clang-{v}"))), None
-    )
-    if found is None:
-        raise RuntimeFailure("clang is not installed (Debian: clang, libbpf-dev)")
-    return found
-
-
-def build() -> Path:
-    """The program's object file, compiled once per source text (a new source, a new file) into
-    ``ATOLL_BPF_CACHE``. The object is the same for every kernel (CO-RE: libbpf fits it at load)."""
-    source = SOURCE.read_bytes()
-    cache = Path(os.environ.get("ATOLL_BPF_CACHE") or DEFAULT_CACHE)
-    target = cache / f"fastpath-{hashlib.sha256(source).hexdigest()[:16]}.o"
-    if target.exists():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    multiarch = Path(f"/usr/include/{platform.machine()}-linux-gnu")  # asm/types.h on Debian
-    partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    command = [_compiler(), "-O2", "-g", "-target", "bpf", "-Wall", "-Werror"]
-    command += [f"-I{multiarch}"] if multiarch.is_dir() else []
-    result = subprocess.run(
-        [*command, "-c", str(SOURCE), "-o", str(partial)], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise RuntimeFailure(f"could not build {SOURCE.name}: {result.stderr.strip()[-2000:]}")
-    partial.replace(target)  # atomic: a concurrent build of the same source writes the same bytes
-    return target
-
-
 MAPS = ("ports", "vxlans", "vnis", "peers", "routes", "macs")
 """The maps rebuilt from the desired state on every change."""
 
@@ -166,7 +128,7 @@ class _Loaded:
     """The program loaded for one host, its maps, and what was last written to them."""
 
     def __init__(self) -> None:
-        self.obj = libbpf.BpfObject(build())
+        self.obj = libbpf.BpfObject(bpfbuild.build())
         weakref.finalize(self, self.obj.close)
         self.from_port = self.obj.program_fd("from_port")
         self.from_overlay = self.obj.program_fd("from_overlay")
