@@ -369,7 +369,6 @@ class HostNetwork(DeferredRemoval):
     def _apply_rules(self, bridges: Mapping[str, Bridge], desired: Mapping[str, list[PortSpec]]) -> None:
         """Our tables for exactly these bridges, the ports of ``desired`` and the published ports of its
         instances; none at all without bridges and published ports."""
-        self._sync_fast(desired)
         targets = self._pub.targets({i: self._published.get(i, []) for i in desired})
         if not bridges and not targets:
             if self._rules is not None:

@@ -141,8 +141,12 @@ class _Loaded:
         self.macs = self.obj.map("macs")
         self.config = self.obj.map("config")
         self.stats = self.obj.map("stats")
-        self.written: dict[str, dict[bytes, bytes]] = {name: {} for name in MAPS}
-        self.written["config"] = {}
+        self.timeouts = (
+            _timeout_ms("nf_conntrack_tcp_timeout_established", DEFAULT_ESTABLISHED_S),
+            _timeout_ms("nf_conntrack_tcp_timeout_time_wait", DEFAULT_CLOSING_S),
+        )
+        """conntrack's established and closing timeouts (ms), read once, in the host's namespace."""
+        self.written: dict[str, dict[bytes, bytes]] = {name: {} for name in (*MAPS, "config")}
         self.attached: set[int] = set()
         """The ifindexes of our devices (veths, VXLAN devices) the program is attached to."""
         self.underlays: set[int] = set()
@@ -292,13 +296,11 @@ class FastPath:
         for ifindex, port in self._local.items():
             network = self._network(port.network_id)
             mac = (ctypes.c_uint8 * 6)(*_mac(port.mac))
-            ip = (ctypes.c_uint8 * 4)(*ipaddress.IPv4Address(port.ip).packed)
-            wanted["ports"][bytes(ctypes.c_uint32(ifindex))] = bytes(_Port(network, ip, mac))
+            ip = _ip(port.ip)
+            wanted["ports"][_u32(ifindex)] = bytes(_Port(network, ip, mac))
             wanted["macs"][bytes(_MacKey(network, mac))] = bytes(_Dest(ifindex, 1, ip, 0))  # here wins
         for ifindex, network_id in self._devices.items():
-            wanted["vxlans"][bytes(ctypes.c_uint32(ifindex))] = bytes(
-                ctypes.c_uint32(self._network(network_id))
-            )
+            wanted["vxlans"][_u32(ifindex)] = _u32(self._network(network_id))
         attached = set(self._devices.values())
         for network_id, vni in self._overlay.vnis.items():
             if network_id in attached:
@@ -309,18 +311,11 @@ class FastPath:
             wanted["routes"][ipaddress.IPv4Address(peer).packed] = bytes(
                 _Route(route.ifindex, _ip(route.nexthop))
             )
-        local_ip = self._overlay.local_ip
-        wanted["config"] = {
-            _u32(index): _u32(value)
-            for index, value in enumerate(
-                (
-                    _timeout_ms("nf_conntrack_tcp_timeout_established", DEFAULT_ESTABLISHED_S),
-                    _timeout_ms("nf_conntrack_tcp_timeout_time_wait", DEFAULT_CLOSING_S),
-                    self._overlay.port,
-                )
-            )
-        }
-        wanted["config"][_u32(len(wanted["config"]))] = ipaddress.IPv4Address(local_ip or 0).packed
+        # In the program's order (enum config_index); the address in network order, as packets carry it.
+        established_ms, closing_ms = loaded.timeouts
+        local_ip = ipaddress.IPv4Address(self._overlay.local_ip or 0).packed
+        config = (_u32(established_ms), _u32(closing_ms), _u32(self._overlay.port), local_ip)
+        wanted["config"] = {_u32(index): value for index, value in enumerate(config)}
         loaded.attached &= set(self._local) | set(self._devices)
         try:
             _converge(loaded, wanted)

@@ -101,8 +101,7 @@ def _library() -> Any:
     lib.bpf_object__find_map_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
     lib.bpf_program__fd.argtypes = [ctypes.c_void_p]
     lib.bpf_map__fd.argtypes = [ctypes.c_void_p]
-    for fn in ("bpf_map_update_elem",):
-        getattr(lib, fn).argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64]
+    lib.bpf_map_update_elem.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64]
     lib.bpf_map_lookup_elem.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     lib.bpf_map_delete_elem.argtypes = [ctypes.c_int, ctypes.c_void_p]
     lib.bpf_tc_hook_create.argtypes = [ctypes.POINTER(_TcHook)]
