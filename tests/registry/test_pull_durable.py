@@ -24,7 +24,9 @@ async def test_a_pull_returns_before_the_sync_and_a_push_waits_for_it(
     try:
         result, _ = await asyncio.wait_for(pulled(registries.pull(f"{registry.host}/team/durable:1", {})), 30)
         assert result.record.id == image.id
-        assert gate.entered.is_set() and not store.is_durable(result.record.layers)
+        # The sync starts in the background as the pull returns; its thread may not have run yet.
+        assert await asyncio.to_thread(gate.entered.wait, 10), "the sync never started"
+        assert not store.is_durable(result.record.layers)
 
         pushing = asyncio.ensure_future(pushed(registries.push(image.id, f"{registry.host}/team/copy:1", {})))
         await asyncio.sleep(0.5)
