@@ -90,7 +90,7 @@ def updates(ns: str, names: Names, counts: list[int], repeats: int = 5) -> dict[
         for _ in range(repeats):
             t0 = time.perf_counter()
             rendered = secrules.render(names, policy(ports), by_id)
-            script = nft.render(names, [names.bridge(network)], security=rendered)
+            script = nft.render(names, {names.bridge(network): 1}, security=rendered)
             t1 = time.perf_counter()
             in_ns_input(ns, script)
             t2 = time.perf_counter()

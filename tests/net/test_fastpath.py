@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import Conntrack
 
-from atoll.agent.net import netns
+from atoll.agent.net import fastpath, netns
 from atoll.agent.net.bpfbuild import build
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.fastpath import DEFAULT_CLOSING_S, UNDERLAY_PRIORITY, FastPath
@@ -185,7 +185,9 @@ def conntrack_timeouts(host: Host, port: int) -> list[int]:
 def test_the_program_builds_and_loads() -> None:
     """Not skipped where clang or the kernel's conntrack kfuncs are missing: CI must have them."""
     assert build().stat().st_size > 0
-    assert FastPath().off_reason is None
+    assert FastPath(zone_of=lambda _network: 1).off_reason is None
+    assert fastpath._kernel_too_old() is None, "CI's kernel must look flows up by conntrack zone"
+    assert fastpath._kernel_too_old("6.1.0-13-amd64") and not fastpath._kernel_too_old("6.5.0")
 
 
 def test_established_flows_skip_the_bridges_across_hosts(hosts: tuple[Host, Host], tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def render(names: Names, ports: Sequence[PortSpec], groups: dict[str, list[str]]
         ports=[PortSecurity(p.id, p.network_id, p.ip, p.mac, groups.get(p.id, [])) for p in ports],
         groups=[GroupPolicy(g, rules[g], members[g]) for g in rules],
     )
-    bridges = sorted({names.bridge(p.network_id) for p in ports})
+    bridges = {b: zone for zone, b in enumerate(sorted({names.bridge(p.network_id) for p in ports}), 1)}
     by_id = {p.id: p for p in ports}
     return nft.render(names, bridges, security=secrules.render(names, policy, by_id))
 
@@ -101,7 +101,7 @@ def test_what_is_not_elements_is_loaded_whole(names: Names) -> None:
     assert nftdiff.change(before, after) is None
     assert nftdiff.change(before, before) == ""
     assert (
-        nftdiff.change(before, nft.render(names, [names.bridge(NET_A)])) is None
+        nftdiff.change(before, nft.render(names, {names.bridge(NET_A): 1})) is None
     )  # no security: tables differ
 
 

@@ -10,6 +10,7 @@ import pytest
 from atoll.agent.etcfiles import write_etc_files
 from atoll.agent.net import nft
 from atoll.agent.net.names import BRIDGE, VETH, Names, alias_id, bridge_alias, veth_alias
+from atoll.agent.net.zones import Zones
 from atoll.agent.runtime.cgroups import HostCgroups
 from atoll.agent.runtime.oci import build_config
 from atoll.agent.runtime.users import ResolvedUser
@@ -40,7 +41,7 @@ def test_bad_names_are_refused(prefix: str, table: str) -> None:
 
 def test_rules_script() -> None:
     names = Names("at", "atoll")
-    script = nft.render(names, ["atb-2", "atb-1", "atb-1"])
+    script = nft.render(names, {"atb-2": 7, "atb-1": 3})
     # Declare, delete, define: one atomic replacement that also works when the tables do not exist yet.
     assert script.splitlines()[:6] == [
         "table inet atoll",
@@ -51,6 +52,10 @@ def test_rules_script() -> None:
         "delete table bridge atoll",
     ]
     assert 'elements = { "atb-1" . "atb-1", "atb-2" . "atb-2" }' in script
+    # Each bridge's flows in its own conntrack zone, set before conntrack sees them.
+    assert 'elements = { "atb-1" : 3, "atb-2" : 7 }' in script
+    assert 'iifname "atb-*" ct zone set iifname map @ct_zones' in script
+    assert "type filter hook prerouting priority raw; policy accept;" in script
     assert 'iifname "atb-*" iifname . oifname @bridged accept' in script
     for rule in (
         'iifname "atb-*" drop',
@@ -94,3 +99,15 @@ def test_etc_files_of_an_instance_with_ports(tmp_path: Path) -> None:
     assert (tmp_path / "resolv.conf").read_text() == "nameserver 10.0.0.53\nnameserver 9.9.9.9\n"
     write_etc_files(tmp_path, "web")
     assert (tmp_path / "hosts").read_text().splitlines()[-1] == "127.0.1.1\tweb"
+
+
+def test_conntrack_zones_stay_put_while_their_bridge_lives() -> None:
+    zones = Zones()
+    assert zones.assign(["atb-c", "atb-a", "atb-b"]) == {"atb-a": 1, "atb-b": 2, "atb-c": 3}
+    assert zones.assign(["atb-a", "atb-c", "atb-d"]) == {"atb-a": 1, "atb-c": 3, "atb-d": 2}  # b's freed
+    assert zones.get("atb-b") is None and zones.get("atb-d") == 2
+    # A new agent takes its predecessor's numbers from the kernel; what it cannot use, it numbers anew.
+    fresh = Zones()
+    fresh.adopt({"atb-a": 1, "atb-c": 3, "atb-x": 0, "atb-y": 3})
+    assert fresh.adopted
+    assert fresh.assign(["atb-a", "atb-c", "atb-y"]) == {"atb-a": 1, "atb-c": 3, "atb-y": 2}

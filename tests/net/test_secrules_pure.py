@@ -67,7 +67,7 @@ def test_ports_in_the_same_groups_share_chains_and_unknown_ports_get_nothing() -
 def test_the_script_with_security_and_publishing() -> None:
     rendered = secrules.render(NAMES, HostSecurity(), {})
     target = publish.Target("i" * 64, "169.254.240.1", (PublishedPort("tcp", 8080, 80, "127.0.0.1"),))
-    script = nft.render(NAMES, ["atb-1"], security=rendered, published=[target])
+    script = nft.render(NAMES, {"atb-1": 1}, security=rendered, published=[target])
     assert 'iifname "atb-*" iifname . oifname @bridged jump tenant' in script
     assert "ip daddr 127.0.0.1 tcp dport 8080 dnat ip to 169.254.240.1:80" in script
     assert 'oifname "atp-*" ct status dnat masquerade' in script
@@ -75,7 +75,7 @@ def test_the_script_with_security_and_publishing() -> None:
     # Tenant traffic is dropped before the publishing veths' accepts can see it.
     lines = script.splitlines()
     assert lines.index('\t\toifname "atv-*" drop') < lines.index('\t\toifname "atp-*" ct status dnat accept')
-    plain = nft.render(NAMES, ["atb-1"])
+    plain = nft.render(NAMES, {"atb-1": 1})
     assert "table bridge atoll {" not in plain and "jump tenant" not in plain and "dnat ip to" not in plain
 
 

@@ -40,6 +40,7 @@ from atoll.agent.net.routers import RouterPlane
 from atoll.agent.net.wiring import Bridge
 from atoll.agent.net.wiring import NetConfig as NetConfig  # where the agent, tests and tools find it
 from atoll.agent.net.wiring import bridge_mac as bridge_mac
+from atoll.agent.net.zones import Zones
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
 from atoll.model.publish import PublishedPort
@@ -80,7 +81,9 @@ class HostNetwork(DeferredRemoval):
         """Networks with ports on other hosts (a VXLAN device on their bridge), as ``set_overlaid`` says."""
         self._nics = NicSizes(self.netns_path)
         """The NICs whose BIG TCP size is known (an agent started again knows none of its predecessor's)."""
-        self.fast = FastPath(config.fast_path)
+        self._zones = Zones()
+        """The conntrack zone of each of our bridges (``zones``)."""
+        self.fast = FastPath(config.fast_path, zone_of=self._zone_of)
         """Established flows past the bridges (``fastpath``); ``OverlayPlane`` adds the VXLAN side."""
 
     def nic_size(self, network_id: str) -> int:
@@ -111,6 +114,9 @@ class HostNetwork(DeferredRemoval):
         """Re-size the NICs of the networks whose ``nic_size`` changed since ``before`` (with
         ``unknown``, also those whose size this agent does not know)."""
         self._nics.fit(dict(self._attached), self.nic_size, before, unknown=unknown)
+
+    def _zone_of(self, network_id: str) -> int | None:
+        return self._zones.get(self.names.bridge(network_id))
 
     def router_path(self, router_id: str) -> Path:
         return self._routers.path(router_id)
@@ -370,6 +376,9 @@ class HostNetwork(DeferredRemoval):
         """Our tables for exactly these bridges, the ports of ``desired`` and the published ports of its
         instances; none at all without bridges and published ports."""
         targets = self._pub.targets({i: self._published.get(i, []) for i in desired})
+        if not self._zones.adopted:
+            self._zones.adopt(nft.zones(self.names))  # an earlier agent's: its flows stay in their zones
+        zones = self._zones.assign(bridges)
         if not bridges and not targets:
             if self._rules is not None:
                 nft.apply(nft.render_delete(self.names))
@@ -380,7 +389,7 @@ class HostNetwork(DeferredRemoval):
         if self._security is not None:
             ports = {p.id: p for ports in desired.values() for p in ports}
             security = secrules.render(self.names, self._security, ports)
-        script = nft.render(self.names, bridges, security=security, published=targets)
+        script = nft.render(self.names, zones, security=security, published=targets)
         if script != self._rules:
             nftdiff.apply(self._rules, script)  # the change alone, when it can be written as one
             if self._rules is None:

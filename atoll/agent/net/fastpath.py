@@ -19,8 +19,9 @@ the ports behind them) describe. The maps are rebuilt from that state by each ag
 again loads a fresh program, fills its maps and replaces the old program on each device, which kept
 forwarding meanwhile (filters outlive the agent, and so do running flows).
 
-Without clang, libbpf or a kernel with conntrack's kfuncs (6.5 and later for the lookup's options
-used here), the fast path is off, said once in the log, and everything takes the bridge path.
+Flows are looked up in the conntrack zone of their network's bridge (``zones``), where the rules'
+conntrack put them. Without clang, libbpf or a kernel with conntrack's kfuncs and their zone option
+(6.5 and later), the fast path is off, said once in the log, and everything takes the bridge path.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ import ctypes
 import ipaddress
 import logging
 import os
+import platform
 import socket
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 UNDERLAY_HANDLE = 0xA7011
 UNDERLAY_PRIORITY = 0xA701
 """Our filter on a device of the host's (it may carry others' filters): ours to replace and remove."""
+ZONES_SINCE = (6, 5)
 DEFAULT_ESTABLISHED_S = 432000
 DEFAULT_CLOSING_S = 120
 _SYSCTL = Path("/proc/sys/net/netfilter")
@@ -160,12 +163,13 @@ class FastPath:
     that namespace; they never raise: a failure to load turns the fast path off, a failure to attach
     leaves that device on the bridge path, and both are logged."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, *, zone_of: Callable[[str], int | None]) -> None:
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
         self.off_reason: str | None = None if enabled else "turned off"
-        self._networks: dict[str, int] = {}
-        """A small number per network, for the maps (ours to choose: the maps are this agent's)."""
+        self._zone_of = zone_of
+        """A network's conntrack zone on this host (None: it has no bridge here, yet or any more): the
+        program looks its flows up there, and names the network by it in its maps."""
         self._local: dict[int, LocalPort] = {}
         self._devices: dict[int, str] = {}
         """VXLAN device ifindex -> network."""
@@ -235,6 +239,8 @@ class FastPath:
         if self.off_reason is not None:
             return False
         try:
+            if too_old := _kernel_too_old():
+                raise RuntimeFailure(too_old)
             self._loaded = _Loaded()
         except RuntimeFailure as e:
             self.off_reason = str(e)
@@ -281,30 +287,35 @@ class FastPath:
                 continue
             loaded.underlays.add(ifindex)
 
-    def _network(self, network_id: str) -> int:
-        return self._networks.setdefault(network_id, len(self._networks) + 1)
-
     def _write(self) -> None:
         loaded = self._loaded
         assert loaded is not None
         wanted: dict[str, dict[bytes, bytes]] = {name: {} for name in MAPS}
         vnis = self._overlay.vnis
+        networks = {p.network_id for p in self._local.values()} | set(self._devices.values())
+        # A network without a zone (no bridge here, yet or any more) is left to the bridges.
+        zones = {n: z for n in networks if (z := self._zone_of(n)) is not None}
         for network_id, macs in self._remote.items():
             for mac_text, (ifindex, host) in macs.items():
-                key = _MacKey(self._network(network_id), (ctypes.c_uint8 * 6)(*_mac(mac_text)))
+                if network_id not in zones:
+                    continue
+                key = _MacKey(zones[network_id], (ctypes.c_uint8 * 6)(*_mac(mac_text)))
                 wanted["macs"][bytes(key)] = bytes(_Dest(ifindex, 0, _ip(host), vnis.get(network_id, 0)))
         for ifindex, port in self._local.items():
-            network = self._network(port.network_id)
+            if port.network_id not in zones:
+                continue
+            network = zones[port.network_id]
             mac = (ctypes.c_uint8 * 6)(*_mac(port.mac))
             ip = _ip(port.ip)
             wanted["ports"][_u32(ifindex)] = bytes(_Port(network, ip, mac))
             wanted["macs"][bytes(_MacKey(network, mac))] = bytes(_Dest(ifindex, 1, ip, 0))  # here wins
         for ifindex, network_id in self._devices.items():
-            wanted["vxlans"][_u32(ifindex)] = _u32(self._network(network_id))
+            if network_id in zones:
+                wanted["vxlans"][_u32(ifindex)] = _u32(zones[network_id])
         attached = set(self._devices.values())
         for network_id, vni in self._overlay.vnis.items():
-            if network_id in attached:
-                wanted["vnis"][_u32(vni)] = _u32(self._network(network_id))
+            if network_id in attached and network_id in zones:
+                wanted["vnis"][_u32(vni)] = _u32(zones[network_id])
         for peer in self._overlay.peers:
             wanted["peers"][ipaddress.IPv4Address(peer).packed] = _u32(1)
         for peer, route in self._overlay.routes.items():
@@ -347,6 +358,19 @@ def _u32(value: int) -> bytes:
 
 def _raw(data: bytes) -> ctypes.Array[ctypes.c_char]:
     return ctypes.create_string_buffer(data, len(data))
+
+
+def _kernel_too_old(release: str | None = None) -> str | None:
+    """Why this kernel cannot run the program, or None: conntrack lookups by zone came with 6.5."""
+    release = release or platform.release()
+    try:
+        version = tuple(int(part) for part in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return None  # an unusual release string: let the load decide
+    if version < ZONES_SINCE:
+        since = ".".join(map(str, ZONES_SINCE))
+        return f"Linux {release}: looking flows up by conntrack zone needs {since} or later"
+    return None
 
 
 def _possible_cpus() -> int:

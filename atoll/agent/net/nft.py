@@ -15,6 +15,8 @@ not a hop on it):
   with their own ports on the bridges, so joining networks never needs the host to forward.
 - ``inet`` input and ``arp`` input: nothing from a tenant network reaches the host itself (its
   services, its addresses on other interfaces).
+- ``inet`` zones (prerouting, before conntrack): a packet bridged by one of our bridges is tracked in
+  that bridge's conntrack zone (``zones``), so two networks' flows never share an entry.
 
 With no bridge left, the tables are deleted.
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 
 from atoll.agent.net import libnft, publish, secrules
 from atoll.agent.net.names import BRIDGE, PUBLISH, ROUTER, VETH, Names
@@ -39,12 +41,13 @@ PRIORITY = "filter - 10"
 
 def render(
     names: Names,
-    bridges: Iterable[str],
+    bridges: Mapping[str, int],
     *,
     security: secrules.Rendered | None = None,
     published: Sequence[publish.Target] = (),
 ) -> str:
-    """The ``nft -f`` script that makes our tables exactly this. Bridge names must be ours.
+    """The ``nft -f`` script that makes our tables exactly this. ``bridges``: our bridges' names and
+    their conntrack zones (``zones``).
 
     ``security``: the rules of security groups (None: traffic within a bridge is not filtered, for a
     dataplane run without a controller). ``published``: the instances' published ports."""
@@ -65,9 +68,19 @@ def render(
     if same:
         elements = ", ".join(f'"{b}" . "{b}"' for b in same)
         lines += ["\tset bridged {", "\t\ttype ifname . ifname", f"\t\telements = {{ {elements} }}", "\t}"]
+        numbers = ", ".join(f'"{b}" : {bridges[b]}' for b in same)
+        lines += [
+            "\tmap ct_zones {",
+            "\t\ttypeof iifname : ct zone",
+            f"\t\telements = {{ {numbers} }}",
+            "\t}",
+        ]
     if security is not None:
         lines += security.inet
         lines += ["\tchain tenant {", *(f"\t\t{rule}" for rule in security.tenant), "\t}"]
+    if same:  # before conntrack (priority raw): a bridged packet's flow is looked up in its bridge's zone
+        lines += ["\tchain zones {", "\t\ttype filter hook prerouting priority raw; policy accept;"]
+        lines += [f'\t\tiifname "{ours[0]}" ct zone set iifname map @ct_zones', "\t}"]
     lines += ["\tchain forward {", f"\t\ttype filter hook forward priority {PRIORITY}; policy accept;"]
     if same:
         verdict = "jump tenant" if security is not None else "accept"
@@ -164,6 +177,22 @@ def tables() -> set[tuple[str, str]]:
         for item in out.get("nftables", [])
         if "table" in item
     }
+
+
+def zones(names: Names) -> dict[str, int]:
+    """The conntrack zones of our bridges as our table holds them (an earlier agent's), or none."""
+    if ("inet", names.table) not in tables():
+        return {}
+    try:
+        out = json.loads(_nft(["-j", "list", "map", "inet", names.table, "ct_zones"]))
+    except RuntimeFailure:
+        return {}  # a table without the map: written by an agent from before zones
+    found: dict[str, int] = {}
+    for item in out.get("nftables", []):
+        for bridge, zone in item.get("map", {}).get("elem", []):
+            if isinstance(bridge, str) and isinstance(zone, int):
+                found[bridge] = zone
+    return found
 
 
 def listed(names: Names) -> str:

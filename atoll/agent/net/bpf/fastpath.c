@@ -29,6 +29,7 @@
  * filter and the stack, where the VXLAN device takes it as before.
  *
  * Maps (filled by the agent, atoll/agent/net/fastpath.py):
+ * A network is named by its conntrack zone on this host (1 and up), which the agent chooses per bridge.
  *   ports:  host-side veth ifindex -> the port's network, MAC and IPv4 address
  *   vxlans: VXLAN device ifindex   -> its network
  *   vnis:   VNI                    -> its network
@@ -53,7 +54,7 @@
 #define IPS_CONFIRMED (1 << 3)
 #define IPS_SEEN_REPLY (1 << 1)
 #define TCP_CONNTRACK_ESTABLISHED 3
-#define CT_OPTS_SIZE 12 /* without the zone fields (6.5+): the default zone, and kernels from 6.1 */
+#define CT_OPTS_SIZE 16 /* with the zone fields: kernels from 6.5 */
 #define FRAG_MASK 0x3fff /* MF and the offset */
 #define PASS TC_ACT_UNSPEC /* not for the fast path: the next filter, if any, and then the stack */
 #define VXLAN_FLAG_VNI 0x08 /* the I flag: the VNI is valid */
@@ -74,7 +75,7 @@ struct nf_conn {
 	union nf_conntrack_proto proto;
 } __attribute__((preserve_access_index));
 
-/* The lookup's options; only the first CT_OPTS_SIZE bytes are passed. */
+/* The lookup's options. */
 struct bpf_ct_opts {
 	__s32 netns_id;
 	__s32 error;
@@ -200,12 +201,14 @@ static __always_inline __u32 config_value(__u32 index)
 	return value ? *value : 0;
 }
 
-/* Whether conntrack holds this packet's flow as established; keeps the entry's timeout as conntrack
- * would (see above). */
-static __always_inline int established(struct __sk_buff *skb, struct iphdr *ip, struct tcphdr *tcp)
+/* Whether conntrack holds this packet's flow as established in the zone of its network (the zone the
+ * nftables rules give the network's bridge); keeps the entry's timeout as conntrack would (see above). */
+static __always_inline int established(struct __sk_buff *skb, struct iphdr *ip, struct tcphdr *tcp,
+				       __u32 network)
 {
 	struct bpf_sock_tuple tuple = {};
-	struct bpf_ct_opts opts = {.netns_id = -1 /* the device's */, .l4proto = IPPROTO_TCP};
+	struct bpf_ct_opts opts = {
+		.netns_id = -1 /* the device's */, .l4proto = IPPROTO_TCP, .ct_zone_id = network};
 	struct nf_conn *ct;
 	int ok;
 
@@ -357,7 +360,7 @@ int from_port(struct __sk_buff *skb)
 	if (!eth || !same_mac(eth->h_source, port->mac) || ip->saddr != port->ip)
 		return PASS; /* not ours to judge: the anti-spoofing table drops a forged frame */
 	dest = destination(port->network, eth->h_dest);
-	if (!dest || dest->ifindex == ifindex || !established(skb, ip, tcp))
+	if (!dest || dest->ifindex == ifindex || !established(skb, ip, tcp, port->network))
 		return PASS;
 	count();
 	if (dest->local)
@@ -383,7 +386,7 @@ int from_overlay(struct __sk_buff *skb)
 	if (!eth)
 		return PASS;
 	dest = destination(*network, eth->h_dest);
-	if (!dest || !dest->local || !established(skb, ip, tcp))
+	if (!dest || !dest->local || !established(skb, ip, tcp, *network))
 		return PASS;
 	count();
 	return bpf_redirect_peer(dest->ifindex, 0);
@@ -437,7 +440,7 @@ int from_underlay(struct __sk_buff *skb)
 	dest = destination(network, eth->h_dest);
 	/* To the port's own address only: the decapsulated packet keeps its tunnel GSO flags, which the
 	 * instance's stack ignores when it delivers locally but would trip over if it forwarded it. */
-	if (!dest || !dest->local || ip->daddr != dest->ip || !established(skb, ip, tcp))
+	if (!dest || !dest->local || ip->daddr != dest->ip || !established(skb, ip, tcp, network))
 		return PASS;
 	inner = *eth;
 	/* Remove OUTER bytes after the outer Ethernet header (the outer IP, UDP and VXLAN headers, and
