@@ -59,6 +59,7 @@ from atoll.model.instance import InstanceSpec, ProcessSpec
 from atoll.model.network import PortSpec
 from atoll.model.overlay import VXLAN_OVERHEAD, OverlayNetwork, RemotePort
 from atoll.model.secgroups import Direction, GroupPolicy, HostSecurity, PortSecurity, RuleSpec
+from bench.report import reported
 
 RUN = f"atoll-bench-{secrets.token_hex(3)}"
 NAMES = Names("bn", RUN.replace("-", "_"))
@@ -336,15 +337,14 @@ def main() -> None:
     options = Options(args.seconds, args.rounds, args.security, gso_size, fast_path)
     if shutil.which("iperf3") is None:
         sys.exit("iperf3 is missing: apt-get install iperf3 (scripts/setup-system installs it)")
-    results: dict[str, Any] = {
+    settings: dict[str, Any] = {
         "seconds": args.seconds,
         "rounds": args.rounds,
         "security": args.security,
         "gso_size": gso_size,
         "fast_path": fast_path,
-        "loadavg": loadavg_text(),
     }
-    with tempfile.TemporaryDirectory(prefix=f"{RUN}-") as tmp:
+    with reported(settings) as results, tempfile.TemporaryDirectory(prefix=f"{RUN}-") as tmp:
         one = results["one_host"] = one_host(Path(tmp), options)
         print(
             f"(a) one host: instance to instance {one['atoll_gbps']} Gbit/s, bare veth pair "
@@ -368,12 +368,6 @@ def main() -> None:
             f"{across['baseline_cpu_ns_per_kb']} ns: cost ratio {across['cost_ratio']}",
             flush=True,
         )
-    results["loadavg_after"] = loadavg_text()
-    print(json.dumps(results))
-
-
-def loadavg_text() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":
