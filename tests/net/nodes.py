@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from atoll.agent.net import bigtcp
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.names import Names
 from atoll.agent.net.overlay import OverlayConfig, OverlayPlane
@@ -43,11 +44,18 @@ class Node:
 
 
 def start(
-    host: Host, address: str, state: Path, *, fast_path: bool = True, overlay_fast: bool = True
+    host: Host,
+    address: str,
+    state: Path,
+    *,
+    fast_path: bool = True,
+    overlay_fast: bool = True,
+    gso_size: int = bigtcp.LEGACY,
 ) -> Node:
     """A node for ``host`` with underlay ``address``, keeping its namespaces under ``state``.
     ``overlay_fast``: the overlay plane tells the fast path about VXLAN devices and remote ports, as the
-    agent's does; off, the fast path knows only this host's ports (the overlay tests were written so)."""
+    agent's does; off, the fast path knows only this host's ports (the overlay tests were written so).
+    ``fast_path`` and ``gso_size`` are the agent's settings (``NetConfig``)."""
     names = Names(NET_PREFIX, NFT_TABLE)
     config = NetConfig(
         names=names,
@@ -55,6 +63,7 @@ def start(
         routers_dir=state / "routers",
         host_netns=host.path,
         fast_path=fast_path,
+        gso_size=gso_size,
     )
     net = HostNetwork(config)
     overlay = OverlayConfig(names, underlay_ip=address, host_netns=host.path)
