@@ -52,10 +52,10 @@ from bench.network import (
     namespaces,
     netns_path,
     port,
+    reported,
     spec,
     veth_between,
 )
-from bench.report import reported
 
 VARIANTS = ("today", "today_notrack", "brnf_off", "instance", "instance_notrack", "instance_lean")
 EXTRA = f"{NAMES.table}_x"

@@ -59,7 +59,6 @@ from atoll.model.instance import InstanceSpec, ProcessSpec
 from atoll.model.network import PortSpec
 from atoll.model.overlay import VXLAN_OVERHEAD, OverlayNetwork, RemotePort
 from atoll.model.secgroups import Direction, GroupPolicy, HostSecurity, PortSecurity, RuleSpec
-from bench.report import reported
 
 RUN = f"atoll-bench-{secrets.token_hex(3)}"
 NAMES = Names("bn", RUN.replace("-", "_"))
@@ -368,6 +367,21 @@ def main() -> None:
             f"{across['baseline_cpu_ns_per_kb']} ns: cost ratio {across['cost_ratio']}",
             flush=True,
         )
+
+
+def loadavg_text() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+@contextmanager
+def reported(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The network benchmarks' report (here and in ``netfilter_variants``): ``results`` (the run's
+    settings) for the body to add its figures to, with the load average before and after (the figures
+    depend on it), printed as one JSON object on the last line when the body ends without an error."""
+    results["loadavg"] = loadavg_text()
+    yield results
+    results["loadavg_after"] = loadavg_text()
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":
