@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import secrets
 import statistics
 import subprocess
@@ -50,10 +49,10 @@ from bench.network import (
     Run,
     default_policy,
     iperf,
-    loadavg_text,
     namespaces,
     netns_path,
     port,
+    reported,
     spec,
     veth_between,
 )
@@ -277,8 +276,8 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         parser.error(f"--variants: unknown {sorted(unknown)}; known: {', '.join(VARIANTS)}")
-    results: dict[str, Any] = {"seconds": args.seconds, "rounds": args.rounds, "loadavg": loadavg_text()}
-    with tempfile.TemporaryDirectory(prefix="atoll-bench-variants-") as tmp:
+    settings: dict[str, Any] = {"seconds": args.seconds, "rounds": args.rounds}
+    with reported(settings) as results, tempfile.TemporaryDirectory(prefix="atoll-bench-variants-") as tmp:
         for key, label, fn in (("a", "one host", one_host), ("b", "across hosts", across_hosts)):
             if args.only in (None, key):
                 got = results[key] = fn(Path(tmp), args.seconds, args.rounds, variants)
@@ -289,8 +288,6 @@ def main() -> None:
                         f"cost ratio {figures['cost_ratio']:.2f}",
                         flush=True,
                     )
-    results["loadavg_after"] = loadavg_text()
-    print(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -336,15 +336,14 @@ def main() -> None:
     options = Options(args.seconds, args.rounds, args.security, gso_size, fast_path)
     if shutil.which("iperf3") is None:
         sys.exit("iperf3 is missing: apt-get install iperf3 (scripts/setup-system installs it)")
-    results: dict[str, Any] = {
+    settings: dict[str, Any] = {
         "seconds": args.seconds,
         "rounds": args.rounds,
         "security": args.security,
         "gso_size": gso_size,
         "fast_path": fast_path,
-        "loadavg": loadavg_text(),
     }
-    with tempfile.TemporaryDirectory(prefix=f"{RUN}-") as tmp:
+    with reported(settings) as results, tempfile.TemporaryDirectory(prefix=f"{RUN}-") as tmp:
         one = results["one_host"] = one_host(Path(tmp), options)
         print(
             f"(a) one host: instance to instance {one['atoll_gbps']} Gbit/s, bare veth pair "
@@ -368,12 +367,21 @@ def main() -> None:
             f"{across['baseline_cpu_ns_per_kb']} ns: cost ratio {across['cost_ratio']}",
             flush=True,
         )
-    results["loadavg_after"] = loadavg_text()
-    print(json.dumps(results))
 
 
 def loadavg_text() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+@contextmanager
+def reported(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The network benchmarks' report (here and in ``netfilter_variants``): ``results`` (the run's
+    settings) for the body to add its figures to, with the load average before and after (the figures
+    depend on it), printed as one JSON object on the last line when the body ends without an error."""
+    results["loadavg"] = loadavg_text()
+    yield results
+    results["loadavg_after"] = loadavg_text()
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":

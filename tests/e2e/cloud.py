@@ -45,6 +45,8 @@ class Cloud:
     """The Docker API's TCP port; its unix socket is ``docker_socket``."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """More settings for `atoll up` and the CLI (registry mirrors, insecure registries...)."""
+    server: list[str] = field(default_factory=lambda: [ATOLL])
+    """The command run with ``up`` to start the cloud (a test may run it through a wrapper of its own)."""
 
     @property
     def url(self) -> str:
@@ -104,7 +106,7 @@ class Cloud:
         self.tmp.mkdir(exist_ok=True)
         log = open(self.base / "atoll-up.log", "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [ATOLL, "up"], env=self.env, stdout=log, stderr=log, start_new_session=True
+            [*self.server, "up"], env=self.env, stdout=log, stderr=log, start_new_session=True
         )
         log.close()
         deadline = time.monotonic() + 60

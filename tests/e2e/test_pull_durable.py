@@ -1,16 +1,18 @@
-"""Pulls end to end with the layers' sync held (durable.py's test hook): `atoll image pull` returns
-while the data is not yet durable, `atoll run` waits for it, and an `atoll up` killed before the sync
-ended forgets that pull when it starts again (the user pulls again; nothing half present is used)."""
+"""Pulls end to end with the layers' sync held (`atoll up` run through tests/e2e/held_sync.py):
+`atoll image pull` returns while the data is not yet durable, `atoll run` waits for it, and an
+`atoll up` killed before the sync ended forgets that pull when it starts again (the user pulls again;
+nothing half present is used)."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from atoll.agent.images.durable import HOLD_ENV
+from tests.e2e import held_sync
 from tests.e2e.cloud import ATOLL, Cloud
 from tests.e2e.test_registry import hello_image
 from tests.registry.server import Registry, running_registry, upload
@@ -25,8 +27,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 @pytest.fixture(scope="module")
 def held_cloud(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iterator[Cloud]:
     base = tmp_path_factory.mktemp("atoll-test-cloud")
-    env = {"ATOLL_INSECURE_REGISTRIES": registry.host, "ATOLL_NO_PROGRESS": "1", HOLD_ENV: str(base / "hold")}
-    c = Cloud(base=base, extra_env=env)
+    env = {"ATOLL_INSECURE_REGISTRIES": registry.host, "ATOLL_NO_PROGRESS": "1"}
+    c = Cloud(base=base, extra_env=env, server=[sys.executable, held_sync.__file__, str(base / "hold")])
     with c.running():
         try:
             yield c

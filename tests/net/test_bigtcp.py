@@ -19,7 +19,7 @@ import pytest
 from atoll.agent.net import bigtcp, netns
 from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.names import Names
-from atoll.agent.net.overlay import OverlayConfig, OverlayPlane, vxlan_name
+from atoll.agent.net.overlay import vxlan_name
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
 from atoll.model.overlay import OverlayNetwork, RemotePort
@@ -28,6 +28,7 @@ from atoll.model.secgroups import Direction, GroupPolicy, HostSecurity, PortSecu
 from tests.prefix import NET_PREFIX, NFT_TABLE
 
 from .helpers import Host, in_netns, instance, new_id, port
+from .nodes import Node, start
 from .routing import leg
 from .underlay import UNDERLAY, underlay_hosts
 
@@ -170,27 +171,19 @@ def test_a_network_with_peers_or_a_router_keeps_64k_nics(big: HostNetwork) -> No
 
 
 @pytest.fixture
-def two_hosts(tmp_path: Path) -> Iterator[list[tuple[Host, HostNetwork, OverlayPlane]]]:
-    made = []
+def two_hosts(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
     with underlay_hosts() as pair:
-        for host, address in zip(pair, UNDERLAY, strict=True):
-            names = Names(NET_PREFIX, NFT_TABLE)
-            config = NetConfig(
-                names=names, netns_dir=tmp_path / host.name, host_netns=host.path, gso_size=SIZE
-            )
-            overlay = OverlayPlane(OverlayConfig(names, underlay_ip=address, host_netns=host.path))
-            made.append((host, HostNetwork(config), overlay))
-        yield made
-        for host, net, overlay in made:
-            asyncio.run(HostNetwork(net.config).sync([]))
-            asyncio.run(OverlayPlane(overlay.config).converge([]))
-            assert not {n for n in host.links() if n.startswith(NET_PREFIX)}
+        made = [
+            start(host, address, tmp_path / host.name, overlay_fast=False, gso_size=SIZE)
+            for host, address in zip(pair, UNDERLAY, strict=True)
+        ]
+        yield made[0], made[1]
+        for node in made:
+            node.again().clear()
 
 
-def test_across_hosts_over_vxlan_with_big_tcp_on(
-    two_hosts: list[tuple[Host, HostNetwork, OverlayPlane]],
-) -> None:
-    (ha, na, oa), (hb, nb, ob) = two_hosts
+def test_across_hosts_over_vxlan_with_big_tcp_on(two_hosts: tuple[Node, Node]) -> None:
+    (ha, na, oa), (hb, nb, ob) = ((n.host, n.net, n.overlay) for n in two_hosts)
     net, vni = new_id(), 5000 + secrets.randbelow(100000)
     x = instance(
         PortSpec(id=new_id(), network_id=net, mac="02:a7:00:00:00:02", ip="10.0.0.2", prefix_len=24, mtu=1450)

@@ -20,17 +20,15 @@ from pyroute2 import Conntrack
 
 from atoll.agent.net import fastpath, netns
 from atoll.agent.net.bpfbuild import build
-from atoll.agent.net.dataplane import HostNetwork, NetConfig
 from atoll.agent.net.fastpath import DEFAULT_CLOSING_S, UNDERLAY_PRIORITY, FastPath
-from atoll.agent.net.names import Names
-from atoll.agent.net.overlay import OverlayConfig, OverlayPlane, vxlan_name
+from atoll.agent.net.overlay import vxlan_name
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
 from atoll.model.overlay import OverlayNetwork, RemotePort
 from atoll.model.secgroups import Direction, GroupPolicy, HostSecurity, PortSecurity, Protocol, RuleSpec
-from tests.prefix import NET_PREFIX, NFT_TABLE
 
 from .helpers import Host, in_netns, instance, new_id, ping, port
+from .nodes import Node, start
 from .underlay import UNDERLAY, underlay_hosts
 
 MTU = 1450
@@ -40,31 +38,12 @@ CLOSED = 5002
 DATA = 4 << 20
 
 
-@dataclass
-class Node:
-    host: Host
-    underlay: str
-    net: HostNetwork
-    overlay: OverlayPlane
-
-
-def start(host: Host, address: str, netns_dir: Path, *, fast_path: bool = True) -> Node:
-    names = Names(NET_PREFIX, NFT_TABLE)
-    net = HostNetwork(NetConfig(names=names, netns_dir=netns_dir, host_netns=host.path, fast_path=fast_path))
-    overlay = OverlayPlane(OverlayConfig(names, underlay_ip=address, host_netns=host.path), net.fast)
-    return Node(host, address, net, overlay)
-
-
 @pytest.fixture
 def hosts(tmp_path: Path) -> Iterator[tuple[Host, Host]]:
     with underlay_hosts() as pair:
         yield pair
         for host, address in zip(pair, UNDERLAY, strict=True):
-            node = start(host, address, tmp_path / host.name)
-            asyncio.run(node.net.sync([]))
-            asyncio.run(node.overlay.converge([]))
-            assert not {n for n in host.links() if n.startswith(NET_PREFIX)}
-            assert not host.nft_tables()
+            start(host, address, tmp_path / host.name).clear()
 
 
 def overlay_port(network_id: str, ip: str) -> PortSpec:

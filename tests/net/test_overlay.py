@@ -8,35 +8,29 @@ import asyncio
 import secrets
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from atoll.agent.net import hostscan, netns
-from atoll.agent.net.dataplane import HostNetwork, NetConfig
-from atoll.agent.net.names import Names
-from atoll.agent.net.overlay import OverlayConfig, OverlayPlane, vxlan_name
+from atoll.agent.net.overlay import vxlan_name
 from atoll.model.instance import InstanceSpec
 from atoll.model.network import PortSpec
 from atoll.model.overlay import OverlayNetwork, RemotePort
 from tests.prefix import NET_PREFIX, NFT_TABLE
 
-from .helpers import Host, in_netns, instance, new_id, ping, port
+from .helpers import in_netns, instance, new_id, ping, port
+from .nodes import Node as BaseNode
+from .nodes import start
 from .underlay import UNDERLAY, underlay_hosts
 
 MTU = 1450
 VXLAN_PORT = 4789
+"""The port the nodes' VXLAN devices use: ``OverlayConfig``'s default, IANA's."""
 
 
-@dataclass
-class Node:
-    """One host of the test: its namespace, underlay address and dataplanes."""
-
-    host: Host
-    underlay: str
-    net: HostNetwork
-    overlay: OverlayPlane
+class Node(BaseNode):
+    """One host of the test, with the overlay's probes."""
 
     def attach(self, spec: InstanceSpec) -> None:
         asyncio.run(self.net.attach(spec))
@@ -55,25 +49,17 @@ class Node:
             if " dst " in line
         }
 
-    def ours(self) -> set[str]:
-        return {n for n in self.host.links() if n.startswith(NET_PREFIX)}
-
 
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
     made: list[Node] = []
     with underlay_hosts() as pair:
         for host, address in zip(pair, UNDERLAY, strict=True):
-            names = Names(NET_PREFIX, NFT_TABLE)
-            net = HostNetwork(NetConfig(names=names, netns_dir=tmp_path / host.name, host_netns=host.path))
-            config = OverlayConfig(names, underlay_ip=address, port=VXLAN_PORT, host_netns=host.path)
-            made.append(Node(host, address, net, OverlayPlane(config)))
+            node = start(host, address, tmp_path / host.name, overlay_fast=False)
+            made.append(Node(node.host, node.underlay, node.net, node.overlay))
         yield made[0], made[1]
         for node in made:
-            asyncio.run(HostNetwork(node.net.config).sync([]))
-            asyncio.run(OverlayPlane(node.overlay.config).converge([]))
-            assert node.ours() == set(), node.ours()
-            assert not node.host.nft_tables()
+            node.again().clear()
 
 
 def overlay_port(network_id: str, ip: str) -> PortSpec:

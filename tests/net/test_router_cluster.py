@@ -12,55 +12,34 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from atoll.agent.net.dataplane import HostNetwork, NetConfig
-from atoll.agent.net.names import ROUTER, Names
-from atoll.agent.net.overlay import OverlayConfig, OverlayPlane
+from atoll.agent.net.names import ROUTER
 from atoll.model.overlay import OverlayNetwork, RemotePort
 from atoll.model.routing import FloatingMapping, RouterGateway, RouterSpec
-from tests.prefix import NET_PREFIX, NFT_TABLE
 
 from .helpers import Host, in_netns, instance, new_id, ping, port
+from .nodes import Node, start
 from .routing import OUTSIDE_IP, UPLINK, leg, outside_of, source_seen_outside
 from .underlay import UNDERLAY, underlay_hosts
 
 MTU = 1450
-VXLAN_PORT = 4789
 NET, EXT = new_id(), new_id()
-
-
-@dataclass
-class Node:
-    host: Host
-    underlay: str
-    net: HostNetwork
-    overlay: OverlayPlane
 
 
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    made: list[Node] = []
     with underlay_hosts() as pair:
-        for host, address in zip(pair, UNDERLAY, strict=True):
-            names = Names(NET_PREFIX, NFT_TABLE)
-            config = NetConfig(
-                names=names,
-                netns_dir=tmp_path / host.name / "netns",
-                routers_dir=tmp_path / host.name / "routers",
-                host_netns=host.path,
-            )
-            overlay = OverlayConfig(names, underlay_ip=address, port=VXLAN_PORT, host_netns=host.path)
-            made.append(Node(host, address, HostNetwork(config), OverlayPlane(overlay)))
+        made = [
+            start(host, address, tmp_path / host.name, overlay_fast=False)
+            for host, address in zip(pair, UNDERLAY, strict=True)
+        ]
         yield made[0], made[1]
         for node in made:
-            asyncio.run(HostNetwork(node.net.config).sync([], routers=[]))
-            asyncio.run(OverlayPlane(node.overlay.config).converge([]))
-            assert not {n for n in node.host.links() if n.startswith(NET_PREFIX)}
-            assert not node.host.nft_tables()
+            node.again().clear()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -39,9 +38,6 @@ log = logging.getLogger(__name__)
 
 MARK = "durable"
 """The file in a layer's directory that says its data is on disk."""
-
-HOLD_ENV = "ATOLL_TEST_HOLD_IMAGE_SYNC"
-"""Tests only: a file path; while that file exists, the sync waits (to kill the agent before it ends)."""
 
 WAIT_SECONDS = 600.0
 """How long something that needs a layer waits for its sync before giving up (a hung disk)."""
@@ -60,8 +56,7 @@ class Durability:
         self._busy = False
         """A sync is under way (possibly for records alone, with no layer in ``_syncing``)."""
         self._thread: threading.Thread | None = None
-        hold = os.environ.get(HOLD_ENV)
-        self.sync: Callable[[Path], None] = _held(Path(hold)) if hold else syncfs
+        self.sync: Callable[[Path], None] = syncfs
         """The flush; tests replace it to hold a sync back or to simulate a crash before it ends."""
 
     def is_durable(self, diff_id: str) -> bool:
@@ -148,15 +143,6 @@ class Durability:
                         self._durable.add(d)
                 self._syncing, self._busy = set(), False
                 self._cond.notify_all()
-
-
-def _held(hold: Path) -> Callable[[Path], None]:
-    def sync(root: Path) -> None:
-        while hold.exists():
-            time.sleep(0.02)
-        syncfs(root)
-
-    return sync
 
 
 def _mark(layer: Path) -> bool:
