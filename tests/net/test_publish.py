@@ -5,6 +5,7 @@ and a "remote" namespace the test wires to the host with a veth."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -14,9 +15,12 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 
 import pytest
+from pyroute2 import Conntrack
 
+from atoll.agent.net import netns
 from atoll.agent.net.dataplane import HostNetwork
 from atoll.model.errors import Conflict
+from atoll.model.instance import InstanceSpec
 from atoll.model.publish import PublishedPort
 from atoll.model.secgroups import HostSecurity
 from tests.prefix import RUN_PREFIX
@@ -154,3 +158,72 @@ def test_udp_and_many_instances_get_their_own_pairs(dataplane: HostNetwork, host
             assert listener.stdout.readline().strip() == "ping"
         finally:
             listener.kill()
+
+
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 40001))
+s.sendto(b"hi", ("10.99.0.1", 5354))
+print("sent", flush=True)
+s.settimeout(float(sys.argv[1]))
+try:
+    print(s.recvfrom(100)[0].decode(), flush=True)
+except TimeoutError:
+    print("nothing", flush=True)
+"""
+
+
+def test_an_instance_cannot_answer_for_another(dataplane: HostNetwork, host: Host, remote: Path) -> None:
+    """B publishes a UDP port and a remote client talks to it. A knows (or guesses) the flow and sends,
+    through its own publishing veth, a packet with B's address as source: it must not reach the client
+    as B's answer (the publishing veths' rules pass replies of open flows, so the source must be
+    checked: each veth carries only its own instance's address)."""
+    a = replace(instance(), published=[PublishedPort("udp", 5355, 53)])
+    b = replace(instance(), published=[PublishedPort("udp", 5354, 53)])
+    for spec in (a, b):
+        asyncio.run(dataplane.attach(spec))
+
+    def pub0(spec: InstanceSpec) -> IPv4Interface:
+        return IPv4Interface(
+            in_netns(dataplane.netns_path(spec.id), "ip", "-4", "-o", "addr", "show", "pub0").stdout.split()[
+                3
+            ]
+        )
+
+    b_addr, a_addr = pub0(b).ip, pub0(a).ip
+    b_host_end, a_host_end = b_addr - 1, a_addr - 1
+    at_a = dataplane.netns_path(a.id)
+    in_netns(at_a, "ip", "addr", "add", f"{b_addr}/32", "dev", "pub0")
+    in_netns(at_a, "ip", "route", "add", f"{b_host_end}/32", "via", str(a_host_end), "dev", "pub0")
+    listen = ["nsenter", f"--net={dataplane.netns_path(b.id)}", sys.executable, "-c", UDP_ECHO]
+    client_args = ["nsenter", f"--net={remote}", sys.executable, "-c", UDP_CLIENT, "3"]
+    with (
+        subprocess.Popen(listen, stdout=subprocess.PIPE, text=True) as listener,
+        subprocess.Popen(client_args, stdout=subprocess.PIPE, text=True) as client,
+    ):
+        try:
+            assert listener.stdout is not None and client.stdout is not None
+            assert listener.stdout.readline().strip() == "ready"
+            assert client.stdout.readline().strip() == "sent"
+            assert listener.stdout.readline().strip() == "hi"  # B has the flow
+            [reply_port] = netns.run_in(host.path, lambda: _reply_ports(5354))
+            spoof = (
+                "import socket; s = socket.socket(2, 2); "
+                f"s.bind(('{b_addr}', 53)); s.sendto(b'spoofed', ('{b_host_end}', {reply_port}))"
+            )
+            assert in_netns(at_a, sys.executable, "-c", spoof).returncode == 0
+            assert client.stdout.readline().strip() == "nothing"
+        finally:
+            listener.kill()
+            client.kill()
+
+
+def _reply_ports(dport: int) -> list[int]:
+    """The destination port of the reply direction of each UDP flow to ``dport`` (after masquerade)."""
+    with Conntrack() as ct:
+        return [
+            entry.tuple_reply.dport
+            for entry in ct.dump_entries()
+            if entry.tuple_orig.proto == socket.IPPROTO_UDP and entry.tuple_orig.dport == dport
+        ]

@@ -132,6 +132,13 @@ def _publish_chains(pub: str, published: Sequence[publish.Target]) -> list[str]:
         "\t\ttype nat hook output priority -100; policy accept;",
         "\t\tfib daddr type local jump publish",
         "\t}",
+        # Replies of open flows pass a publishing veth, so its source must be its own instance's
+        # address: another instance must not answer for it (strict reverse path: the route back to the
+        # source leaves by the veth the packet came in by).
+        "\tchain publish_source {",
+        "\t\ttype filter hook prerouting priority raw; policy accept;",
+        f'\t\tiifname "{pub}" fib saddr . iif oif missing drop',
+        "\t}",
         "\tchain publish_postrouting {",
         "\t\ttype nat hook postrouting priority srcnat; policy accept;",
         f'\t\toifname "{pub}" ct status dnat masquerade',

@@ -19,8 +19,9 @@ working while the agent is down:
   comes back through the same veth whatever its default route (the instance sees the host as peer,
   as with Docker's userland proxy);
 - ``filter``: only DNATed connections may enter the veth; from the instance only their replies come
-  back. The instance cannot reach the host or anything else through it. Security groups do not
-  apply to this path (Docker users expect ``-p`` to just work); they guard the tenant NICs.
+  back, and only from its own address (a strict reverse-path check: no instance answers for another).
+  The instance cannot reach the host or anything else through it. Security groups do not apply to
+  this path (Docker users expect ``-p`` to just work); they guard the tenant NICs.
 
 Forwarding: the host end has ``forwarding`` on (replies are forwarded from it); for traffic arriving
 on the host's other interfaces, the agent turns ``net.ipv4.ip_forward`` on as Docker does, unless told
