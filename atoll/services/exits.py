@@ -13,7 +13,7 @@ import time
 
 from atoll.model.instance import ExitInfo, InstanceStatus, RestartPolicy, RuntimeState
 from atoll.schemas import Instance, WaitResult
-from atoll.services import dnsrecords
+from atoll.services import removal_notify
 from atoll.services.attachactivity import attached, record_down, record_up
 from atoll.services.clock import now_iso, seconds_between
 from atoll.services.context import Controller, EventKind, InstanceEvent
@@ -138,10 +138,10 @@ async def auto_remove_instance(ctl: Controller, host_id: str, instance_id: str, 
         return
     finally:
         ctl.removing.discard(instance_id)
-    networks = dnsrecords.instance_networks(ctl, instance_id)
+    gone = removal_notify.footprint(ctl, instance_id)
     delete_instance_row(ctl, instance_id, last)
     await forget(ctl, anonymous)
-    await dnsrecords.announce(ctl, networks)
+    await removal_notify.removed(ctl, gone, host_id=host_id)
 
 
 def delete_instance_row(ctl: Controller, instance_id: str, last: WaitResult | None) -> None:

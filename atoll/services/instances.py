@@ -31,6 +31,7 @@ from atoll.services import (
     overlay,
     placement,
     publish,
+    removal_notify,
     secgroup_ports,
 )
 from atoll.services import volumes as volume_svc
@@ -286,9 +287,6 @@ async def remove(
             # let the host's agent clean up when (if) it re-syncs.
             agent = ctl.agents.get(row.host_id) if row.host_id in ctl.agents or not force else None
             row.desired_state, row.user_stopped = STOPPED, True
-            # Without ports it was in no overlay and no security group: no other host needs telling
-            # (at a thousand hosts, telling them all made every remove a thousand calls).
-            had_ports = bool(row.spec.get("ports"))
             last = wait_result(row) if row.exit_code is not None else None
             anonymous = volume_svc.anonymous_volumes(s, instance_id) if volumes else []
         ctl.removing.add(instance_id)
@@ -302,13 +300,12 @@ async def remove(
             row_after = s.get(InstanceRow, instance_id)
             if row_after is not None and row_after.exit_code is not None:
                 last = wait_result(row_after)
-        networks = dnsrecords.instance_networks(ctl, instance_id)
+        gone = removal_notify.footprint(ctl, instance_id)
         delete_instance_row(ctl, instance_id, last)
         await volume_svc.forget(ctl, anonymous)
-    if had_ports or networks:
-        await overlay.notify_hosts(ctl, except_host=agent.host_id if agent is not None else "")
-        await security_changed(ctl)  # its addresses leave their groups on every host
-    await dnsrecords.announce(ctl, networks)
+    # Without ports it was in no overlay and no security group: no other host is told (at a thousand
+    # hosts, telling them all made every remove a thousand calls).
+    await removal_notify.removed(ctl, gone, host_id=agent.host_id if agent is not None else "")
 
 
 def logs(

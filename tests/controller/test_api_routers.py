@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from atoll.services.context import Controller
 from atoll.store.models import IpAllocationRow, PortRow
 
-from .factories import P, error_of, import_image
+from .factories import P, error_of, import_image, run_instance
 from .fakes import FakeAgent
 
 pytestmark = pytest.mark.anyio
@@ -242,3 +242,26 @@ async def test_floating_ips(client: httpx.AsyncClient, agent: FakeAgent, ctl: Co
     resp = await client.patch(f"{P}/routers/r", json={"external_gateway": None})
     assert resp.status_code == 200 and resp.json()["external_gateway"] is None
     assert alone and (await client.delete(f"{P}/networks/ext")).status_code == 204
+
+
+async def test_an_auto_removed_instance_leaves_routers_and_groups_at_once(
+    client: httpx.AsyncClient, agent: FakeAgent
+) -> None:
+    """``--rm``: when the instance exits and goes, its floating IP's NAT and its place in its groups go
+    from the hosts at once, as with a removal by the API (its address is handed out again at once)."""
+    await ext_network(client)
+    await tenant(client, "a", "10.1.0.0/24")
+    await post(client, "routers", {"name": "r", "external_gateway": "ext"})
+    await post(client, "routers/r/interfaces", {"subnet": "10.1.0.0_24"}, status=200)
+    job = await run_instance(client, name="job", auto_remove=True, networks=[{"network": "a"}])
+    fip = await post(client, "floatingips", {"network": "ext", "ip": "203.0.113.50"})
+    await post(client, f"floatingips/{fip['id']}/associate", {"port": "job"}, status=200)
+    gateway = agent.routers[0].gateway
+    assert gateway is not None and [m.fixed_ip for m in gateway.floating] == ["10.1.0.2"]
+    assert any(p.ip == "10.1.0.2" for p in agent.policies[-1].ports)
+    policies = len(agent.policies)
+    assert await agent.exit(job["id"], 0) is None
+    error_of(await client.get(f"{P}/instances/job"), 404)
+    gateway = agent.routers[0].gateway
+    assert gateway is not None and gateway.floating == []  # the router's host was told
+    assert len(agent.policies) > policies and not any(p.ip == "10.1.0.2" for p in agent.policies[-1].ports)

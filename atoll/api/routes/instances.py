@@ -11,9 +11,8 @@ from atoll.api.errors import ERROR_RESPONSES
 from atoll.api.offload import json_list, off_loop
 from atoll.api.streams import log_frames
 from atoll.schemas import LOG_MEDIA_TYPE, Instance, InstanceCreate, WaitResult
-from atoll.services import floatingips, instances, lifecycle
+from atoll.services import instances, lifecycle
 from atoll.services.lifecycle import WaitCondition
-from atoll.services.routernudge import routing_changed
 
 router = APIRouter(prefix="/v1/projects/{project}/instances", tags=["instances"], responses=ERROR_RESPONSES)
 
@@ -86,10 +85,7 @@ async def wait_instance(
 async def remove_instance(
     ctl: Ctl, project: str, ref: str, force: bool = False, volumes: bool = False
 ) -> Response:
-    floating = floatingips.instance_has_floating_ip(ctl, project=project, ref=ref)
     await instances.remove(ctl, project=project, ref=ref, force=force, volumes=volumes)
-    if floating:  # the instance's floating IP is disassociated with it: routers drop it now
-        await routing_changed(ctl)
     return Response(status_code=204)
 
 
