@@ -11,6 +11,7 @@ from pathlib import Path
 
 from atoll.agent.net import netns, nft
 from atoll.agent.net.dataplane import HostNetwork
+from atoll.agent.net.names import Names
 from atoll.model.secgroups import Direction, GroupPolicy, HostSecurity, PortSecurity, Protocol, RuleSpec
 
 from .helpers import Host, Server, in_netns, instance, new_id, port
@@ -110,3 +111,13 @@ def test_a_new_agent_keeps_the_zones_of_the_bridges(dataplane: HostNetwork, host
     another = instance(port(new_id(), "10.0.0.2"))
     asyncio.run(fresh.attach(another))  # and a new bridge gets the free number
     assert zones() == {**left, dataplane.names.bridge(another.ports[0].network_id): 1}
+
+
+def test_a_table_from_before_zones_gives_no_numbers(host: Host, names: Names) -> None:
+    """An agent from before zones left a table without the map: the new one numbers afresh."""
+    netns.run_in(host.path, lambda: nft.apply(f"table inet {names.table} {{\n}}\n"))
+    try:
+        assert netns.run_in(host.path, lambda: nft.zones(names)) == {}
+    finally:
+        netns.run_in(host.path, lambda: nft.apply(nft.render_delete(names)))
+    assert netns.run_in(host.path, lambda: nft.zones(names)) == {}  # and no table at all
