@@ -96,24 +96,6 @@ def _associate(s: Session, fip: FloatingIpRow, ref: str) -> None:
     )
 
 
-def instance_has_floating_ip(ctl: Controller, *, project: str, ref: str) -> bool:
-    """Whether a floating IP is associated with a port of this instance (name or id); False if unknown."""
-    with ctl.sessions() as s:
-        instance = s.get(InstanceRow, ref)
-        if instance is None or instance.project != project:
-            instance = s.scalar(
-                select(InstanceRow).where(InstanceRow.project == project, InstanceRow.name == ref)
-            )
-        if instance is None:
-            return False
-        query = (
-            select(FloatingIpRow.id)
-            .join(PortRow, PortRow.id == FloatingIpRow.fixed_port_id)
-            .where(PortRow.instance_id == instance.id)
-        )
-        return s.scalar(query.limit(1)) is not None
-
-
 def create_fip(ctl: Controller, *, project: str, request: FloatingIpCreate) -> FloatingIp:
     with ctl.sessions.begin() as s:
         require_project(s, project)

@@ -33,15 +33,15 @@ class Footprint:
 
 
 def footprint(ctl: Controller, instance_id: str) -> Footprint:
+    floating = (
+        select(FloatingIpRow.id)
+        .join(PortRow, PortRow.id == FloatingIpRow.fixed_port_id)
+        .where(PortRow.instance_id == instance_id)
+        .limit(1)
+    )
     with ctl.sessions() as s:
-        networks = list(s.scalars(select(PortRow.network_id).where(PortRow.instance_id == instance_id)))
-        floating = (
-            select(FloatingIpRow.id)
-            .join(PortRow, PortRow.id == FloatingIpRow.fixed_port_id)
-            .where(PortRow.instance_id == instance_id)
-            .limit(1)
-        )
-        return Footprint(networks, s.scalar(floating) is not None)
+        has_floating = s.scalar(floating) is not None
+    return Footprint(dnsrecords.instance_networks(ctl, instance_id), has_floating)
 
 
 async def removed(ctl: Controller, gone: Footprint, *, host_id: str) -> None:

@@ -296,9 +296,9 @@ class FastPath:
         # A network without a zone (no bridge here, yet or any more) is left to the bridges.
         zones = {n: z for n in networks if (z := self._zone_of(n)) is not None}
         for network_id, macs in self._remote.items():
+            if network_id not in zones:
+                continue
             for mac_text, (ifindex, host) in macs.items():
-                if network_id not in zones:
-                    continue
                 key = _MacKey(zones[network_id], (ctypes.c_uint8 * 6)(*_mac(mac_text)))
                 wanted["macs"][bytes(key)] = bytes(_Dest(ifindex, 0, _ip(host), vnis.get(network_id, 0)))
         for ifindex, port in self._local.items():

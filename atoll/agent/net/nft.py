@@ -188,12 +188,10 @@ def tables() -> set[tuple[str, str]]:
 
 def zones(names: Names) -> dict[str, int]:
     """The conntrack zones of our bridges as our table holds them (an earlier agent's), or none."""
-    if ("inet", names.table) not in tables():
-        return {}
     try:
         out = json.loads(_nft(["-j", "list", "map", "inet", names.table, "ct_zones"]))
     except RuntimeFailure:
-        return {}  # a table without the map: written by an agent from before zones
+        return {}  # no table, or one without the map (written by an agent from before zones)
     found: dict[str, int] = {}
     for item in out.get("nftables", []):
         for bridge, zone in item.get("map", {}).get("elem", []):
